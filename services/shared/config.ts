@@ -1,0 +1,113 @@
+/**
+ * Every setting of every service, read from environment variables, in one place.
+ * The README's configuration table lists the same variables (a unit test keeps them in step).
+ */
+import os from 'node:os';
+import path from 'node:path';
+
+type Parser<T> = (raw: string, name: string) => T;
+
+interface Setting<T> {
+  env: string;
+  default: T;
+  description: string;
+  parse: Parser<T>;
+}
+
+const str: Parser<string> = (raw) => raw;
+const int: Parser<number> = (raw, name) => {
+  const value = Number(raw);
+  if (!Number.isInteger(value)) throw new Error(`${name} must be an integer, got "${raw}"`);
+  return value;
+};
+const bool: Parser<boolean> = (raw, name) => {
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new Error(`${name} must be true or false, got "${raw}"`);
+};
+const list: Parser<string[]> = (raw) => raw.split(',').map((s) => s.trim()).filter(Boolean);
+function oneOf<T extends string>(...values: T[]): Parser<T> {
+  return (raw, name) => {
+    if (!values.includes(raw as T)) throw new Error(`${name} must be one of ${values.join(', ')}, got "${raw}"`);
+    return raw as T;
+  };
+}
+
+function setting<T>(env: string, defaultValue: T, parse: Parser<T>, description: string): Setting<T> {
+  return { env, default: defaultValue, parse, description };
+}
+
+/** The documented settings. Order here is the order of the README table. */
+export const settings = {
+  natsUrl: setting('NATS_URL', '', str, 'NATS server URL(s), comma-separated. Empty: `npm start` starts its own nats-server (embedded default).'),
+  natsPort: setting('NATS_PORT', 4222, int, 'Port of the embedded nats-server (used only when NATS_URL is empty).'),
+  natsMaxPayload: setting('NATS_MAX_PAYLOAD', 8 * 1024 * 1024, int, 'max_payload of the embedded nats-server, bytes. Frame chunks are sized to the server\'s actual limit.'),
+  dataDir: setting('DATA_DIR', path.resolve('data'), str, 'Where the embedded nats-server and chDB keep their data.'),
+  httpPort: setting('HTTP_PORT', 8080, int, 'Edge HTTP and WebSocket port.'),
+  httpHost: setting('HTTP_HOST', '0.0.0.0', str, 'Edge listen address.'),
+  jwtSecret: setting('JWT_SECRET', '', str, 'HS256 secret for JWTs. Required by the edge unless JWKS_FILE/JWKS_URL is set; `npm start` generates one for the session and prints a token when empty.'),
+  jwtIssuer: setting('JWT_ISSUER', '', str, 'Required `iss` claim, when set.'),
+  jwtAudience: setting('JWT_AUDIENCE', '', str, 'Required `aud` claim, when set.'),
+  jwksFile: setting('JWKS_FILE', '', str, 'Path of a JWKS file for RS256/ES256 tokens.'),
+  jwksUrl: setting('JWKS_URL', '', str, 'URL of a JWKS for RS256/ES256 tokens.'),
+  jwtClockToleranceS: setting('JWT_CLOCK_TOLERANCE_S', 30, int, 'Leeway for exp/nbf checks, seconds.'),
+  jwtTenantClaim: setting('JWT_TENANT_CLAIM', 'tenant', str, 'Claim that names the caller\'s tenant.'),
+  corsOrigins: setting('CORS_ORIGINS', [] as string[], list, 'Allowed CORS origins, comma-separated; `*` for any. Empty: no CORS headers.'),
+  maxUploadBytes: setting('MAX_UPLOAD_BYTES', 50 * 1024 * 1024, int, 'Largest accepted upload (413 above).'),
+  maxInputPixels: setting('MAX_INPUT_PIXELS', 50_000_000, int, 'Largest accepted image, in pixels, checked from the header before decoding.'),
+  maxJsonBytes: setting('MAX_JSON_BYTES', 1024 * 1024, int, 'Largest JSON body without an image.'),
+  maxJsonDepth: setting('MAX_JSON_DEPTH', 32, int, 'Deepest JSON nesting accepted.'),
+  jobDeadlineMs: setting('JOB_DEADLINE_MS', 10 * 60_000, int, 'Default time a job may take before it ends as `timeout`.'),
+  jobMaxDeadlineMs: setting('JOB_MAX_DEADLINE_MS', 60 * 60_000, int, 'Largest per-job deadline a caller may ask for.'),
+  syncWaitMs: setting('SYNC_WAIT_MS', 30_000, int, 'How long the PLAYE-compatible /api/ai/* endpoints wait for a result before answering 202.'),
+  rateLimitPerMinute: setting('RATE_LIMIT_PER_MINUTE', 600, int, 'Requests per caller per minute (429 above).'),
+  maxConcurrentJobs: setting('MAX_CONCURRENT_JOBS', 50, int, 'Unfinished jobs per caller (429 above).'),
+  maxBacklog: setting('MAX_BACKLOG', 1000, int, 'Pending step messages across stages above which new jobs get 503.'),
+  stageConcurrency: setting('STAGE_CONCURRENCY', 1, int, 'Messages a stage process works on at once.'),
+  ackWaitMs: setting('ACK_WAIT_MS', 30_000, int, 'JetStream ack wait of stage consumers; a step that runs longer keeps its message with in-progress acks.'),
+  maxAttempts: setting('MAX_ATTEMPTS', 3, int, 'Tries per step before the job fails and the message goes to the dead-letter subject.'),
+  retryDelayMs: setting('RETRY_DELAY_MS', 1000, int, 'Delay before the first retry; doubles each try.'),
+  frameTransport: setting('FRAME_TRANSPORT', 'auto' as 'auto' | 'bus' | 'local', oneOf('auto', 'bus', 'local'), 'Where raw frames go between steps: `bus` (JetStream frames stream), `local` (host shared memory only, single host), `auto` (local cache plus the bus for other hosts).'),
+  frameCacheDir: setting('FRAME_CACHE_DIR', fs_shm(), str, 'Host-local frame cache folder (tmpfs).'),
+  frameTtlS: setting('FRAME_TTL_S', 900, int, 'How long intermediate frames live on the bus and in the cache.'),
+  frameStreamMaxBytes: setting('FRAME_STREAM_MAX_BYTES', 2 * 1024 * 1024 * 1024, int, 'Memory the frames stream may use; oldest frames go first.'),
+  frameStorage: setting('FRAME_STORAGE', 'memory' as 'memory' | 'file', oneOf('memory', 'file'), 'Storage of the frames stream.'),
+  blobTtlS: setting('BLOB_TTL_S', 7 * 24 * 3600, int, 'How long uploads and results are kept in the Object Store.'),
+  eventsTtlS: setting('EVENTS_TTL_S', 7 * 24 * 3600, int, 'How long job events are kept (replay for re-attaching clients).'),
+  hostId: setting('HOST_ID', os.hostname(), str, 'Identity of this host for the local frame cache.'),
+  modelsDir: setting('MODELS_DIR', path.resolve('models/weights'), str, 'Folder of ONNX models (`npm run models -- fetch` fills it).'),
+  onnxProviders: setting('ONNX_PROVIDERS', ['cpu'] as string[], list, 'Execution providers in order of preference: `cuda`, `cpu`.'),
+  cudaDeviceId: setting('CUDA_DEVICE_ID', 0, int, 'GPU used by the CUDA provider.'),
+  cudaMemLimitBytes: setting('CUDA_MEM_LIMIT_BYTES', 0, int, 'CUDA provider arena limit, bytes (0: no limit).'),
+  onnxThreads: setting('ONNX_THREADS', 0, int, 'Intra-op threads per session (0: ONNX Runtime default).'),
+  faceRestoreFallback: setting('FACE_RESTORE_FALLBACK', '', str, 'Model id used for face enhancement when no restoration model is installed (for example `sr-nomos-compact-x2`). Empty: such jobs are refused.'),
+  clickhouseUrl: setting('CLICKHOUSE_URL', '', str, 'ClickHouse HTTP URL. Empty: embedded chDB under DATA_DIR/chdb.'),
+  clickhouseUser: setting('CLICKHOUSE_USER', 'default', str, 'ClickHouse user.'),
+  clickhousePassword: setting('CLICKHOUSE_PASSWORD', '', str, 'ClickHouse password.'),
+  clickhouseDatabase: setting('CLICKHOUSE_DATABASE', 'photolab', str, 'ClickHouse database for metrics.'),
+  metricsBatchRows: setting('METRICS_BATCH_ROWS', 500, int, 'Largest metrics insert batch.'),
+  metricsBatchMs: setting('METRICS_BATCH_MS', 1000, int, 'Longest wait before a partial metrics batch is inserted.'),
+  stages: setting('STAGES', [] as string[], list, 'Steps `npm start` runs a process for (default: all).'),
+  stageReplicas: setting('STAGE_REPLICAS', 1, int, 'Processes per step started by `npm start`.'),
+  logLevel: setting('LOG_LEVEL', 'info', str, 'pino log level.'),
+} satisfies Record<string, Setting<unknown>>;
+
+function fs_shm(): string {
+  return process.platform === 'linux' ? '/dev/shm/photolab' : path.join(os.tmpdir(), 'photolab-frames');
+}
+
+type Settings = typeof settings;
+export type Config = { -readonly [K in keyof Settings]: Settings[K]['default'] };
+
+/** Reads the settings from an environment (process.env by default). Throws on malformed values. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const out: Record<string, unknown> = {};
+  for (const [key, s] of Object.entries(settings) as [string, Setting<unknown>][]) {
+    const raw = env[s.env];
+    out[key] = raw === undefined || raw === '' ? s.default : s.parse(raw, s.env);
+  }
+  return out as Config;
+}
+
+/** The process's configuration. Tests that need other values call loadConfig with their own env. */
+export const config: Config = loadConfig();

@@ -1,0 +1,40 @@
+/**
+ * One error type for everything a caller can be told about. `status` is the HTTP status the
+ * edge answers with; `retryable` tells the stage runner whether trying again can help
+ * (a corrupt image will stay corrupt; a NATS timeout may not).
+ */
+export class AppError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly details?: unknown;
+  readonly retryable: boolean;
+
+  constructor(status: number, code: string, message: string, options: { details?: unknown; retryable?: boolean; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'AppError';
+    this.status = status;
+    this.code = code;
+    this.details = options.details;
+    this.retryable = options.retryable ?? status >= 500;
+  }
+
+  toInfo(): { code: string; message: string; details?: unknown } {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+export const badRequest = (code: string, message: string, details?: unknown) => new AppError(400, code, message, { details });
+export const notFound = (code: string, message: string) => new AppError(404, code, message);
+export const conflict = (code: string, message: string, details?: unknown) => new AppError(409, code, message, { details });
+/** Input that no retry can fix: the job fails at once. */
+export const unprocessable = (code: string, message: string, details?: unknown) =>
+  new AppError(422, code, message, { details, retryable: false });
+
+/** Anything thrown, as an AppError (unknown errors become retryable 500s). */
+export function toAppError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new AppError(500, 'internal_error', message, { cause: error, retryable: true });
+}

@@ -1,0 +1,69 @@
+/**
+ * decode: the uploaded bytes -> a raw frame the other steps work on.
+ * EXIF orientation is applied (boxes and pixels are then in the orientation the user sees),
+ * colour is converted to sRGB (grey stays grey), alpha is kept, animations give their first frame.
+ */
+import sharp, { type Metadata } from 'sharp';
+import { config } from '../../shared/config.js';
+import { unprocessable } from '../../shared/errors.js';
+import type { DecodeParams } from '../../shared/schema-types.js';
+import type { Frame } from '../../runner/frame.js';
+import type { StageDefinition } from '../../runner/stage.js';
+
+const DECODABLE = new Set(['jpeg', 'png', 'webp', 'avif', 'heif', 'tiff', 'gif']);
+
+export const stage: StageDefinition<DecodeParams> = {
+  step: 'decode',
+  input: 'encoded',
+  output: 'frame',
+  async prepare() {
+    return {
+      async run({ encoded }, params) {
+        if (!encoded) throw new Error('decode needs the uploaded image');
+        const maxPixels = Math.min(params.maxPixels ?? config.maxInputPixels, config.maxInputPixels);
+        const header = await readHeader(encoded.bytes);
+        if (!header.format || !DECODABLE.has(header.format)) {
+          throw unprocessable('unsupported_format', `images of format "${header.format}" are not supported; send JPEG, PNG, WebP, AVIF, TIFF or GIF`);
+        }
+        const pixels = (header.width ?? 0) * (header.height ?? 0);
+        if (pixels > maxPixels) {
+          throw unprocessable('image_too_large', `image is ${header.width}x${header.height} (${pixels} pixels); the limit is ${maxPixels} pixels`,
+            { width: header.width, height: header.height, maxPixels });
+        }
+        const grey = header.channels !== undefined && header.channels <= 2 && header.space === 'b-w';
+        try {
+          const { data, info } = await sharp(encoded.bytes, { pages: 1, limitInputPixels: maxPixels, failOn: 'error' })
+            .rotate()
+            .toColourspace(grey ? 'b-w' : 'srgb')
+            .raw({ depth: 'uchar' })
+            .toBuffer({ resolveWithObject: true });
+          const frame: Frame = { width: info.width, height: info.height, channels: info.channels as Frame['channels'], data };
+          return {
+            frame,
+            findings: {
+              image: {
+                format: header.format,
+                width: info.width,
+                height: info.height,
+                channels: info.channels,
+                orientation: header.orientation ?? 1,
+                hasAlpha: info.channels === 2 || info.channels === 4,
+              },
+            },
+          };
+        } catch (error) {
+          throw unprocessable('undecodable_image', `the image could not be decoded: ${(error as Error).message}`);
+        }
+      },
+    };
+  },
+};
+
+async function readHeader(bytes: Buffer): Promise<Metadata> {
+  try {
+    // metadata() reads the header only: the pixel limit is checked before any full decode.
+    return await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (error) {
+    throw unprocessable('undecodable_image', `the upload is not a readable image: ${(error as Error).message}`);
+  }
+}
