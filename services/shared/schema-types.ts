@@ -281,6 +281,27 @@ export interface JobMessage {
   requestId?: string;
 }
 /**
+ * One finished job, published on photolab.metrics.job (stream PHOTOLAB_METRICS) and inserted into ClickHouse table jobs by the metrics sink. Nats-Msg-Id and dedup key: jobId.
+ */
+export interface JobMetric {
+  jobId: string;
+  sub: string;
+  tenant: string;
+  status: "done" | "failed" | "canceled" | "timeout";
+  errorCode: string;
+  steps: number;
+  /**
+   * step names joined by '>'
+   */
+  pipeline: string;
+  inputBytes: number;
+  outputBytes: number;
+  totalMs: number;
+  host: string;
+  createdAt: number;
+  finishedAt: number;
+}
+/**
  * Value of key <jobId> in KV bucket photolab-jobs: the job's current state. Updated with compare-and-set.
  */
 export interface JobRecord {
@@ -306,6 +327,41 @@ export interface StepProgress {
   finishedAt?: number;
   ms?: number;
   attempt?: number;
+}
+/**
+ * One stage run (one attempt of one step), published on photolab.metrics.stage (stream PHOTOLAB_METRICS) and inserted into ClickHouse table stage_runs by the metrics sink. Nats-Msg-Id and ClickHouse dedup key: runId.
+ */
+export interface StageMetric {
+  /**
+   * <jobId>:<index>:<attempt>
+   */
+  runId: string;
+  jobId: string;
+  sub: string;
+  tenant: string;
+  step: string;
+  index: number;
+  attempt: number;
+  status: "ok" | "error" | "skipped" | "canceled";
+  errorCode: string;
+  model: string;
+  modelSha256: string;
+  provider: string;
+  inputPixels: number;
+  outputPixels: number;
+  inputBytes: number;
+  outputBytes: number;
+  queueWaitMs: number;
+  runMs: number;
+  host: string;
+  /**
+   * epoch ms
+   */
+  startedAt: number;
+  /**
+   * epoch ms
+   */
+  finishedAt: number;
 }
 /**
  * decode: encoded image (JPEG, PNG, WebP, AVIF, TIFF, GIF first frame) -> raw sRGB frame, EXIF orientation applied, alpha kept.
