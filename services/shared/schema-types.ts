@@ -33,6 +33,11 @@ export type Pipeline = PipelineStep[];
  * via the `definition` "JobStatus".
  */
 export type JobStatus = "pending" | "running" | "done" | "failed" | "canceled" | "timeout";
+/**
+ * This interface was referenced by `ModelsManifest`'s JSON-Schema
+ * via the `definition` "ModelTask".
+ */
+export type ModelTask = "super_resolution" | "denoise" | "face_detection" | "object_detection" | "face_restoration";
 
 /**
  * Shapes shared by messages, HTTP bodies and WebSocket frames.
@@ -362,6 +367,159 @@ export interface StageMetric {
    * epoch ms
    */
   finishedAt: number;
+}
+/**
+ * models/manifest.json: every ONNX model the pipeline knows, where `npm run models -- fetch` gets it, how to check it and how to feed it.
+ */
+export interface ModelsManifest {
+  $schema?: string;
+  version: number;
+  /**
+   * @minItems 1
+   */
+  models: ModelEntry[];
+}
+/**
+ * This interface was referenced by `ModelsManifest`'s JSON-Schema
+ * via the `definition` "ModelEntry".
+ */
+export interface ModelEntry {
+  /**
+   * What params, the CLI and provenance call the model.
+   */
+  id: string;
+  task: ModelTask;
+  /**
+   * Path relative to MODELS_DIR: <task folder>/<name>.onnx.
+   */
+  file: string;
+  /**
+   * Exact size; null where nobody has pinned the file yet.
+   */
+  bytes: number | null;
+  /**
+   * Expected SHA-256 of the file; null when unknown (then pinned is false).
+   */
+  sha256: string | null;
+  /**
+   * true when sha256 is known: fetch and load refuse any other bytes. false: fetch refuses unless --allow-unpinned.
+   */
+  pinned: boolean;
+  /**
+   * Official download addresses, tried in order. Empty when no direct ONNX download exists (see origin).
+   */
+  urls: string[];
+  licence: string;
+  /**
+   * false for non-commercial licences (GPEN, CodeFormer).
+   */
+  commercialUse: boolean;
+  /**
+   * Where the weights come from, and how to get them when urls is empty.
+   */
+  origin?: string;
+  description?: string;
+  /**
+   * The model a step uses when params name none.
+   */
+  default?: boolean;
+  contract: ModelContract;
+}
+/**
+ * How to feed the model: pixel p in 0..255 becomes (p * scale - mean[c]) / std[c], channels in colourOrder, laid out as layout.
+ *
+ * This interface was referenced by `ModelsManifest`'s JSON-Schema
+ * via the `definition` "ModelContract".
+ */
+export interface ModelContract {
+  /**
+   * @minItems 1
+   */
+  inputs: TensorSpec[];
+  /**
+   * @minItems 1
+   */
+  outputs: TensorSpec[];
+  layout: "NCHW" | "NHWC";
+  colourOrder: "RGB" | "BGR" | "GRAY" | "Y";
+  /**
+   * Multiplier applied to 0..255 pixels before mean/std (1/255 for [0,1] inputs).
+   */
+  scale: number;
+  /**
+   * Per channel in colourOrder, after scale; one value applies to all channels.
+   *
+   * @minItems 1
+   * @maxItems 3
+   */
+  mean: number[];
+  /**
+   * @minItems 1
+   * @maxItems 3
+   */
+  std: number[];
+  /**
+   * Range of the input values after normalisation.
+   *
+   * @minItems 2
+   * @maxItems 2
+   */
+  inputRange?: number[];
+  /**
+   * Range of image outputs (restoration models).
+   *
+   * @minItems 2
+   * @maxItems 2
+   */
+  outputRange?: number[];
+  size: ModelInputSize;
+  /**
+   * How an image is brought to the input size.
+   */
+  resize?: "letterbox" | "stretch" | "tile" | "aligned_crop";
+  /**
+   * Letterbox / tile padding, as a 0..255 pixel value.
+   */
+  padValue?: number;
+  /**
+   * Output size / input size (1 for detectors).
+   */
+  scaleFactor?: number;
+  /**
+   * Tile edge for dynamic image-to-image models on large photos.
+   */
+  defaultTile?: number | null;
+  /**
+   * How detector outputs become boxes.
+   */
+  decode?: string;
+}
+/**
+ * This interface was referenced by `ModelsManifest`'s JSON-Schema
+ * via the `definition` "TensorSpec".
+ */
+export interface TensorSpec {
+  name: string;
+  /**
+   * Integers are fixed; strings are symbolic (dynamic) dimensions.
+   */
+  shape: (number | string)[];
+  description?: string;
+}
+export interface ModelInputSize {
+  kind: "fixed" | "dynamic";
+  /**
+   * fixed: the input width
+   */
+  width?: number;
+  /**
+   * fixed: the input height
+   */
+  height?: number;
+  /**
+   * dynamic: height and width must be multiples of this
+   */
+  multipleOf?: number;
 }
 /**
  * decode: encoded image (JPEG, PNG, WebP, AVIF, TIFF, GIF first frame) -> raw sRGB frame, EXIF orientation applied, alpha kept.
