@@ -76,6 +76,8 @@ export const settings = {
   eventsTtlS: setting('EVENTS_TTL_S', 7 * 24 * 3600, int, 'How long job events are kept (replay for re-attaching clients).'),
   hostId: setting('HOST_ID', os.hostname(), str, 'Identity of this host for the local frame cache.'),
   modelsDir: setting('MODELS_DIR', path.resolve('models/weights'), str, 'Folder of ONNX models (`npm run models -- fetch` fills it).'),
+  modelsManifest: setting('MODELS_MANIFEST', '', str, 'Model manifest file (ids, files, checksums, download addresses). Empty: the repository\'s models/manifest.json.'),
+  modelsBaseUrl: setting('MODELS_BASE_URL', '', str, '`npm run models -- fetch` downloads <base>/<file> instead of the manifest\'s addresses (a mirror); the checksum is still verified.'),
   onnxProviders: setting('ONNX_PROVIDERS', ['cpu'] as string[], list, 'Execution providers in order of preference: `cuda`, `cpu`.'),
   cudaDeviceId: setting('CUDA_DEVICE_ID', 0, int, 'GPU used by the CUDA provider.'),
   cudaMemLimitBytes: setting('CUDA_MEM_LIMIT_BYTES', 0, int, 'CUDA provider arena limit, bytes (0: no limit).'),
