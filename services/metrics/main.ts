@@ -1,0 +1,123 @@
+/**
+ * The metrics service process: drains PHOTOLAB_METRICS into ClickHouse (MetricsSink) and answers
+ * stats requests (serveStats) from the same store, since embedded chDB lives in one process.
+ *
+ *   NATS_URL=nats://127.0.0.1:4222 node dist/services/metrics/main.js
+ *
+ * Settings: NATS_URL, CLICKHOUSE_URL (empty: chDB under DATA_DIR/chdb), CLICKHOUSE_USER,
+ * CLICKHOUSE_PASSWORD, CLICKHOUSE_DATABASE, METRICS_BATCH_ROWS, METRICS_BATCH_MS, DATA_DIR.
+ * Tuning and test knobs read here (not in config.ts):
+ *   METRICS_ACK_WAIT_MS      ack wait of the metrics-sink consumer (default 30000)
+ *   METRICS_RETRY_MAX_MS     longest pause between insert retries while ClickHouse is down (default 15000)
+ *   METRICS_SINK_CRASH_AFTER_INSERT=1  TEST ONLY: SIGKILL itself after the first successful
+ *                            insert, before acking it (proves a redelivered batch makes no duplicates)
+ *
+ * Stops cleanly on SIGINT/SIGTERM (the batch in hand is inserted or given back), and when its
+ * parent process is gone (re-parented to init), so it never outlives the launcher.
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { config } from '../shared/config.js';
+import { createLogger } from '../shared/logger.js';
+import { openMetricsStore, storeOptionsFromConfig, type MetricsStore } from './clickhouse.js';
+import { MetricsSink } from './sink.js';
+import { serveStats } from './stats.js';
+
+const log = createLogger('metrics');
+
+function envInt(name: string, fallback: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
+  return value;
+}
+
+async function openStoreWithRetry(isStopping: () => boolean): Promise<MetricsStore | undefined> {
+  const options = storeOptionsFromConfig(config, log);
+  for (let attempt = 1; !isStopping(); attempt++) {
+    try {
+      const store = await openMetricsStore(options);
+      log.info({ backend: store.backend, version: store.version, database: store.database }, 'metrics store open');
+      return store;
+    } catch (error) {
+      // chDB failing to open is not going to get better by waiting.
+      if (!options.url) throw error;
+      const delay = Math.min(15_000, 250 * 2 ** Math.min(attempt, 10));
+      if (attempt === 1 || attempt % 10 === 0) log.warn({ err: (error as Error).message, attempt, url: options.url }, 'ClickHouse not reachable; retrying (metrics wait in the stream)');
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+  return undefined;
+}
+
+async function main(): Promise<void> {
+  if (!config.natsUrl) throw new Error('NATS_URL is empty: the metrics service needs the address of nats-server (the launcher sets it)');
+  const ackWaitMs = envInt('METRICS_ACK_WAIT_MS', 30_000, 1000);
+  const retryMaxMs = envInt('METRICS_RETRY_MAX_MS', 15_000, 10);
+  const crashAfterInsert = process.env.METRICS_SINK_CRASH_AFTER_INSERT === '1';
+  if (config.metricsBatchRows < 1) throw new Error(`METRICS_BATCH_ROWS must be >= 1, got ${config.metricsBatchRows}`);
+  if (config.metricsBatchMs < 1) throw new Error(`METRICS_BATCH_MS must be >= 1, got ${config.metricsBatchMs}`);
+
+  let stopping = false;
+  let nc: NatsConnection | undefined;
+  let store: MetricsStore | undefined;
+  let sink: MetricsSink | undefined;
+  let stopStats: (() => void) | undefined;
+
+  const shutdown = async (reason: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ reason }, 'metrics service stopping');
+    const force = setTimeout(() => {
+      log.error('metrics service did not stop within 15 s; exiting');
+      process.exit(1);
+    }, 15_000);
+    force.unref();
+    try {
+      stopStats?.();
+      await sink?.stop();
+      await nc?.drain().catch(() => undefined);
+      await store?.close();
+      log.info('metrics service stopped');
+      process.exit(0);
+    } catch (error) {
+      log.error({ err: (error as Error).message }, 'error while stopping');
+      process.exit(1);
+    }
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid === 1 || process.ppid !== parent) void shutdown('parent exited');
+  }, 1000).unref();
+  process.on('unhandledRejection', (error) => log.error({ err: String((error as Error)?.stack ?? error) }, 'unhandled rejection'));
+
+  nc = await connect({ servers: config.natsUrl.split(',').map((s) => s.trim()), name: `photolab-metrics-${process.pid}`, maxReconnectAttempts: -1 });
+  store = await openStoreWithRetry(() => stopping);
+  if (!store) return;
+  sink = new MetricsSink({
+    nc,
+    store,
+    batchRows: config.metricsBatchRows,
+    batchMs: config.metricsBatchMs,
+    ackWaitMs,
+    retryMaxMs,
+    logger: log,
+    afterInsert: crashAfterInsert
+      ? (batch) => {
+          log.warn({ batch }, 'METRICS_SINK_CRASH_AFTER_INSERT: inserted, killing myself before the ack');
+          process.kill(process.pid, 'SIGKILL');
+          return new Promise<void>(() => undefined);
+        }
+      : undefined,
+  });
+  await sink.start();
+  stopStats = serveStats(nc, store, log);
+  log.info({ batchRows: config.metricsBatchRows, batchMs: config.metricsBatchMs, backend: store.backend }, 'metrics sink ready');
+}
+
+main().catch((error) => {
+  log.fatal({ err: (error as Error)?.message ?? String(error) }, 'metrics service failed to start');
+  process.exit(1);
+});
