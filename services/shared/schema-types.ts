@@ -38,6 +38,14 @@ export type JobStatus = "pending" | "running" | "done" | "failed" | "canceled" |
  * via the `definition` "ModelTask".
  */
 export type ModelTask = "super_resolution" | "denoise" | "face_detection" | "object_detection" | "face_restoration";
+/**
+ * Text frames a client sends on /ws (JSON). A binary frame submits a job: 4-byte big-endian header length, a JSON header (type submit, without the image), then the image bytes.
+ */
+export type WsClientMessage = WsAuth | WsSubscribe | WsUnsubscribe | WsCancel | WsSubmit;
+/**
+ * Text frames the edge sends on /ws (JSON). A result sent as binary is a binary frame: 4-byte big-endian header length, JSON header {type: 'result', jobId, contentType, bytes}, then the image.
+ */
+export type WsServerMessage = WsReady | WsSubmitted | WsEvent | WsError | WsUnsubscribed;
 
 /**
  * Shapes shared by messages, HTTP bodies and WebSocket frames.
@@ -194,6 +202,210 @@ export interface Provenance {
   host?: string;
 }
 /**
+ * POST /api/jobs. As multipart/form-data: field 'file' (the image) and field 'pipeline' (JSON: this object, or just the steps array). As application/json: this object with the image in 'image' (base64 or a data URL) or 'blobId'.
+ */
+export interface CreateJobRequest {
+  pipeline: Pipeline;
+  /**
+   * base64 or data:image/...;base64,... (JSON bodies only)
+   */
+  image?: string;
+  /**
+   * id of an upload made earlier with POST /api/blobs
+   */
+  blobId?: string;
+  /**
+   * per-job deadline, up to JOB_MAX_DEADLINE_MS
+   */
+  deadlineMs?: number;
+}
+/**
+ * Body of every error answer. The request id is also in the x-request-id header.
+ */
+export interface ErrorResponse {
+  /**
+   * stable machine-readable code, e.g. invalid_pipeline, job_not_found, payload_too_large
+   */
+  code: string;
+  message: string;
+  requestId: string;
+  /**
+   * e.g. the failing paths of a validation: [{path, message}]
+   */
+  details?: {
+    [k: string]: unknown;
+  };
+}
+/**
+ * GET /api/health (no token needed). 200 when NATS is connected and the streams exist, 503 otherwise.
+ */
+export interface HealthResponse {
+  status: "ok" | "degraded" | "down";
+  nats: {
+    connected: boolean;
+    server?: string;
+    version?: string;
+  };
+  streams: {
+    [k: string]: boolean;
+  };
+  /**
+   * per step: replicas pulling now (consumer's waiting pull requests), backlog, and what the stage reported at start
+   */
+  stages: {
+    [k: string]: {
+      seen?: boolean;
+      pending?: number;
+      inFlight?: number;
+      waiting?: number;
+      info?: {};
+    };
+  };
+}
+/**
+ * GET /api/jobs/:id and the answer of POST /api/jobs (202). task_id and state are the PLAYE front end's names for jobId and status.
+ */
+export interface JobView {
+  jobId: JobId;
+  task_id: JobId;
+  status: JobStatus;
+  /**
+   * PLAYE: PENDING, STARTED, SUCCESS, FAILURE, REVOKED
+   */
+  state: string;
+  pipeline?: Pipeline;
+  steps: StepProgress[];
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  deadline: string;
+  input?: {
+    bytes?: number;
+    sha256?: string;
+  };
+  result?: {
+    url?: string;
+    contentType?: string;
+    bytes?: number;
+    sha256?: string;
+    findings?: Findings;
+    provenance?: Provenance[];
+  };
+  error?: ErrorInfo;
+  /**
+   * true when an Idempotency-Key matched an earlier job
+   */
+  idempotent?: boolean;
+}
+export interface StepProgress {
+  index: number;
+  step: string;
+  status: "pending" | "running" | "done" | "skipped" | "failed" | "canceled";
+  startedAt?: number;
+  finishedAt?: number;
+  ms?: number;
+  attempt?: number;
+}
+/**
+ * Query string of GET /api/stats. All optional. from/to: epoch milliseconds (digits) or an ISO 8601 date-time; default: the last hour. The window may span at most 400 days.
+ */
+export interface StatsQuery {
+  /**
+   * window start, inclusive (epoch ms or ISO 8601)
+   */
+  from?: string | number;
+  /**
+   * window end, exclusive (epoch ms or ISO 8601); default now
+   */
+  to?: string | number;
+  /**
+   * comma-separated dimensions among step, model, provider; default all three
+   */
+  groupBy?: string;
+}
+/**
+ * GET /api/stats: stage runs and jobs that finished in [from, to), from ClickHouse (duplicates never counted: reads use FINAL). Percentiles are exact, over the runs (jobs) that succeeded; null when there were none.
+ */
+export interface StatsResponse {
+  /**
+   * window start, epoch ms, inclusive
+   */
+  from: number;
+  /**
+   * window end, epoch ms, exclusive
+   */
+  to: number;
+  windowSeconds: number;
+  groupBy: ("step" | "model" | "provider")[];
+  groups: {
+    step?: StatsRow[];
+    model?: StatsRow[];
+    provider?: StatsRow[];
+  };
+  jobs: JobStats;
+}
+/**
+ * This interface was referenced by `StatsResponse`'s JSON-Schema
+ * via the `definition` "StatsRow".
+ */
+export interface StatsRow {
+  /**
+   * the step, model or provider
+   */
+  key: string;
+  /**
+   * stage runs (every attempt, every status)
+   */
+  count: number;
+  /**
+   * runs with status ok
+   */
+  ok: number;
+  /**
+   * runs with status error
+   */
+  errors: number;
+  /**
+   * errors / count (0 when count is 0)
+   */
+  errorRate: number;
+  /**
+   * median runMs of the ok runs
+   */
+  p50Ms: number | null;
+  p95Ms: number | null;
+  p99Ms: number | null;
+  /**
+   * runs per second over the window
+   */
+  throughput: number;
+}
+/**
+ * This interface was referenced by `StatsResponse`'s JSON-Schema
+ * via the `definition` "JobStats".
+ */
+export interface JobStats {
+  count: number;
+  done: number;
+  failed: number;
+  canceled: number;
+  timeout: number;
+  /**
+   * (failed + timeout) / count (0 when count is 0)
+   */
+  errorRate: number;
+  /**
+   * median totalMs of the done jobs
+   */
+  p50Ms: number | null;
+  p95Ms: number | null;
+  p99Ms: number | null;
+  /**
+   * jobs per second over the window
+   */
+  throughput: number;
+}
+/**
  * Published on photolab.dlq.<step> (stream PHOTOLAB_DLQ) when a step gives up: the original message as it was, and why.
  */
 export interface DeadLetter {
@@ -323,15 +535,6 @@ export interface JobRecord {
   steps: StepProgress[];
   result?: ResultInfo;
   error?: ErrorInfo;
-}
-export interface StepProgress {
-  index: number;
-  step: string;
-  status: "pending" | "running" | "done" | "skipped" | "failed" | "canceled";
-  startedAt?: number;
-  finishedAt?: number;
-  ms?: number;
-  attempt?: number;
 }
 /**
  * One stage run (one attempt of one step), published on photolab.metrics.stage (stream PHOTOLAB_METRICS) and inserted into ClickHouse table stage_runs by the metrics sink. Nats-Msg-Id and ClickHouse dedup key: runId.
@@ -531,6 +734,149 @@ export interface DecodeParams {
   maxPixels?: number;
 }
 /**
+ * detect_faces: finds faces (boxes, scores, and with YuNet five landmarks) in image coordinates; the frame passes through unchanged. Findings: faces.
+ */
+export interface DetectFacesParams {
+  /**
+   * yunet (= yunet-640, 5 landmarks, default), yunet-dynamic (input size follows the image, see inputSize), ultraface (= ultraface-rfb-320; boxes only), blazeface (= blazeface-back-256; front-128 is for close-up selfies; boxes only)
+   */
+  model?:
+    | "yunet"
+    | "yunet-640"
+    | "yunet-dynamic"
+    | "ultraface"
+    | "ultraface-rfb-320"
+    | "ultraface-rfb-640"
+    | "ultraface-slim-320"
+    | "blazeface"
+    | "blazeface-front-128"
+    | "blazeface-back-256";
+  /**
+   * lowest score kept; default per model: yunet 0.6, ultraface 0.7, blazeface 0.5
+   */
+  minScore?: number;
+  /**
+   * at most this many faces, best first
+   */
+  maxFaces?: number;
+  /**
+   * non-maximum suppression overlap
+   */
+  iouThreshold?: number;
+  /**
+   * yunet-dynamic only: long side of the model input (smaller is faster, larger finds smaller faces)
+   */
+  inputSize?: number;
+}
+/**
+ * detect_objects: finds COCO objects (80 classes) with boxes and scores in image coordinates; the frame passes through unchanged. Findings: objects.
+ */
+export interface DetectObjectsParams {
+  /**
+   * yolox (= yolox-nano 416, default), yolox-s (640, more accurate, fetch separately), nanodet (= nanodet-m 416), fastestdet (352, fastest, coarse boxes)
+   */
+  model?: "yolox" | "yolox-nano" | "yolox-s" | "nanodet" | "nanodet-m" | "fastestdet";
+  /**
+   * lowest score kept
+   */
+  minScore?: number;
+  /**
+   * only these COCO labels; default: all 80
+   *
+   * @minItems 1
+   */
+  classes?: (
+    | "person"
+    | "bicycle"
+    | "car"
+    | "motorcycle"
+    | "airplane"
+    | "bus"
+    | "train"
+    | "truck"
+    | "boat"
+    | "traffic light"
+    | "fire hydrant"
+    | "stop sign"
+    | "parking meter"
+    | "bench"
+    | "bird"
+    | "cat"
+    | "dog"
+    | "horse"
+    | "sheep"
+    | "cow"
+    | "elephant"
+    | "bear"
+    | "zebra"
+    | "giraffe"
+    | "backpack"
+    | "umbrella"
+    | "handbag"
+    | "tie"
+    | "suitcase"
+    | "frisbee"
+    | "skis"
+    | "snowboard"
+    | "sports ball"
+    | "kite"
+    | "baseball bat"
+    | "baseball glove"
+    | "skateboard"
+    | "surfboard"
+    | "tennis racket"
+    | "bottle"
+    | "wine glass"
+    | "cup"
+    | "fork"
+    | "knife"
+    | "spoon"
+    | "bowl"
+    | "banana"
+    | "apple"
+    | "sandwich"
+    | "orange"
+    | "broccoli"
+    | "carrot"
+    | "hot dog"
+    | "pizza"
+    | "donut"
+    | "cake"
+    | "chair"
+    | "couch"
+    | "potted plant"
+    | "bed"
+    | "dining table"
+    | "toilet"
+    | "tv"
+    | "laptop"
+    | "mouse"
+    | "remote"
+    | "keyboard"
+    | "cell phone"
+    | "microwave"
+    | "oven"
+    | "toaster"
+    | "sink"
+    | "refrigerator"
+    | "book"
+    | "clock"
+    | "vase"
+    | "scissors"
+    | "teddy bear"
+    | "hair drier"
+    | "toothbrush"
+  )[];
+  /**
+   * at most this many objects, best first
+   */
+  maxObjects?: number;
+  /**
+   * non-maximum suppression overlap, per class
+   */
+  iouThreshold?: number;
+}
+/**
  * encode: raw frame -> encoded image. By default the input's format (GIF and TIFF inputs come out as PNG).
  */
 export interface EncodeParams {
@@ -547,4 +893,85 @@ export interface EncodeParams {
    * PNG zlib level (default 6)
    */
   compressionLevel?: number;
+}
+/**
+ * upscale: super-resolution by a factor 1 < f <= 8. x2: 2xNomosUni (compact or SPAN), x3: ESPCN on luma (chroma bicubic), x4: Real-ESRGAN animevideov3; other factors: the smallest model reaching f, then lanczos3 to exactly round(f x size). Tiled with feathered blending; alpha resampled with lanczos3; grey stays grey.
+ */
+export interface UpscaleParams {
+  /**
+   * output size / input size
+   */
+  factor?: number;
+  /**
+   * which x2 model (factors up to 2): compact SRVGG (faster) or SPAN
+   */
+  model?: "compact" | "span";
+  /**
+   * tile side in input pixels (default: the model's manifest value); bounds the model's memory. Ignored by ESPCN (fixed 224)
+   */
+  tileSize?: number;
+  /**
+   * overlap of neighbouring tiles in input pixels, blended; less than half of tileSize
+   */
+  tileOverlap?: number;
+}
+export interface WsAuth {
+  type: "auth";
+  token: string;
+}
+export interface WsSubscribe {
+  type: "subscribe";
+  jobId: string;
+  /**
+   * how the result comes at the end
+   */
+  result?: "url" | "binary";
+}
+export interface WsUnsubscribe {
+  type: "unsubscribe";
+  jobId: string;
+}
+export interface WsCancel {
+  type: "cancel";
+  jobId: string;
+}
+export interface WsSubmit {
+  type: "submit";
+  pipeline: Pipeline;
+  blobId?: string;
+  /**
+   * base64 (text frames only; prefer the binary frame)
+   */
+  image?: string;
+  deadlineMs?: number;
+  result?: "url" | "binary";
+  /**
+   * echoed in the 'submitted' answer
+   */
+  clientRef?: string;
+}
+export interface WsReady {
+  type: "ready";
+  sub: string;
+}
+export interface WsSubmitted {
+  type: "submitted";
+  jobId: string;
+  clientRef?: string;
+}
+export interface WsEvent {
+  type: "event";
+  event: JobEvent;
+  replayed?: boolean;
+}
+export interface WsError {
+  type: "error";
+  code: string;
+  message: string;
+  jobId?: string;
+  details?: unknown;
+}
+export interface WsUnsubscribed {
+  type: "unsubscribed";
+  jobId: string;
 }

@@ -1,0 +1,65 @@
+/**
+ * One connection to NATS and everything a service reaches through it: JetStream, the job
+ * records, blobs, frames and events.
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
+import type { Config } from '../shared/config.js';
+import type { Logger } from '../shared/logger.js';
+import { BlobStore } from './blob-store.js';
+import { BusFrames } from './frames/bus-frames.js';
+import type { FrameStore } from './frames/frame-store.js';
+import { LocalFrames } from './frames/local-frames.js';
+import { TieredFrames } from './frames/tiered-frames.js';
+import { JobStore } from './job-store.js';
+import { BUCKETS } from './subjects.js';
+import { ensureTopology } from './topology.js';
+
+export interface Bus {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  jobs: JobStore;
+  blobs: BlobStore;
+  frames: FrameStore;
+  localFrames: LocalFrames;
+  idempotency: import('@nats-io/kv').KV;
+  close(): Promise<void>;
+}
+
+export async function connectBus(config: Config, log: Logger, name: string, options: { steps?: string[] } = {}): Promise<Bus> {
+  if (!config.natsUrl) throw new Error('NATS_URL is not set (npm start sets it for the processes it runs)');
+  const nc = await connect({
+    servers: config.natsUrl.split(','),
+    name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+  });
+  (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === 'disconnect' || status.type === 'reconnect') log.warn({ nats: status.type }, 'NATS connection status');
+    }
+  })().catch(() => undefined);
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc, { timeout: 10_000 });
+  await ensureTopology(nc, jsm, config, options.steps ?? []);
+  const kvm = new Kvm(nc);
+  const jobsKv = await kvm.open(BUCKETS.jobs);
+  const idempotency = await kvm.open(BUCKETS.idempotency);
+  const objects = await new Objm(nc).open(BUCKETS.blobs);
+  const localFrames = new LocalFrames(config.frameCacheDir, config.hostId);
+  const busFrames = new BusFrames(js, jsm, nc.info?.max_payload ?? 1024 * 1024);
+  return {
+    nc, js, jsm,
+    jobs: new JobStore(jobsKv),
+    blobs: new BlobStore(objects),
+    frames: new TieredFrames(config.frameTransport, localFrames, busFrames),
+    localFrames,
+    idempotency,
+    async close() {
+      await nc.drain().catch(() => nc.close());
+    },
+  };
+}

@@ -1,0 +1,52 @@
+/**
+ * Every subject, stream, consumer and bucket name of the system, in one place.
+ * docs/messaging.md explains them for operators using the NATS CLI.
+ */
+export const STREAMS = {
+  /** Work queue of step messages: photolab.stage.<step>. One durable consumer per step. */
+  stages: 'PHOTOLAB_STAGES',
+  /** Raw frames between steps, in chunks: photolab.frames.<jobId>.<index>.<chunk>. Memory, TTL. */
+  frames: 'PHOTOLAB_FRAMES',
+  /** Job events for clients: photolab.events.<jobId>. Kept for replay. */
+  events: 'PHOTOLAB_EVENTS',
+  /** Messages a step gave up on: photolab.dlq.<step>. */
+  deadLetters: 'PHOTOLAB_DLQ',
+  /** Stage-run and job metrics on their way to ClickHouse: photolab.metrics.stage|job. */
+  metrics: 'PHOTOLAB_METRICS',
+} as const;
+
+export const BUCKETS = {
+  /** KV: job records by job id. */
+  jobs: 'photolab-jobs',
+  /** KV: idempotency keys -> job id. */
+  idempotency: 'photolab-idempotency',
+  /** Object Store: uploads (uploads/<jobId>) and results (results/<jobId>). */
+  blobs: 'photolab-blobs',
+} as const;
+
+export const subjects = {
+  stage: (step: string) => `photolab.stage.${step}`,
+  stageAll: 'photolab.stage.*',
+  frameChunk: (frameId: string, chunk: number) => `photolab.frames.${frameId}.${chunk}`,
+  framesOfJob: (jobId: string) => `photolab.frames.${jobId}.>`,
+  framesAll: 'photolab.frames.>',
+  events: (jobId: string) => `photolab.events.${jobId}`,
+  eventsAll: 'photolab.events.*',
+  deadLetter: (step: string) => `photolab.dlq.${step}`,
+  deadLettersAll: 'photolab.dlq.>',
+  stageMetric: 'photolab.metrics.stage',
+  jobMetric: 'photolab.metrics.job',
+  metricsAll: 'photolab.metrics.>',
+} as const;
+
+/** The durable consumer that the replicas of one step share. */
+export const stageConsumer = (step: string) => `stage-${step}`;
+
+/** Message ids: JetStream drops a second publish with the same id within the duplicate window. */
+export const msgIds = {
+  step: (jobId: string, index: number) => `${jobId}:${index}`,
+  event: (jobId: string, key: string) => `${jobId}:${key}`,
+};
+
+export const uploadBlobName = (jobId: string) => `uploads/${jobId}`;
+export const resultBlobName = (jobId: string) => `results/${jobId}`;

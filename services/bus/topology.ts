@@ -1,0 +1,114 @@
+/**
+ * Creates the streams, consumers and buckets, idempotently: every service calls this at
+ * start, so any of them can come up first, and a second call changes nothing.
+ * Only features of nats-server 2.9 are used (Debian's 2.9.10): no stream metadata,
+ * no multi-filter consumers, no per-message TTL.
+ */
+import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Config } from '../shared/config.js';
+import { BUCKETS, STREAMS, stageConsumer, subjects } from './subjects.js';
+
+const NS_PER_MS = 1_000_000;
+const seconds = (s: number) => s * 1000 * NS_PER_MS;
+
+export function streamConfigs(config: Config): Partial<StreamConfig>[] {
+  return [
+    {
+      name: STREAMS.stages,
+      subjects: [subjects.stageAll],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      duplicate_window: seconds(120),
+      max_age: seconds(Math.ceil(config.jobMaxDeadlineMs / 1000) * 2),
+    },
+    {
+      name: STREAMS.frames,
+      subjects: [subjects.framesAll],
+      retention: RetentionPolicy.Limits,
+      storage: config.frameStorage === 'file' ? StorageType.File : StorageType.Memory,
+      max_age: seconds(config.frameTtlS),
+      max_bytes: config.frameStreamMaxBytes,
+      max_msgs_per_subject: 1,
+      discard: DiscardPolicy.Old,
+      allow_direct: true,
+    },
+    {
+      name: STREAMS.events,
+      subjects: [subjects.eventsAll],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_age: seconds(config.eventsTtlS),
+      duplicate_window: seconds(120),
+      allow_direct: true,
+    },
+    {
+      name: STREAMS.deadLetters,
+      subjects: [subjects.deadLettersAll],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_age: seconds(30 * 24 * 3600),
+    },
+    {
+      name: STREAMS.metrics,
+      subjects: [subjects.metricsAll],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      duplicate_window: seconds(120),
+    },
+  ];
+}
+
+async function ensureStream(jsm: JetStreamManager, wanted: Partial<StreamConfig>): Promise<void> {
+  try {
+    const info = await jsm.streams.info(wanted.name!);
+    const current = info.config as unknown as Record<string, unknown>;
+    const differs = Object.entries(wanted).some(([k, v]) => JSON.stringify(current[k]) !== JSON.stringify(v));
+    // Storage and retention cannot change on a live stream; everything else we set can.
+    if (differs) {
+      const { storage: _s, retention: _r, ...updatable } = wanted;
+      await jsm.streams.update(wanted.name!, updatable);
+    }
+  } catch (error) {
+    if ((error as { name?: string }).name !== 'StreamNotFoundError' && !/stream not found/i.test(String(error))) throw error;
+    await jsm.streams.add(wanted as StreamConfig);
+  }
+}
+
+/** The durable pull consumer shared by all replicas of a step. */
+export async function ensureStageConsumer(jsm: JetStreamManager, step: string, config: Config): Promise<void> {
+  const durable = stageConsumer(step);
+  const wanted = {
+    durable_name: durable,
+    filter_subject: subjects.stage(step),
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: config.ackWaitMs * NS_PER_MS,
+    // The runner counts attempts itself and dead-letters; this is only a backstop.
+    max_deliver: config.maxAttempts + 2,
+    max_ack_pending: 1000,
+  };
+  try {
+    await jsm.consumers.info(STREAMS.stages, durable);
+    await jsm.consumers.update(STREAMS.stages, durable, { ack_wait: wanted.ack_wait, max_deliver: wanted.max_deliver, max_ack_pending: wanted.max_ack_pending });
+  } catch (error) {
+    if (!/consumer not found/i.test(String(error)) && (error as { name?: string }).name !== 'ConsumerNotFoundError') throw error;
+    try {
+      await jsm.consumers.add(STREAMS.stages, wanted);
+    } catch (addError) {
+      // Another replica created it between our info and add.
+      if (!/already (exists|in use)/i.test(String(addError))) throw addError;
+    }
+  }
+}
+
+export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, config: Config, steps: string[] = []): Promise<void> {
+  for (const stream of streamConfigs(config)) await ensureStream(jsm, stream);
+  for (const step of steps) await ensureStageConsumer(jsm, step, config);
+  const kvm = new Kvm(nc);
+  await kvm.create(BUCKETS.jobs, { history: 1, storage: StorageType.File, ttl: 30 * 24 * 3600 * 1000 });
+  await kvm.create(BUCKETS.idempotency, { history: 1, storage: StorageType.File, ttl: 24 * 3600 * 1000 });
+  await new Objm(nc).create(BUCKETS.blobs, { storage: StorageType.File, ttl: seconds(config.blobTtlS) });
+}

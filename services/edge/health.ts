@@ -1,0 +1,37 @@
+/**
+ * GET /api/health: NATS connected, streams present, and per step whether a stage process is
+ * pulling (a consumer with waiting pull requests or messages in progress) and its backlog.
+ */
+import type { Bus } from '../bus/bus.js';
+import { STREAMS, stageConsumer } from '../bus/subjects.js';
+import type { HealthResponse } from '../shared/schema-types.js';
+
+export async function checkHealth(bus: Bus, steps: string[]): Promise<HealthResponse> {
+  const connected = !bus.nc.isClosed();
+  const health: HealthResponse = {
+    status: 'ok',
+    nats: { connected, server: bus.nc.getServer(), version: bus.nc.info?.version },
+    streams: {},
+    stages: {},
+  };
+  if (!connected) return { ...health, status: 'down' };
+  await Promise.all(Object.values(STREAMS).map(async (name) => {
+    health.streams[name] = await bus.jsm.streams.info(name).then(() => true, () => false);
+  }));
+  await Promise.all(steps.map(async (step) => {
+    try {
+      const info = await bus.jsm.consumers.info(STREAMS.stages, stageConsumer(step));
+      health.stages[step] = {
+        seen: info.num_waiting > 0 || info.num_ack_pending > 0,
+        pending: info.num_pending,
+        inFlight: info.num_ack_pending,
+        waiting: info.num_waiting,
+      };
+    } catch {
+      health.stages[step] = { seen: false, pending: 0, inFlight: 0, waiting: 0 };
+    }
+  }));
+  if (Object.values(health.streams).some((ok) => !ok)) health.status = 'down';
+  else if (Object.values(health.stages).some((s) => !s.seen)) health.status = 'degraded';
+  return health;
+}

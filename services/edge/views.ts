@@ -1,0 +1,36 @@
+/** How a job record looks to API clients (schemas/http/job.schema.json). */
+import type { JobRecord, JobStatus, JobView } from '../shared/schema-types.js';
+
+/** The PLAYE front end's (Celery's) state names. */
+const LEGACY_STATE: Record<JobStatus, string> = {
+  pending: 'PENDING', running: 'STARTED', done: 'SUCCESS', failed: 'FAILURE', canceled: 'REVOKED', timeout: 'FAILURE',
+};
+
+const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
+
+export function jobView(job: JobRecord): JobView {
+  const view: JobView = {
+    jobId: job.jobId,
+    task_id: job.jobId,
+    status: job.status,
+    state: LEGACY_STATE[job.status],
+    pipeline: job.pipeline,
+    steps: job.steps,
+    createdAt: iso(job.createdAt)!,
+    deadline: iso(job.deadline)!,
+    input: { bytes: job.input.bytes, sha256: job.input.sha256 },
+  };
+  if (job.startedAt) view.startedAt = iso(job.startedAt);
+  if (job.finishedAt) view.finishedAt = iso(job.finishedAt);
+  if (job.error) view.error = job.error;
+  if (job.result) {
+    view.result = { findings: job.result.findings, provenance: job.result.provenance };
+    if (job.result.image) {
+      view.result.url = `/api/jobs/${job.jobId}/result`;
+      view.result.contentType = job.result.image.contentType;
+      view.result.bytes = job.result.image.bytes;
+      view.result.sha256 = job.result.image.sha256;
+    }
+  }
+  return view;
+}

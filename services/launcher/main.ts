@@ -1,0 +1,114 @@
+/**
+ * `npm start`: the whole system on one machine.
+ *   - NATS_URL empty: starts nats-server with JetStream (data under DATA_DIR/nats);
+ *   - creates streams, consumers and buckets (idempotent);
+ *   - runs the edge, one process per stage step (STAGE_REPLICAS each) and the metrics sink,
+ *     restarting any that dies;
+ *   - Ctrl-C / SIGTERM stops the services first, then nats-server: no orphan process.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SignJWT } from 'jose';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { ensureTopology } from '../bus/topology.js';
+import { loadStages } from '../stages/registry.js';
+import { loadConfig } from '../shared/config.js';
+import { createLogger } from '../shared/logger.js';
+import { startNatsServer, stopProcess, type RunningNatsServer } from './nats-server.js';
+
+const log = createLogger('launcher');
+/** A service exits with this when retrying cannot help (missing model): sysexits' EX_CONFIG. */
+const EXIT_CANNOT_RUN_HERE = 78;
+const servicesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+interface Service {
+  name: string;
+  script: string;
+  args: string[];
+  child?: ChildProcess;
+  restarts: number;
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const env: NodeJS.ProcessEnv = { ...process.env, PHOTOLAB_LAUNCHED: '1' };
+  let nats: RunningNatsServer | undefined;
+  if (!config.natsUrl) {
+    nats = await startNatsServer({
+      port: config.natsPort,
+      host: '127.0.0.1',
+      storeDir: path.join(config.dataDir, 'nats'),
+      maxPayload: config.natsMaxPayload,
+      maxMemoryStore: config.frameStreamMaxBytes + 512 * 1024 * 1024,
+      logFile: path.join(config.dataDir, 'nats', 'nats-server.log'),
+    });
+    env.NATS_URL = nats.url;
+    log.info({ url: nats.url, log: path.join(config.dataDir, 'nats', 'nats-server.log') }, 'embedded nats-server started');
+  }
+  if (!config.jwtSecret && !config.jwksFile && !config.jwksUrl) {
+    env.JWT_SECRET = randomBytes(32).toString('hex');
+    const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('dev').setIssuedAt().setExpirationTime('12h')
+      .sign(new TextEncoder().encode(env.JWT_SECRET));
+    log.warn('JWT_SECRET not set: generated one for this run. A token for user "dev", valid 12 h:');
+    process.stderr.write(`\n  export TOKEN=${token}\n\n`);
+  }
+
+  const stages = await loadStages();
+  const steps = config.stages.length > 0 ? config.stages : [...stages.keys()];
+  const nc = await connect({ servers: env.NATS_URL!.split(','), name: 'photolab-launcher' });
+  await ensureTopology(nc, await jetstreamManager(nc), { ...config, natsUrl: env.NATS_URL! }, steps);
+  await nc.close();
+
+  const services: Service[] = [{ name: 'edge', script: path.join(servicesDir, 'edge/main.js'), args: [], restarts: 0 }];
+  for (const step of steps) {
+    for (let r = 0; r < Math.max(1, config.stageReplicas); r++) {
+      services.push({ name: `stage-${step}${config.stageReplicas > 1 ? `-${r + 1}` : ''}`, script: path.join(servicesDir, 'stages/worker.js'), args: [step], restarts: 0 });
+    }
+  }
+  const sink = path.join(servicesDir, 'metrics/main.js');
+  if (existsSync(sink)) services.push({ name: 'metrics-sink', script: sink, args: [], restarts: 0 });
+
+  let stopping = false;
+  const startService = (service: Service) => {
+    const child = spawn(process.execPath, [service.script, ...service.args], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    service.child = child;
+    child.once('exit', (code, signal) => {
+      if (stopping) return;
+      if (code === EXIT_CANNOT_RUN_HERE) {
+        log.error({ service: service.name }, 'service cannot run on this machine (see its log, e.g. a model to fetch); not restarting it');
+        return;
+      }
+      service.restarts++;
+      const delay = Math.min(30_000, 500 * 2 ** Math.min(service.restarts, 6));
+      log.error({ service: service.name, code, signal, restartInMs: delay }, 'service exited; restarting');
+      setTimeout(() => !stopping && startService(service), delay);
+    });
+  };
+  services.forEach(startService);
+  log.info({ services: services.map((s) => s.name), http: `http://localhost:${config.httpPort}` }, 'PhotoLab Pipeline running; Ctrl-C stops everything');
+
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping services');
+    await Promise.all(services.map((s) => (s.child ? stopProcess(s.child, 10_000) : undefined)));
+    if (nats) {
+      log.info('stopping nats-server');
+      await nats.stop();
+    }
+    log.info('all stopped');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGHUP', () => void shutdown('SIGHUP'));
+}
+
+main().catch((error) => {
+  log.fatal({ err: error }, `cannot start: ${(error as Error).message}`);
+  process.exit(1);
+});

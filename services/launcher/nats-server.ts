@@ -1,0 +1,111 @@
+/**
+ * Starts a local nats-server with JetStream (Debian's 2.9.10 works): used by `npm start`
+ * when NATS_URL is not set, and by the tests, which get one on a free loopback port.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+export interface NatsServerOptions {
+  port?: number;
+  host?: string;
+  storeDir: string;
+  maxPayload?: number;
+  maxMemoryStore?: number;
+  /** Where nats-server writes its log; inherit to share the caller's stderr. */
+  logFile?: string;
+}
+
+export interface RunningNatsServer {
+  url: string;
+  port: number;
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export function findNatsServer(): string | null {
+  const found = spawnSync('sh', ['-c', 'command -v nats-server'], { encoding: 'utf8' });
+  return found.status === 0 ? found.stdout.trim() : null;
+}
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function portOpen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+export async function startNatsServer(options: NatsServerOptions): Promise<RunningNatsServer> {
+  const binary = findNatsServer();
+  if (!binary) {
+    throw new Error('nats-server is not installed: run `apt-get install -y nats-server` (the README set-up does), or set NATS_URL to a running server');
+  }
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? (await freePort(host));
+  if (await portOpen(host, port)) throw new Error(`port ${port} on ${host} is already in use (another nats-server?); set NATS_PORT, or NATS_URL to use that server`);
+  mkdirSync(options.storeDir, { recursive: true });
+  const configFile = path.join(options.storeDir, 'nats-server.conf');
+  const maxPayload = options.maxPayload ?? 8 * 1024 * 1024;
+  writeFileSync(configFile, [
+    `host: "${host}"`,
+    `port: ${port}`,
+    `max_payload: ${maxPayload}`,
+    // A frame chunk plus headers must fit in one write; the default 64 MB pending is plenty.
+    'jetstream {',
+    `  store_dir: "${path.join(options.storeDir, 'jetstream')}"`,
+    `  max_memory_store: ${options.maxMemoryStore ?? 3 * 1024 * 1024 * 1024}`,
+    '}',
+    '',
+  ].join('\n'));
+  const args = ['-c', configFile];
+  if (options.logFile) args.push('-l', options.logFile);
+  const child = spawn(binary, args, { stdio: ['ignore', 'ignore', options.logFile ? 'ignore' : 'inherit'] });
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
+  const until = Date.now() + 15_000;
+  while (!(await portOpen(host, port))) {
+    if (exited) throw new Error(`nats-server exited at start (see its log${options.logFile ? ` in ${options.logFile}` : ''})`);
+    if (Date.now() > until) {
+      child.kill('SIGKILL');
+      throw new Error('nats-server did not open its port within 15 s');
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url: `nats://${host}:${port}`,
+    port,
+    process: child,
+    stop: () => stopProcess(child),
+  };
+}
+
+/** SIGTERM, then SIGKILL after a grace period; resolves when the process is gone. */
+export function stopProcess(child: ChildProcess, graceMs = 8000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
