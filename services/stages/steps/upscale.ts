@@ -1,0 +1,49 @@
+/**
+ * upscale: super-resolution by any factor 1 < f <= 8 (see upscaler.ts for which model does what).
+ * Output is exactly round(f × width) × round(f × height); alpha and grey are kept.
+ */
+import type { UpscaleParams } from '../../shared/schema-types.js';
+import { badRequest } from '../../shared/errors.js';
+import type { StageDefinition } from '../../runner/stage.js';
+import { scaleFindings } from '../frame-ops.js';
+import { provenanceOf, requireInstalled } from '../image-models.js';
+import { DEFAULT_TILE_OVERLAP, planUpscale, upscaleFrame } from '../upscaler.js';
+
+const DEFAULT_FACTOR = 2;
+
+function checkTiling(params: UpscaleParams): void {
+  const overlap = params.tileOverlap ?? DEFAULT_TILE_OVERLAP;
+  if (params.tileSize !== undefined && overlap * 2 >= params.tileSize) {
+    throw badRequest('invalid_tiling', `tileOverlap (${overlap}) must be less than half of tileSize (${params.tileSize})`);
+  }
+}
+
+export const stage: StageDefinition<UpscaleParams> = {
+  step: 'upscale',
+  input: 'frame',
+  output: 'frame',
+  admit(params, { modelsDir }) {
+    checkTiling(params);
+    requireInstalled([planUpscale(params.factor ?? DEFAULT_FACTOR, params.model).modelId], modelsDir);
+  },
+  async prepare({ log, modelsDir }) {
+    return {
+      async run({ frame }, params, ctx) {
+        if (!frame) throw new Error('upscale needs a frame');
+        checkTiling(params);
+        const result = await upscaleFrame(frame, {
+          factor: params.factor ?? DEFAULT_FACTOR,
+          x2Model: params.model,
+          tileSize: params.tileSize,
+          tileOverlap: params.tileOverlap,
+        }, { modelsDir, log: ctx.log ?? log, signal: ctx.signal, heartbeat: () => ctx.heartbeat() });
+        return {
+          frame: result.frame,
+          // Earlier faces/objects follow the pixels (later steps and the result use the new size).
+          findings: scaleFindings(ctx.findings, result.frame.width / frame.width, result.frame.height / frame.height),
+          provenance: provenanceOf(result.models, result.note),
+        };
+      },
+    };
+  },
+};
