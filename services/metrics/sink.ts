@@ -135,6 +135,9 @@ export class MetricsSink {
   private stopDeadline = 0;
   private wake?: () => void;
   private migrated = false;
+  private jsm?: JetStreamManager;
+  /** Whether a stream captures photolab.dlq.metrics (then dead letters go through JetStream), checked at most every 30 s. */
+  private dlqStream: { known: boolean; checkedAt: number } = { known: false, checkedAt: 0 };
   private readonly counters: { rows?: Counter; batches?: Counter; dlq?: Counter; failures?: Counter; held?: Gauge };
   readonly stats: MetricsSinkStats = { stageRows: 0, jobRows: 0, batches: 0, deadLettered: 0, insertFailures: 0 };
 
@@ -167,6 +170,7 @@ export class MetricsSink {
   async start(): Promise<void> {
     if (this.loop) throw new Error('MetricsSink already started');
     const jsm = await jetstreamManager(this.opts.nc);
+    this.jsm = jsm;
     if (this.opts.ensureStream) await ensureMetricsStream(jsm);
     await ensureMetricsConsumer(jsm, { ackWaitMs: this.opts.ackWaitMs, maxAckPending: Math.max(1000, this.opts.batchRows * 2) });
     this.js = jetstream(this.opts.nc);
@@ -365,13 +369,22 @@ export class MetricsSink {
       payload: Buffer.from(msg.data).toString('utf8'),
     };
     const body = JSON.stringify(letter);
-    try {
-      await this.js!.publish(METRICS_DLQ_SUBJECT, body, { msgID: `metrics:${msg.info.stream}:${msg.seq}` });
-    } catch (publishError) {
-      // No stream captures photolab.dlq.> (or NATS hiccup): still tell whoever listens, and the log.
-      this.opts.nc.publish(METRICS_DLQ_SUBJECT, body);
-      this.log?.debug({ err: String(publishError) }, 'metrics sink: dead letter published without JetStream');
+    if (Date.now() - this.dlqStream.checkedAt > 30_000) {
+      const known = await this.jsm!.streams.find(METRICS_DLQ_SUBJECT).then(() => true, () => false);
+      this.dlqStream = { known, checkedAt: Date.now() };
     }
+    let published = false;
+    if (this.dlqStream.known) {
+      try {
+        await this.js!.publish(METRICS_DLQ_SUBJECT, body, { msgID: `metrics:${msg.info.stream}:${msg.seq}`, timeout: 5000 });
+        published = true;
+      } catch (publishError) {
+        this.dlqStream.checkedAt = 0;
+        this.log?.warn({ err: String(publishError) }, 'metrics sink: dead letter could not be stored in JetStream; publishing it plainly');
+      }
+    }
+    // No stream captures photolab.dlq.> (the bus topology creates PHOTOLAB_DLQ): still tell whoever listens, and the log.
+    if (!published) this.opts.nc.publish(METRICS_DLQ_SUBJECT, body);
     this.log?.warn({ subject: msg.subject, seq: msg.seq, code, err: message }, 'metrics sink: invalid metrics message dead-lettered and terminated');
     // No reason text: nats-server 2.9 does not know `+TERM <reason>`.
     msg.term();

@@ -1,0 +1,92 @@
+/** Synthetic StageMetric / JobMetric messages for the metrics tests, published like the runner does. */
+import { jetstream } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { JobMetric, StageMetric } from '../../services/shared/schema-types.js';
+
+export const STEPS = ['decode', 'upscale', 'encode'];
+const MODEL_OF: Record<string, string> = { decode: '', upscale: 'sr-nomos-compact-x2', encode: '' };
+
+/** Run time of step `index` of job `n`: distinct, known values so percentiles can be checked. */
+export const runMsOf = (n: number, index: number) => 10 * (index + 1) + n;
+
+export function stageMetric(jobId: string, n: number, index: number, now: number, status: StageMetric['status'] = 'ok'): StageMetric {
+  const step = STEPS[index % STEPS.length]!;
+  return {
+    runId: `${jobId}:${index}:1`,
+    jobId,
+    sub: 'user-1',
+    tenant: 'acme',
+    step,
+    index,
+    attempt: 1,
+    status,
+    errorCode: status === 'error' ? 'model_failed' : '',
+    model: MODEL_OF[step] ?? '',
+    modelSha256: '',
+    provider: step === 'upscale' ? 'cpu' : 'none',
+    inputPixels: 640 * 480,
+    outputPixels: 1280 * 960,
+    inputBytes: 1000,
+    outputBytes: 2000,
+    queueWaitMs: 1.5,
+    runMs: runMsOf(n, index),
+    host: 'test-host',
+    startedAt: now - 100,
+    finishedAt: now,
+  };
+}
+
+export function jobMetric(jobId: string, now: number, steps = STEPS.length): JobMetric {
+  return {
+    jobId,
+    sub: 'user-1',
+    tenant: 'acme',
+    status: 'done',
+    errorCode: '',
+    steps,
+    pipeline: STEPS.slice(0, steps).join('>'),
+    inputBytes: 1000,
+    outputBytes: 2000,
+    totalMs: 123.5,
+    host: 'test-host',
+    createdAt: now - 1000,
+    finishedAt: now,
+  };
+}
+
+export const jobIdOf = (prefix: string, n: number) => `${prefix}${String(n).padStart(6, '0')}`;
+
+/**
+ * Publishes, for jobs first..first+count-1, one StageMetric per step (Nats-Msg-Id runId) and
+ * one JobMetric (Nats-Msg-Id jobId). Returns the numbers of messages.
+ */
+export async function publishJobs(nc: NatsConnection, prefix: string, first: number, count: number, now: number): Promise<{ stage: number; job: number }> {
+  const js = jetstream(nc);
+  const acks: Promise<unknown>[] = [];
+  for (let n = first; n < first + count; n++) {
+    const jobId = jobIdOf(prefix, n);
+    for (let i = 0; i < STEPS.length; i++) {
+      const m = stageMetric(jobId, n, i, now);
+      acks.push(js.publish('photolab.metrics.stage', JSON.stringify(m), { msgID: m.runId }));
+    }
+    acks.push(js.publish('photolab.metrics.job', JSON.stringify(jobMetric(jobId, now)), { msgID: jobId }));
+  }
+  await Promise.all(acks);
+  return { stage: count * STEPS.length, job: count };
+}
+
+/** Waits until `check` returns true (polling), or fails with `what` and the last value seen. */
+export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000, describe?: () => Promise<string> | string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < end) {
+    try {
+      if (await check()) return;
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const detail = describe ? await describe() : lastError ? String(lastError) : '';
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail ? `: ${detail}` : ''}`);
+}

@@ -1,0 +1,165 @@
+/**
+ * Metrics sink and stats on the embedded backend (chDB through @clickhouse/client's connection
+ * plug), in-process, with a real nats-server. One chDB session for the whole file.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { openMetricsStore, type MetricsStore } from '../../services/metrics/clickhouse.js';
+import { METRICS_CONSUMER, METRICS_STREAM } from '../../services/metrics/constants.js';
+import { migrate } from '../../services/metrics/migrations.js';
+import { parseMetricMessage } from '../../services/metrics/records.js';
+import { MetricsSink, ensureMetricsStream } from '../../services/metrics/sink.js';
+import { queryStats, requestStats, serveStats } from '../../services/metrics/stats.js';
+import { Registry } from '../../services/metrics/prometheus.js';
+import { AppError } from '../../services/shared/errors.js';
+import { schemaValidator } from '../../services/shared/schemas.js';
+import type { DeadLetter } from '../../services/shared/schema-types.js';
+import { STEPS, jobIdOf, publishJobs, runMsOf, stageMetric, waitFor } from '../helpers/metrics-fixtures.js';
+import { startMetricsNats, type TestNatsServer } from '../helpers/metrics-nats.js';
+
+async function count(store: MetricsStore, table: string, final = true): Promise<number> {
+  const rs = await store.client.query({ query: `SELECT count() AS n FROM ${store.table(table)}${final ? ' FINAL' : ''}`, format: 'JSONEachRow' });
+  const [row] = await rs.json<{ n: number | string }>();
+  return Number(row?.n ?? 0);
+}
+
+describe('metrics on chDB', () => {
+  let nats: TestNatsServer;
+  let nc: NatsConnection;
+  let store: MetricsStore;
+  let dir: string;
+  let sink: MetricsSink | undefined;
+  const now = Date.now();
+
+  before(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'metrics-chdb-'));
+    nats = await startMetricsNats();
+    nc = await connect({ servers: nats.url });
+    store = await openMetricsStore({ dataDir: dir, database: 'photolab_test' });
+  });
+  after(async () => {
+    await sink?.stop();
+    await nc?.drain().catch(() => undefined);
+    await store?.close();
+    await nats?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('store is chDB with query parameters; migrations apply once', async () => {
+    assert.equal(store.backend, 'chdb');
+    assert.equal(store.supportsQueryParams, true);
+    assert.deepEqual(await migrate(store), [1]);
+    assert.deepEqual(await migrate(store), [], 'second run applies nothing');
+  });
+
+  test('N jobs give exactly N x steps stage rows and N job rows; bad messages are dead-lettered', async () => {
+    const jsm = await jetstreamManager(nc);
+    await ensureMetricsStream(jsm);
+    await ensureMetricsStream(jsm); // idempotent
+    const info = await jsm.streams.info(METRICS_STREAM);
+    assert.equal(info.config.retention, 'workqueue');
+    assert.equal(info.config.storage, 'file');
+    assert.deepEqual(info.config.subjects, ['photolab.metrics.>']);
+
+    const dead: DeadLetter[] = [];
+    const dlqSub = nc.subscribe('photolab.dlq.metrics', { callback: (_e, m) => { dead.push(m.json<DeadLetter>()); } });
+    const registry = new Registry();
+    sink = new MetricsSink({ nc, store, batchRows: 40, batchMs: 200, registry });
+    await sink.start();
+
+    const N = 30;
+    const published = await publishJobs(nc, 'CHDB', 0, N, now);
+    // Bad ones: not JSON, schema violation, negative size, unknown subject under the stream.
+    nc.publish('photolab.metrics.stage', 'not json');
+    nc.publish('photolab.metrics.stage', JSON.stringify({ runId: 'x' }));
+    nc.publish('photolab.metrics.stage', JSON.stringify({ ...stageMetric('BAD', 0, 0, now), inputBytes: -1 }));
+    nc.publish('photolab.metrics.other', JSON.stringify({}));
+    await nc.flush();
+
+    await waitFor('all rows in ClickHouse', async () => (await count(store, 'stage_runs')) === published.stage && (await count(store, 'jobs')) === published.job, 30_000,
+      async () => `stage_runs=${await count(store, 'stage_runs')} jobs=${await count(store, 'jobs')} stats=${JSON.stringify(sink!.stats)}`);
+    await waitFor('4 dead letters', () => dead.length === 4, 10_000, () => JSON.stringify(dead));
+    dlqSub.unsubscribe();
+
+    assert.equal(await count(store, 'stage_runs'), N * STEPS.length);
+    assert.equal(await count(store, 'jobs'), N);
+    const validate = schemaValidator<DeadLetter>('messages/dead-letter.schema.json');
+    for (const d of dead) assert.ok(validate(d), JSON.stringify(validate.errors));
+    assert.deepEqual(dead.map((d) => d.error.code).sort(), ['invalid_json', 'invalid_metric', 'invalid_metric', 'unknown_metric_subject']);
+    assert.match(dead.find((d) => d.payload.includes('-1'))!.error.message, /inputBytes/);
+
+    // Everything acked or terminated: nothing left for the consumer.
+    await waitFor('consumer drained', async () => {
+      const ci = await jsm.consumers.info(METRICS_STREAM, METRICS_CONSUMER);
+      return ci.num_pending === 0 && ci.num_ack_pending === 0;
+    }, 10_000);
+    assert.equal(sink.stats.stageRows, N * STEPS.length);
+    assert.equal(sink.stats.deadLettered, 4);
+    assert.match(registry.render(), /photolab_metrics_sink_rows_total\{table="stage_runs"\} 90/);
+  });
+
+  test('a batch inserted twice (redelivery) shows once, in counts and in stats', async () => {
+    const before = await count(store, 'stage_runs');
+    const rows = [0, 1, 2].map((n) => parseMetricMessage('photolab.metrics.stage', Buffer.from(JSON.stringify(stageMetric(jobIdOf('CHDB', n), n, 0, now)))).row);
+    await store.client.insert({ table: store.table('stage_runs'), values: rows, format: 'JSONEachRow' });
+    assert.equal(await count(store, 'stage_runs', false) >= before + 3, true, 'the copies are really there');
+    assert.equal(await count(store, 'stage_runs'), before, 'FINAL folds them');
+    const stats = await queryStats(store, { from: now - 60_000, to: now + 1 });
+    const decode = stats.groups.step!.find((r) => r.key === 'decode')!;
+    assert.equal(decode.count, 30);
+  });
+
+  test('stats: count, percentiles, error rate, throughput per step, model and provider', async () => {
+    const from = now - 60_000;
+    const stats = await queryStats(store, { from: String(from), to: String(now + 1) });
+    assert.deepEqual(stats.groupBy, ['step', 'model', 'provider']);
+    assert.equal(stats.windowSeconds, 60.001);
+    const steps = stats.groups.step!;
+    assert.deepEqual(steps.map((r) => r.key), ['decode', 'encode', 'upscale']);
+    const upscale = steps.find((r) => r.key === 'upscale')!;
+    // runMs of upscale (index 1) for n = 0..29: 20 + n; exact quantiles.
+    assert.equal(upscale.count, 30);
+    assert.equal(upscale.errors, 0);
+    assert.equal(upscale.errorRate, 0);
+    const values = Array.from({ length: 30 }, (_, n) => runMsOf(n, 1));
+    assert.ok(upscale.p50Ms! >= values[14]! && upscale.p50Ms! <= values[15]!, `p50 ${upscale.p50Ms}`);
+    assert.ok(upscale.p99Ms! >= values[28]! && upscale.p99Ms! <= values[29]!, `p99 ${upscale.p99Ms}`);
+    assert.ok(Math.abs(upscale.throughput - 30 / 60.001) < 1e-9);
+    assert.deepEqual(stats.groups.provider!.map((r) => [r.key, r.count]), [['cpu', 30], ['none', 60]]);
+    assert.deepEqual(stats.groups.model!.map((r) => [r.key, r.count]), [['', 60], ['sr-nomos-compact-x2', 30]]);
+    assert.equal(stats.jobs.count, 30);
+    assert.equal(stats.jobs.done, 30);
+    assert.equal(stats.jobs.p50Ms, 123.5);
+    assert.ok(schemaValidator('http/stats-response.schema.json')(stats));
+
+    // A window without runs; a single dimension.
+    const empty = await queryStats(store, { from: 1_000_000_000_000, to: 1_000_000_060_000, groupBy: 'model' });
+    assert.deepEqual(empty.groups, { model: [] });
+    assert.equal(empty.jobs.count, 0);
+    assert.equal(empty.jobs.p95Ms, null);
+  });
+
+  test('stats reject bad parameters with 400 and never reach SQL', async () => {
+    for (const q of [{ from: "1; DROP TABLE jobs" }, { from: '10', to: '5' }, { groupBy: 'step,tenant' }, { to: 'yesterday' }, { extra: '1' }]) {
+      await assert.rejects(queryStats(store, q as never), (e: unknown) => e instanceof AppError && e.status === 400 && e.code === 'invalid_stats_query', JSON.stringify(q));
+    }
+    assert.equal(await count(store, 'jobs'), 30);
+  });
+
+  test('stats over NATS request/reply (what the edge calls)', async () => {
+    const stop = serveStats(nc, store);
+    try {
+      const stats = await requestStats(nc, { from: String(now - 60_000), to: String(now + 1), groupBy: 'step' });
+      assert.equal(stats.groups.step!.length, 3);
+      await assert.rejects(requestStats(nc, { groupBy: 'nope' }), (e: unknown) => e instanceof AppError && e.status === 400);
+    } finally {
+      stop();
+    }
+    await assert.rejects(requestStats(nc, {}, 300), (e: unknown) => e instanceof AppError && e.status === 503);
+  });
+});
