@@ -206,7 +206,7 @@ export class StageRunner {
 
     const findings = { ...message.findings, ...result.findings };
     const provenance: Provenance = {
-      index, step: item.step, params, status: 'done', ms: runMs, attempt, host: this.config.hostId, ...result.provenance,
+      index, step: item.step, params, status: 'done', ms: runMs, attempt, host: this.config.hostId, worker: `${this.config.hostId}/${process.pid}`, ...result.provenance,
     };
     const outputRef = await this.storeOutput(message, result, isLast);
     await this.markStep(jobId, index, 'done', startedAt, runMs, attempt);

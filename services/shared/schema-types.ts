@@ -200,6 +200,10 @@ export interface Provenance {
   ms?: number;
   attempt?: number;
   host?: string;
+  /**
+   * <host>/<pid> of the process that ran the step
+   */
+  worker?: string;
 }
 /**
  * POST /api/jobs. As multipart/form-data: field 'file' (the image) and field 'pipeline' (JSON: this object, or just the steps array). As application/json: this object with the image in 'image' (base64 or a data URL) or 'blobId'.
@@ -734,6 +738,23 @@ export interface DecodeParams {
   maxPixels?: number;
 }
 /**
+ * denoise: removes sensor/compression noise, same size out. light: DnCNN (sigma 2 weights; grey model for grey frames). medium: mean of DnCNN applied twice and 2xNomosUni SPAN x2 followed by a mitchell downscale. strong: 2xNomosUni compact x2 followed by a linear downscale (for heavy noise; it also smooths fine texture). Tiled with feathered blending; alpha untouched.
+ */
+export interface DenoiseParams {
+  /**
+   * light: noise up to sigma ~5 (8-bit levels), most faithful; medium: sigma ~5-15; strong: sigma 15 and above
+   */
+  level?: "light" | "medium" | "strong";
+  /**
+   * tile side in input pixels (default: each model's manifest value); bounds the models' memory
+   */
+  tileSize?: number;
+  /**
+   * overlap of neighbouring tiles in input pixels, blended; less than half of tileSize
+   */
+  tileOverlap?: number;
+}
+/**
  * detect_faces: finds faces (boxes, scores, and with YuNet five landmarks) in image coordinates; the frame passes through unchanged. Findings: faces.
  */
 export interface DetectFacesParams {
@@ -903,9 +924,9 @@ export interface UpscaleParams {
    */
   factor?: number;
   /**
-   * which x2 model (factors up to 2): compact SRVGG (faster) or SPAN
+   * which x2 model (factors up to 2): SPAN (default; most faithful on clean photos) or compact SRVGG (trained on degraded input: also removes JPEG artefacts, noise and blur, but re-sharpens clean photos)
    */
-  model?: "compact" | "span";
+  model?: "span" | "compact";
   /**
    * tile side in input pixels (default: the model's manifest value); bounds the model's memory. Ignored by ESPCN (fixed 224)
    */

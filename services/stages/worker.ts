@@ -6,13 +6,13 @@
  */
 import { connectBus } from '../bus/bus.js';
 import { StageRunner, type RunnerHooks } from '../runner/stage-runner.js';
-import { config } from '../shared/config.js';
+import { config as defaultConfig, type Config } from '../shared/config.js';
 import { AppError } from '../shared/errors.js';
 import { runUntilStopped } from '../shared/lifecycle.js';
 import { createLogger } from '../shared/logger.js';
 import { loadStage } from './registry.js';
 
-export async function startStageWorker(step: string) {
+export async function startStageWorker(step: string, config: Config = defaultConfig) {
   const log = createLogger(`stage-${step}`);
   const stage = await loadStage(step);
   const prepared = await stage.prepare({ log, modelsDir: config.modelsDir });
