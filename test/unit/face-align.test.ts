@@ -109,6 +109,30 @@ describe('warp to the aligned square', () => {
   }
 });
 
+describe('bilinear sampling', () => {
+  it('reproduces a linear image exactly at sub-pixel positions', () => {
+    const width = 120;
+    const height = 100;
+    const f = (x: number, y: number) => 10 + 1.5 * x + 0.75 * y;
+    const data = new Uint8Array(width * height);
+    for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) data[y * width + x] = Math.round(f(x, y));
+    const toAligned = pose(0.4, 2.2, -50, 30);
+    const back = invertSimilarity(toAligned);
+    const square = warpToAligned({ width, height, channels: 1, data }, 1, toAligned, 128);
+    let checked = 0;
+    for (let v = 0; v < 128; v += 7) {
+      for (let u = 0; u < 128; u += 5) {
+        const [x, y] = applySimilarity(back, [u, v]);
+        if (x < 1 || y < 1 || x > width - 2 || y > height - 2) continue;
+        // Rounding the grid values costs at most 0.5; bilinear weights keep that bound.
+        close(square[v * 128 + u], f(x, y), 0.5 + 1e-6, `(${u},${v})`);
+        checked++;
+      }
+    }
+    assert.ok(checked > 100);
+  });
+});
+
 describe('feather mask', () => {
   it('is 0 at the border, 1 in the middle, and rises monotonically', () => {
     const mask = featherMask(512);
