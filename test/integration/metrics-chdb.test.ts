@@ -16,6 +16,8 @@ import { parseMetricMessage } from '../../services/metrics/records.js';
 import { MetricsSink, ensureMetricsStream } from '../../services/metrics/sink.js';
 import { queryStats, requestStats, serveStats } from '../../services/metrics/stats.js';
 import { Registry } from '../../services/metrics/prometheus.js';
+import { readStageBacklog, registerBacklogGauges, totalBacklog } from '../../services/metrics/backlog.js';
+import { AckPolicy, RetentionPolicy, StorageType, jetstream } from '@nats-io/jetstream';
 import { AppError } from '../../services/shared/errors.js';
 import { schemaValidator } from '../../services/shared/schemas.js';
 import type { DeadLetter } from '../../services/shared/schema-types.js';
@@ -161,5 +163,32 @@ describe('metrics on chDB', () => {
       stop();
     }
     await assert.rejects(requestStats(nc, {}, 300), (e: unknown) => e instanceof AppError && e.status === 503);
+  });
+
+  test('stage backlog: num_pending + num_ack_pending per stage-<step> consumer', async () => {
+    const jsm = await jetstreamManager(nc);
+    assert.deepEqual(await readStageBacklog(jsm, ['decode']), [{ step: 'decode', consumer: 'stage-decode', pending: 0, ackPending: 0, backlog: 0 }], 'no stream yet');
+    await jsm.streams.add({ name: 'PHOTOLAB_STAGES', subjects: ['photolab.stage.*'], retention: RetentionPolicy.Workqueue, storage: StorageType.File });
+    for (const step of ['decode', 'encode']) {
+      await jsm.consumers.add('PHOTOLAB_STAGES', { durable_name: `stage-${step}`, filter_subject: `photolab.stage.${step}`, ack_policy: AckPolicy.Explicit });
+    }
+    const js = jetstream(nc);
+    for (let i = 0; i < 3; i++) await js.publish('photolab.stage.decode', 'x');
+    await js.publish('photolab.stage.encode', 'x');
+    const c = await js.consumers.get('PHOTOLAB_STAGES', 'stage-decode');
+    const m = await c.next({ expires: 2000 });
+    assert.ok(m, 'one message taken, not acked');
+    const list = await readStageBacklog(jsm);
+    assert.deepEqual(list, [
+      { step: 'decode', consumer: 'stage-decode', pending: 2, ackPending: 1, backlog: 3 },
+      { step: 'encode', consumer: 'stage-encode', pending: 1, ackPending: 0, backlog: 1 },
+    ]);
+    assert.equal(totalBacklog(list), 4);
+    const registry = new Registry();
+    registerBacklogGauges(registry, jsm);
+    const text = await registry.collect();
+    assert.match(text, /^photolab_stage_backlog\{step="decode"\} 3$/m);
+    assert.match(text, /^photolab_stage_ack_pending\{step="decode"\} 1$/m);
+    m!.ack();
   });
 });
