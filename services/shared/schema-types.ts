@@ -773,7 +773,7 @@ export interface DetectFacesParams {
     | "blazeface-front-128"
     | "blazeface-back-256";
   /**
-   * lowest score kept; default per model: yunet 0.6, ultraface 0.7, blazeface 0.5
+   * lowest score kept; default per model: yunet 0.6, ultraface 0.7, blazeface 0.6
    */
   minScore?: number;
   /**
@@ -914,6 +914,35 @@ export interface EncodeParams {
    * PNG zlib level (default 6)
    */
   compressionLevel?: number;
+}
+/**
+ * enhance_faces: restores each face with a face-restoration model. Faces come from an earlier detect_faces step (YuNet landmarks) or are detected here with YuNet; each is aligned to the FFHQ 5-point template by a least-squares similarity transform, restored, and pasted back through the inverse transform with a feathered mask. Pixels outside the faces are unchanged (unless upscale is set). With no restoration model installed the job is refused (503 model_not_installed) unless FACE_RESTORE_FALLBACK names a model, which is then used and named in the provenance.
+ */
+export interface EnhanceFacesParams {
+  /**
+   * restoration model (GPEN and CodeFormer are licensed for non-commercial use only)
+   */
+  model?: "gfpgan-v1.4" | "gpen-bfr-512" | "gpen-bfr-256" | "codeformer";
+  /**
+   * share of the restored face in the result (0 keeps the original); for CodeFormer the fidelity input w instead (0 best quality, 1 closest to the input) and the face is pasted fully
+   */
+  weight?: number;
+  /**
+   * restore only the face nearest to the image centre
+   */
+  onlyCenterFace?: boolean;
+  /**
+   * restore at most this many faces, highest detection score first
+   */
+  maxFaces?: number;
+  /**
+   * also upscale the whole image by this factor first (as the upscale step does), then restore the faces at the new size
+   */
+  upscale?: number;
+  /**
+   * detection threshold when this step detects the faces itself (YuNet)
+   */
+  minScore?: number;
 }
 /**
  * upscale: super-resolution by a factor 1 < f <= 8. x2: 2xNomosUni (compact or SPAN), x3: ESPCN on luma (chroma bicubic), x4: Real-ESRGAN animevideov3; other factors: the smallest model reaching f, then lanczos3 to exactly round(f x size). Tiled with feathered blending; alpha resampled with lanczos3; grey stays grey.

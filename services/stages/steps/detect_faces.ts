@@ -13,7 +13,7 @@ import type { StageDefinition } from '../../runner/stage.js';
 const ALIASES: Record<string, string> = { yunet: 'yunet-640', ultraface: 'ultraface-rfb-320', blazeface: 'blazeface-back-256' };
 export const DEFAULT_FACE_MODEL = 'yunet-640';
 /** Score scales differ per family: each threshold keeps real faces and drops crowd blur on the fixtures. */
-const DEFAULT_MIN_SCORE: Record<FaceFamily, number> = { yunet: 0.6, ultraface: 0.7, blazeface: 0.5 };
+const DEFAULT_MIN_SCORE: Record<FaceFamily, number> = { yunet: 0.6, ultraface: 0.7, blazeface: 0.6 };
 
 export function faceModelId(params: DetectFacesParams): string {
   const requested = params.model ?? 'yunet';
