@@ -40,7 +40,7 @@ if (process.platform !== 'linux') process.exit(0);
 
 const first = tryLoad();
 if (first.ok) {
-  console.log('[fix-uws-glibc] uWebSockets.js loads as shipped; no shim needed');
+  console.log('[fix-uws-glibc] uWebSockets.js loads on this machine; nothing to do');
   process.exit(0);
 }
 if (!/__isoc23_|GLIBC_2\.3[89]/.test(first.error)) {

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what PhotoLab Pipeline needs on a Debian/Ubuntu machine, then the npm packages.
+# Idempotent and quick when everything is already there.
+#   scripts/setup.sh          # to run the system: nats-server, a C compiler and patchelf (uWebSockets.js shim)
+#   scripts/setup.sh --test   # also clickhouse-server (the tests run ClickHouse 18.16 besides chDB)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+need=()
+command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v patchelf >/dev/null 2>&1 || need+=(patchelf)
+command -v nm >/dev/null 2>&1 || need+=(binutils)
+if [ "$want_test" = 1 ]; then
+  [ -x /usr/bin/clickhouse-server ] || command -v clickhouse-server >/dev/null 2>&1 || need+=(clickhouse-server clickhouse-client)
+fi
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "[setup] installing Debian packages: ${need[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Debian's clickhouse-server package starts nothing here (no systemd); the tests start their own.
+
+# Install only when package-lock.json changed since the last install. `npm install` rather than
+# `npm ci`: chdb lists optional per-platform packages that are not all published (darwin ones
+# 404), which `npm ci` refuses as an out-of-sync lock file; `npm install` follows the lock
+# and skips them.
+stamp=node_modules/.photolab-installed
+lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
+  echo "[setup] npm install"
+  # .npmrc skips onnxruntime-node's CUDA download (CPU build); GPU images set ONNXRUNTIME_NODE_INSTALL=cuda12.
+  npm install --no-audit --no-fund
+  echo "$lock_sum" > "$stamp"
+else
+  # The uWebSockets.js shim step is cheap; re-run it in case node_modules was copied from elsewhere.
+  node scripts/fix-uws-glibc.mjs
+fi
+echo "[setup] ready"

@@ -1,0 +1,29 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { loadConfig, settings } from '../../services/shared/config.js';
+import { REPO_ROOT } from '../helpers/paths.js';
+
+test('defaults apply when the environment is empty', () => {
+  const config = loadConfig({});
+  assert.equal(config.natsUrl, '');
+  assert.equal(config.httpPort, 8080);
+  assert.equal(config.frameTransport, 'auto');
+  assert.deepEqual(config.onnxProviders, ['cpu']);
+});
+
+test('values are parsed and malformed ones refused with the variable named', () => {
+  const config = loadConfig({ HTTP_PORT: '9000', CORS_ORIGINS: 'https://a.example, https://b.example', FRAME_TRANSPORT: 'bus' });
+  assert.equal(config.httpPort, 9000);
+  assert.deepEqual(config.corsOrigins, ['https://a.example', 'https://b.example']);
+  assert.equal(config.frameTransport, 'bus');
+  assert.throws(() => loadConfig({ HTTP_PORT: 'eighty' }), /HTTP_PORT must be an integer/);
+  assert.throws(() => loadConfig({ FRAME_TRANSPORT: 'pigeon' }), /FRAME_TRANSPORT must be one of auto, bus, local/);
+});
+
+test('the README documents every setting', () => {
+  const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+  const missing = Object.values(settings).map((s) => s.env).filter((env) => !readme.includes(`\`${env}\``));
+  assert.deepEqual(missing, [], 'run `node scripts/config-table.mjs --write` after a build');
+});
