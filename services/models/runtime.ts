@@ -14,6 +14,7 @@ import { config } from '../shared/config.js';
 import { AppError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { findModel, modelPath, type ModelEntry } from './manifest.js';
+import { padRgb, type RgbImage } from './tensor.js';
 
 export interface LoadedModel {
   id: string;
@@ -27,6 +28,8 @@ export interface LoadedModel {
 
 /** Sessions by "<modelsDir>\0<id>": a promise, so concurrent first calls share one load. */
 const sessions = new Map<string, Promise<LoadedModel>>();
+/** The live sessions, so releaseModels() can free their native memory. */
+const liveSessions = new Set<ort.InferenceSession>();
 /** File digests by "<path>\0<size>\0<mtime>": hashing a 300 MB model once per process is plenty. */
 const digests = new Map<string, Promise<string>>();
 
@@ -90,6 +93,7 @@ async function createModel(id: string, options: { modelsDir: string; log?: Logge
   if (entry.sha256 === null) options.log?.warn({ model: id, sha256 }, 'model has no pinned checksum in the manifest; loading it unverified');
 
   const { session, provider } = await createSession(file, entry, options.log);
+  liveSessions.add(session);
   options.log?.info({ model: id, provider, sha256, inputs: session.inputNames, outputs: session.outputNames }, 'model loaded');
   return {
     id,
@@ -183,7 +187,19 @@ export function bucketSize(height: number, width: number, multiple = 64): { heig
   return { height: Math.max(multiple, Math.ceil(height / multiple) * multiple), width: Math.max(multiple, Math.ceil(width / multiple) * multiple) };
 }
 
-/** Forgets every cached session (tests; a process that swaps MODELS_DIR). */
+/**
+ * Pads an image to its bucket (edge pixels repeated, so image-to-image models see no artificial
+ * border). Crop the model's output back to `width x height` (times the scale factor).
+ */
+export function padToBucket(image: RgbImage, multiple = 64): { image: RgbImage; width: number; height: number } {
+  const bucket = bucketSize(image.height, image.width, multiple);
+  return { image: padRgb(image, bucket.width, bucket.height, { mode: 'edge' }), width: image.width, height: image.height };
+}
+
+/** Releases every session (shutdown; tests). Later loadModel calls create new ones. */
 export async function releaseModels(): Promise<void> {
   sessions.clear();
+  const live = [...liveSessions];
+  liveSessions.clear();
+  await Promise.allSettled(live.map((s) => s.release()));
 }

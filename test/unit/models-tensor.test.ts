@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {
   frameToRgb, letterbox, letterboxGeometry, padRgb, rgbToTensor, rgbToTensorData, stretchGeometry, tensorDataToHwc, toSourceBox, toSourcePoint,
 } from '../../services/models/tensor.js';
-import { bucketSize } from '../../services/models/runtime.js';
+import { bucketSize, padToBucket } from '../../services/models/runtime.js';
 
 test('letterbox geometry: landscape into a square pads the bottom, scale from the long side', () => {
   const g = letterboxGeometry(768, 576, 416, 416);
@@ -104,4 +104,12 @@ test('bucketSize rounds up to the multiple and never below one bucket', () => {
   // sizes that differ slightly share a bucket, so the session sees one shape
   assert.deepEqual(bucketSize(1000, 1330, 64), bucketSize(990, 1300, 64));
   assert.throws(() => bucketSize(10, 10, 0), RangeError);
+});
+
+test('padToBucket pads with edge pixels to the bucket and remembers the real size', () => {
+  const img = { width: 2, height: 1, data: Buffer.from([1, 2, 3, 4, 5, 6]) };
+  const { image, width, height } = padToBucket(img, 4);
+  assert.deepEqual([image.width, image.height, width, height], [4, 4, 2, 1]);
+  const last = (3 * 4 + 3) * 3;
+  assert.deepEqual([...image.data.subarray(last, last + 3)], [4, 5, 6]);
 });
