@@ -30,14 +30,19 @@ export const stage: StageDefinition<DecodeParams> = {
           throw unprocessable('image_too_large', `image is ${header.width}x${header.height} (${pixels} pixels); the limit is ${maxPixels} pixels`,
             { width: header.width, height: header.height, maxPixels });
         }
-        const grey = header.channels !== undefined && header.channels <= 2 && header.space === 'b-w';
+        const grey = header.space === 'b-w' || header.space === 'grey16';
         try {
+          // Grey stays grey. sharp's b-w conversion drops alpha, so grey+alpha is decoded as
+          // RGBA and its (equal) colour channels folded back into one.
+          const greyAlpha = grey && header.hasAlpha === true;
           const { data, info } = await sharp(encoded.bytes, { pages: 1, limitInputPixels: maxPixels, failOn: 'error' })
             .rotate()
-            .toColourspace(grey ? 'b-w' : 'srgb')
+            .toColourspace(grey && !greyAlpha ? 'b-w' : 'srgb')
             .raw({ depth: 'uchar' })
             .toBuffer({ resolveWithObject: true });
-          const frame: Frame = { width: info.width, height: info.height, channels: info.channels as Frame['channels'], data };
+          const frame: Frame = greyAlpha && info.channels === 4
+            ? { width: info.width, height: info.height, channels: 2, data: foldGreyAlpha(data) }
+            : { width: info.width, height: info.height, channels: info.channels as Frame['channels'], data };
           return {
             frame,
             findings: {
@@ -45,9 +50,9 @@ export const stage: StageDefinition<DecodeParams> = {
                 format: header.format,
                 width: info.width,
                 height: info.height,
-                channels: info.channels,
+                channels: frame.channels,
                 orientation: header.orientation ?? 1,
-                hasAlpha: info.channels === 2 || info.channels === 4,
+                hasAlpha: frame.channels === 2 || frame.channels === 4,
               },
             },
           };
@@ -58,6 +63,15 @@ export const stage: StageDefinition<DecodeParams> = {
     };
   },
 };
+
+function foldGreyAlpha(rgba: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(rgba.length / 2);
+  for (let i = 0, o = 0; i < rgba.length; i += 4, o += 2) {
+    out[o] = rgba[i]!;
+    out[o + 1] = rgba[i + 3]!;
+  }
+  return out;
+}
 
 async function readHeader(bytes: Buffer): Promise<Metadata> {
   try {
