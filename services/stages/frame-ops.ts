@@ -12,8 +12,10 @@ export type ResizeKernel = 'lanczos3' | 'cubic' | 'mitchell' | 'linear' | 'neare
 export async function resizePixels(data: Buffer, width: number, height: number, channels: 1 | 2 | 3 | 4,
   toWidth: number, toHeight: number, kernel: ResizeKernel): Promise<Buffer> {
   if (toWidth === width && toHeight === height) return Buffer.from(data);
-  const { data: out, info } = await sharp(data, { raw: { width, height, channels }, limitInputPixels: false })
-    .resize(toWidth, toHeight, { fit: 'fill', kernel })
+  let pipeline = sharp(data, { raw: { width, height, channels }, limitInputPixels: false }).resize(toWidth, toHeight, { fit: 'fill', kernel });
+  // Without this sharp writes one-channel input back out as sRGB (3 channels).
+  if (channels <= 2) pipeline = pipeline.toColourspace('b-w');
+  const { data: out, info } = await pipeline
     .raw({ depth: 'uchar' })
     .toBuffer({ resolveWithObject: true });
   if (info.width !== toWidth || info.height !== toHeight || info.channels !== channels) {
