@@ -20,8 +20,12 @@ export const BUCKETS = {
   jobs: 'photolab-jobs',
   /** KV: idempotency keys -> job id. */
   idempotency: 'photolab-idempotency',
-  /** Object Store: uploads (uploads/<jobId>) and results (results/<jobId>). */
+  /** Object Store: uploads (uploads/<jobId>), results (results/<jobId>) and caller blobs (blobs/<ownerHash>/<blobId>). */
   blobs: 'photolab-blobs',
+  /** KV: per-caller job list, keys <ownerHash>.<jobId> (listed with a subject filter, never the whole jobs bucket). */
+  jobIndex: 'photolab-job-index',
+  /** KV: unfinished jobs, keys <ownerHash>.<jobId>.<deadline ms>; deleted when the job ends (quota, deadline sweep). */
+  openJobs: 'photolab-open-jobs',
 } as const;
 
 export const subjects = {
@@ -39,8 +43,12 @@ export const subjects = {
   metricsAll: 'photolab.metrics.>',
 } as const;
 
+/** The durable consumer of the metrics sink on PHOTOLAB_METRICS. */
+export const METRICS_CONSUMER = 'metrics-sink';
+
 /** The durable consumer that the replicas of one step share. */
-export const stageConsumer = (step: string) => `stage-${step}`;
+export const STAGE_CONSUMER_PREFIX = 'stage-';
+export const stageConsumer = (step: string) => `${STAGE_CONSUMER_PREFIX}${step}`;
 
 /** Message ids: JetStream drops a second publish with the same id within the duplicate window. */
 export const msgIds = {

@@ -6,10 +6,8 @@
  *
  * Settings: NATS_URL, CLICKHOUSE_URL (empty: chDB under DATA_DIR/chdb), CLICKHOUSE_USER,
  * CLICKHOUSE_PASSWORD, CLICKHOUSE_DATABASE, METRICS_BATCH_ROWS, METRICS_BATCH_MS, DATA_DIR.
- * Tuning and test knobs read here (not in config.ts):
- *   METRICS_ACK_WAIT_MS      ack wait of the metrics-sink consumer (default 30000)
- *   METRICS_RETRY_MAX_MS     longest pause between insert retries while ClickHouse is down (default 15000)
- *   METRICS_SINK_CRASH_AFTER_INSERT=1  TEST ONLY: SIGKILL itself after the first successful
+ * METRICS_ACK_WAIT_MS, METRICS_RETRY_MAX_MS (services/shared/config.ts).
+ * Test hook: METRICS_SINK_CRASH_AFTER_INSERT=1  TEST ONLY: SIGKILL itself after the first successful
  *                            insert, before acking it (proves a redelivered batch makes no duplicates)
  *
  * Stops cleanly on SIGINT/SIGTERM (the batch in hand is inserted or given back), and when its
@@ -23,14 +21,6 @@ import { MetricsSink } from './sink.js';
 import { serveStats } from './stats.js';
 
 const log = createLogger('metrics');
-
-function envInt(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
-  return value;
-}
 
 async function openStoreWithRetry(isStopping: () => boolean): Promise<MetricsStore | undefined> {
   const options = storeOptionsFromConfig(config, log);
@@ -52,8 +42,8 @@ async function openStoreWithRetry(isStopping: () => boolean): Promise<MetricsSto
 
 async function main(): Promise<void> {
   if (!config.natsUrl) throw new Error('NATS_URL is empty: the metrics service needs the address of nats-server (the launcher sets it)');
-  const ackWaitMs = envInt('METRICS_ACK_WAIT_MS', 30_000, 1000);
-  const retryMaxMs = envInt('METRICS_RETRY_MAX_MS', 15_000, 10);
+  const ackWaitMs = Math.max(1000, config.metricsAckWaitMs);
+  const retryMaxMs = Math.max(10, config.metricsRetryMaxMs);
   const crashAfterInsert = process.env.METRICS_SINK_CRASH_AFTER_INSERT === '1';
   if (config.metricsBatchRows < 1) throw new Error(`METRICS_BATCH_ROWS must be >= 1, got ${config.metricsBatchRows}`);
   if (config.metricsBatchMs < 1) throw new Error(`METRICS_BATCH_MS must be >= 1, got ${config.metricsBatchMs}`);
