@@ -13,6 +13,7 @@ import { BusFrames } from './frames/bus-frames.js';
 import type { FrameStore } from './frames/frame-store.js';
 import { LocalFrames } from './frames/local-frames.js';
 import { TieredFrames } from './frames/tiered-frames.js';
+import { JobIndex } from './job-index.js';
 import { JobStore } from './job-store.js';
 import { BUCKETS } from './subjects.js';
 import { ensureTopology } from './topology.js';
@@ -22,6 +23,8 @@ export interface Bus {
   js: JetStreamClient;
   jsm: JetStreamManager;
   jobs: JobStore;
+  /** Per-caller job list and unfinished jobs (job-index.ts). */
+  jobIndex: JobIndex;
   blobs: BlobStore;
   frames: FrameStore;
   localFrames: LocalFrames;
@@ -48,12 +51,14 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
   const kvm = new Kvm(nc);
   const jobsKv = await kvm.open(BUCKETS.jobs);
   const idempotency = await kvm.open(BUCKETS.idempotency);
+  const jobIndex = new JobIndex(await kvm.open(BUCKETS.jobIndex), await kvm.open(BUCKETS.openJobs));
   const objects = await new Objm(nc).open(BUCKETS.blobs);
   const localFrames = new LocalFrames(config.frameCacheDir, config.hostId);
   const busFrames = new BusFrames(js, jsm, nc.info?.max_payload ?? 1024 * 1024);
   return {
     nc, js, jsm,
     jobs: new JobStore(jobsKv),
+    jobIndex,
     blobs: new BlobStore(objects),
     frames: new TieredFrames(config.frameTransport, localFrames, busFrames),
     localFrames,

@@ -110,5 +110,8 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   const kvm = new Kvm(nc);
   await kvm.create(BUCKETS.jobs, { history: 1, storage: StorageType.File, ttl: 30 * 24 * 3600 * 1000 });
   await kvm.create(BUCKETS.idempotency, { history: 1, storage: StorageType.File, ttl: 24 * 3600 * 1000 });
+  await kvm.create(BUCKETS.jobIndex, { history: 1, storage: StorageType.File, ttl: 30 * 24 * 3600 * 1000 });
+  // Open-job entries live at most a deadline (plus a sweep); the short TTL also drops their delete markers soon.
+  await kvm.create(BUCKETS.openJobs, { history: 1, storage: StorageType.File, ttl: 2 * config.jobMaxDeadlineMs });
   await new Objm(nc).create(BUCKETS.blobs, { storage: StorageType.File, ttl: seconds(config.blobTtlS) });
 }

@@ -38,6 +38,8 @@ export async function finishJob(bus: Bus, jobId: string, outcome: { status: Term
   const event: JobEvent = { type: EVENT_OF[outcome.status], jobId, at: now, steps: record.pipeline.length };
   if (outcome.error) event.error = outcome.error;
   if (outcome.result) event.result = outcome.result;
+  // The caller's concurrent-job quota counts unfinished jobs; a lost delete is repaired by the edge's sweep.
+  await bus.jobIndex.markFinished(record).catch(() => undefined);
   await publishEvent(bus.js, event, 'terminal');
   await publishJobMetric(bus, record);
   await bus.frames.deleteJob(jobId).catch(() => undefined);

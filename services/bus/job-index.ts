@@ -1,0 +1,66 @@
+/**
+ * Per-caller indexes of jobs, so nothing ever scans the whole jobs bucket:
+ *   photolab-job-index  <ownerHash>.<jobId>              every job of a caller (listing; ULIDs sort by time)
+ *   photolab-open-jobs  <ownerHash>.<jobId>.<deadline>   unfinished jobs (concurrent-job quota, deadline sweep)
+ * Both are listed with a subject filter (`<ownerHash>.>`), so a listing costs in proportion
+ * to the caller's own jobs. The deadline is in the open key so the sweep needs no reads.
+ */
+import { createHash } from 'node:crypto';
+import type { KV } from '@nats-io/kv';
+import type { JobRecord, Owner } from '../shared/schema-types.js';
+
+/** A stable, subject-safe token for a caller (sub + tenant). */
+export const ownerHash = (owner: Owner): string =>
+  createHash('sha256').update(`${owner.tenant ?? ''}\u0000${owner.sub}`).digest('hex').slice(0, 32);
+
+export interface OpenJob {
+  ownerHash: string;
+  jobId: string;
+  deadline: number;
+}
+
+export class JobIndex {
+  constructor(private readonly all: KV, private readonly open: KV) {}
+
+  /** Records a new job: in the caller's list and as unfinished. */
+  async add(job: Pick<JobRecord, 'jobId' | 'owner' | 'createdAt' | 'deadline'>): Promise<void> {
+    const owner = ownerHash(job.owner);
+    await this.all.put(`${owner}.${job.jobId}`, JSON.stringify({ createdAt: job.createdAt }));
+    await this.markOpen(job);
+  }
+
+  /** Marks a job unfinished (also used to reserve a quota slot before the job exists). */
+  async markOpen(job: Pick<JobRecord, 'jobId' | 'owner' | 'deadline'>): Promise<void> {
+    await this.open.put(openKey(ownerHash(job.owner), job.jobId, job.deadline), '');
+  }
+
+  /** The job ended (or its submission was abandoned): it no longer counts as unfinished. */
+  async markFinished(job: Pick<JobRecord, 'jobId' | 'owner' | 'deadline'>): Promise<void> {
+    await this.open.delete(openKey(ownerHash(job.owner), job.jobId, job.deadline));
+  }
+
+  async removeOpen(entry: OpenJob): Promise<void> {
+    await this.open.delete(openKey(entry.ownerHash, entry.jobId, entry.deadline));
+  }
+
+  /** The caller's job ids, oldest first. */
+  async jobIds(owner: Owner): Promise<string[]> {
+    const prefix = `${ownerHash(owner)}.`;
+    const ids: string[] = [];
+    for await (const key of await this.all.keys(`${prefix}>`)) ids.push(key.slice(prefix.length));
+    return ids.sort();
+  }
+
+  /** Unfinished jobs: of one caller, or of everyone (for the deadline sweep). */
+  async openJobs(owner?: Owner): Promise<OpenJob[]> {
+    const filter = owner ? `${ownerHash(owner)}.>` : '>';
+    const entries: OpenJob[] = [];
+    for await (const key of await this.open.keys(filter)) {
+      const [hash, jobId, deadline] = key.split('.');
+      if (hash && jobId && deadline) entries.push({ ownerHash: hash, jobId, deadline: Number(deadline) });
+    }
+    return entries;
+  }
+}
+
+const openKey = (owner: string, jobId: string, deadline: number) => `${owner}.${jobId}.${deadline}`;
