@@ -1,4 +1,8 @@
-/** How a job record looks to API clients (schemas/http/job.schema.json). */
+/**
+ * How a job record looks to API clients (schemas/http/job.schema.json), with the PLAYE front
+ * end's old names beside the new ones: task_id (= jobId), state (Celery's state names) and in
+ * `result` the detections (faces / objects) and the result's url.
+ */
 import type { JobRecord, JobStatus, JobView } from '../shared/schema-types.js';
 
 /** The PLAYE front end's (Celery's) state names. */
@@ -25,6 +29,9 @@ export function jobView(job: JobRecord): JobView {
   if (job.error) view.error = job.error;
   if (job.result) {
     view.result = { findings: job.result.findings, provenance: job.result.provenance };
+    // Legacy (PLAYE) clients read detections straight from `result`, as the /api/ai/* answers give them.
+    if (job.result.findings.faces) view.result.faces = job.result.findings.faces;
+    if (job.result.findings.objects) view.result.objects = job.result.findings.objects;
     if (job.result.image) {
       view.result.url = `/api/jobs/${job.jobId}/result`;
       view.result.contentType = job.result.image.contentType;

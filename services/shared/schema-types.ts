@@ -39,13 +39,14 @@ export type JobStatus = "pending" | "running" | "done" | "failed" | "canceled" |
  */
 export type ModelTask = "super_resolution" | "denoise" | "face_detection" | "object_detection" | "face_restoration";
 /**
- * Text frames a client sends on /ws (JSON). A binary frame submits a job: 4-byte big-endian header length, a JSON header (type submit, without the image), then the image bytes.
+ * Frames a client sends on /ws. Text frames are JSON. A binary frame submits a job: 4-byte big-endian header length, a JSON header (a WsSubmit without image), then the image bytes. Until authenticated (Authorization header or ?token= on the upgrade, or an auth message within 10 s) only auth is accepted.
  */
 export type WsClientMessage = WsAuth | WsSubscribe | WsUnsubscribe | WsCancel | WsSubmit;
 /**
- * Text frames the edge sends on /ws (JSON). A result sent as binary is a binary frame: 4-byte big-endian header length, JSON header {type: 'result', jobId, contentType, bytes}, then the image.
+ * Text frames the edge sends on /ws (JSON). A result asked for as binary comes as a binary frame instead: 4-byte big-endian header length, a JSON header (ws/result-frame.schema.json), then the image.
  */
-export type WsServerMessage = WsReady | WsSubmitted | WsEvent | WsError | WsUnsubscribed;
+export type WsServerMessage =
+  WsReady | WsSubmitted | WsSubscribed | WsEvent | WsResult | WsCanceled | WsError | WsUnsubscribed;
 
 /**
  * Shapes shared by messages, HTTP bodies and WebSocket frames.
@@ -206,6 +207,15 @@ export interface Provenance {
   worker?: string;
 }
 /**
+ * POST /api/blobs (201): the upload is stored for its caller (kept BLOB_TTL_S); use blobId in POST /api/jobs or a WebSocket submit. Only the same caller can use it.
+ */
+export interface BlobResponse {
+  blobId: string;
+  bytes: number;
+  sha256: string;
+  contentType?: string;
+}
+/**
  * POST /api/jobs. As multipart/form-data: field 'file' (the image) and field 'pipeline' (JSON: this object, or just the steps array). As application/json: this object with the image in 'image' (base64 or a data URL) or 'blobId'.
  */
 export interface CreateJobRequest {
@@ -267,6 +277,21 @@ export interface HealthResponse {
   };
 }
 /**
+ * GET /api/hello (no token): the PLAYE front end's connectivity check.
+ */
+export interface HelloResponse {
+  message: string;
+  service: string;
+  time?: string;
+}
+/**
+ * GET /api/jobs?status=&limit=&cursor=: the caller's own jobs, newest first. nextCursor is present when there may be more; pass it as cursor for the next page. With a status filter a page may hold fewer than limit jobs and still have a nextCursor.
+ */
+export interface JobListResponse {
+  jobs: JobView[];
+  nextCursor?: string;
+}
+/**
  * GET /api/jobs/:id and the answer of POST /api/jobs (202). task_id and state are the PLAYE front end's names for jobId and status.
  */
 export interface JobView {
@@ -292,6 +317,14 @@ export interface JobView {
     contentType?: string;
     bytes?: number;
     sha256?: string;
+    /**
+     * legacy: findings.faces, for PLAYE clients
+     */
+    faces?: Face[];
+    /**
+     * legacy: findings.objects, for PLAYE clients
+     */
+    objects?: DetectedObject[];
     findings?: Findings;
     provenance?: Provenance[];
   };
@@ -309,6 +342,28 @@ export interface StepProgress {
   finishedAt?: number;
   ms?: number;
   attempt?: number;
+}
+/**
+ * 200 from POST /api/ai/detect-faces ({faces}) and /api/ai/detect-objects ({objects}). Boxes are in pixels of the image as the user sees it (EXIF orientation applied).
+ */
+export interface PlayeDetectionsResponse {
+  faces?: Face[];
+  objects?: DetectedObject[];
+  task_id: JobId;
+  jobId: JobId;
+}
+/**
+ * 202 from POST /api/ai/*: the job was accepted but is not done within SYNC_WAIT_MS, or the request said Prefer: respond-async. Follow it with GET /api/jobs/<task_id> (or a WebSocket subscribe).
+ */
+export interface PlayeQueuedResponse {
+  status: "queued";
+  /**
+   * PLAYE (Celery) state: PENDING
+   */
+  state?: string;
+  task_id: JobId;
+  jobId: JobId;
+  statusUrl?: string;
 }
 /**
  * Query string of GET /api/stats. All optional. from/to: epoch milliseconds (digits) or an ISO 8601 date-time; default: the last hour. The window may span at most 400 days.
@@ -988,36 +1043,106 @@ export interface WsCancel {
 export interface WsSubmit {
   type: "submit";
   pipeline: Pipeline;
+  /**
+   * id of an upload made with POST /api/blobs by the same caller
+   */
   blobId?: string;
   /**
    * base64 (text frames only; prefer the binary frame)
    */
   image?: string;
+  /**
+   * per-job deadline, up to JOB_MAX_DEADLINE_MS
+   */
   deadlineMs?: number;
+  /**
+   * how the result comes after job.done: a WsResult text message with its url, or a binary frame with the image
+   */
   result?: "url" | "binary";
   /**
    * echoed in the 'submitted' answer
    */
   clientRef?: string;
 }
+/**
+ * JSON header of the binary frame that carries a result image (after job.done, when subscribe/submit asked for result: binary). Frame layout: 4-byte big-endian header length, this header (UTF-8 JSON), the image bytes.
+ */
+export interface WsResultFrameHeader {
+  type: "result";
+  jobId: string;
+  contentType: string;
+  /**
+   * length of the image after the header
+   */
+  bytes: number;
+  sha256?: string;
+}
+/**
+ * authenticated
+ */
 export interface WsReady {
   type: "ready";
   sub: string;
 }
+/**
+ * the job was accepted; its events follow (the connection is subscribed to it)
+ */
 export interface WsSubmitted {
   type: "submitted";
   jobId: string;
   clientRef?: string;
 }
+/**
+ * the job's stored events (replayed: true) and then its live events follow
+ */
+export interface WsSubscribed {
+  type: "subscribed";
+  jobId: string;
+}
 export interface WsEvent {
   type: "event";
   event: JobEvent;
+  /**
+   * the event happened before this subscription
+   */
   replayed?: boolean;
+}
+/**
+ * after job.done, when the result was asked for as url (or the job has no image): where to fetch it, and the findings
+ */
+export interface WsResult {
+  type: "result";
+  jobId: string;
+  /**
+   * GET it with the same token: /api/jobs/<id>/result
+   */
+  url?: string;
+  contentType?: string;
+  bytes?: number;
+  sha256?: string;
+  findings: Findings;
+}
+/**
+ * answer to cancel; the job.canceled event also reaches subscribers
+ */
+export interface WsCanceled {
+  type: "canceled";
+  jobId: string;
 }
 export interface WsError {
   type: "error";
+  /**
+   * same codes as the HTTP API
+   */
   code: string;
   message: string;
+  /**
+   * the HTTP status the same error has in the HTTP API
+   */
+  status?: number;
+  /**
+   * the job the failed request was about
+   */
   jobId?: string;
   details?: unknown;
 }

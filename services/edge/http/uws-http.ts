@@ -50,7 +50,8 @@ export function errorReply(error: AppError, requestId: string): Reply {
 
 export interface HttpOptions {
   log: Logger;
-  maxBodyBytes: number;
+  /** Largest body; may depend on the headers (a JSON body with a base64 image is 4/3 larger). */
+  maxBodyBytes: number | ((headers: Record<string, string>) => number);
   /** Extra headers on every answer (CORS). */
   commonHeaders?: (req: Request) => Record<string, string>;
 }
@@ -73,7 +74,7 @@ export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'del' 
     const requestId = /^[\w.-]{1,64}$/.test(headers['x-request-id'] ?? '') ? headers['x-request-id']! : randomUUID();
     const httpMethod = uwsReq.getCaseSensitiveMethod?.() ?? uwsReq.getMethod().toUpperCase();
     const declared = Number(headers['content-length'] ?? 0);
-    const bodyPromise = httpMethod === 'GET' || httpMethod === 'HEAD' ? Promise.resolve(Buffer.alloc(0)) : readBody(res, options.maxBodyBytes, declared);
+    const bodyPromise = httpMethod === 'GET' || httpMethod === 'HEAD' ? Promise.resolve(Buffer.alloc(0)) : readBody(res, typeof options.maxBodyBytes === 'function' ? options.maxBodyBytes(headers) : options.maxBodyBytes, declared);
     bodyPromise.catch(() => undefined);
     const req: Request = {
       method: httpMethod,

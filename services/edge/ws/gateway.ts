@@ -1,16 +1,20 @@
 /**
- * The WebSocket protocol on /ws (schemas/ws/*): authenticate (upgrade header, ?token= or a
- * first `auth` message), submit jobs (binary frame: header + image, or JSON), subscribe to
- * jobs and receive their events as they happen, cancel.
+ * The WebSocket protocol on /ws (schemas/ws/*, docs/api.md): authenticate (upgrade header,
+ * ?token= or a first `auth` message), submit jobs (binary frame: header + image, JSON with
+ * base64, or a blobId), subscribe to jobs and receive their events as they happen, cancel.
  *
- * Subscribing replays a job's stored events from JetStream and then follows live ones
- * (an ordered consumer on photolab.events.<jobId>), so a client that reconnects misses nothing.
- * A slow reader never grows server memory without bound: past a soft limit progress events
- * are dropped, past a hard limit the socket is closed with code 4008.
+ * Subscribing replays a job's stored events from JetStream and then follows live ones (an
+ * ordered consumer on photolab.events.<jobId>), so a client that reconnects and subscribes
+ * again gets every event exactly once, in order.
+ *
+ * A slow reader never grows server memory without bound (outbox.ts): past WS_SOFT_BUFFER_BYTES
+ * of unsent data progress events are dropped, past WS_HARD_BUFFER_BYTES the socket is closed
+ * with 4008.
  */
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import type { ConsumerMessages } from '@nats-io/jetstream';
 import type { Bus } from '../../bus/bus.js';
+import { ownerHash } from '../../bus/job-index.js';
 import { STREAMS, subjects } from '../../bus/subjects.js';
 import type { Config } from '../../shared/config.js';
 import { AppError, toAppError } from '../../shared/errors.js';
@@ -18,37 +22,56 @@ import type { Logger } from '../../shared/logger.js';
 import type { JobEvent, Owner, WsClientMessage, WsServerMessage } from '../../shared/schema-types.js';
 import { schemaValidator, describeErrors } from '../../shared/schemas.js';
 import { bearerToken, type Authenticator } from '../auth.js';
+import type { CallerBlobs } from '../blobs.js';
+import { decodeBase64Image } from '../http/body.js';
 import type { JobsService } from '../jobs.js';
-import { decodeBase64Image } from '../http/api.js';
+import type { RateLimiter } from '../limits.js';
+import { Outbox, type OutboxStats } from './outbox.js';
 
 const validateClientMessage = schemaValidator<WsClientMessage>('ws/client-message.schema.json');
-const SOFT_BUFFER_LIMIT = 1 * 1024 * 1024;
-const HARD_BUFFER_LIMIT = 64 * 1024 * 1024;
 const PROGRESS_EVENTS = new Set<JobEvent['type']>(['step.started', 'step.retrying']);
 const TERMINAL_EVENTS = new Set<JobEvent['type']>(['job.done', 'job.failed', 'job.canceled', 'job.timeout']);
+const AUTH_TIMEOUT_MS = 10_000;
 export const WS_CLOSE_SLOW_CONSUMER = 4008;
 export const WS_CLOSE_UNAUTHORIZED = 4001;
 
 interface Connection {
   owner?: Owner;
+  token?: string;
   subscriptions: Map<string, ConsumerMessages>;
   closed: boolean;
-  dropped: number;
+  authTimer?: NodeJS.Timeout;
 }
 
 export interface GatewayDeps {
   bus: Bus;
   jobs: JobsService;
+  blobs: CallerBlobs;
   auth: Authenticator;
+  rateLimiter: RateLimiter;
   config: Config;
   log: Logger;
 }
 
-export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { connections(): number } {
-  let open = 0;
-  app.ws<Connection & { token?: string }>('/ws', {
+export interface GatewayStats extends OutboxStats {
+  connections: number;
+}
+
+type Socket = WebSocket<Connection>;
+
+export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats(): GatewayStats; closeAll(): void } {
+  const sockets = new Set<Socket>();
+  const outbox = new Outbox<Connection>({
+    softLimit: deps.config.wsSoftBufferBytes,
+    hardLimit: deps.config.wsHardBufferBytes,
+    closeCode: WS_CLOSE_SLOW_CONSUMER,
+    log: deps.log,
+  });
+
+  app.ws<Connection>('/ws', {
     maxPayloadLength: deps.config.maxUploadBytes + 64 * 1024,
-    maxBackpressure: HARD_BUFFER_LIMIT,
+    // The outbox never sends past the hard limit, so uWS' own limit (which silently drops) is never reached.
+    maxBackpressure: deps.config.wsHardBufferBytes * 2 + 1024 * 1024,
     idleTimeout: 120,
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
@@ -56,45 +79,55 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { connecti
       const key = req.getHeader('sec-websocket-key');
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
-      res.upgrade({ subscriptions: new Map(), closed: false, dropped: 0, token }, key, protocol, extensions, context);
+      res.upgrade<Connection>({ subscriptions: new Map(), closed: false, token }, key, protocol, extensions, context);
     },
     open: (ws) => {
-      open++;
+      sockets.add(ws);
       const data = ws.getUserData();
       if (data.token) {
         const token = data.token;
         data.token = undefined;
         void authenticate(ws, token);
+      } else {
+        data.authTimer = setTimeout(() => {
+          if (data.closed || data.owner) return;
+          sendError(ws, new AppError(401, 'auth_required', `no token within ${AUTH_TIMEOUT_MS / 1000} s`));
+          if (!data.closed) ws.end(WS_CLOSE_UNAUTHORIZED, 'auth_required');
+        }, AUTH_TIMEOUT_MS);
       }
     },
     message: (ws, message, isBinary) => {
+      // uWS reuses the message's memory after this callback returns: copy it.
       const copy = Buffer.from(new Uint8Array(message).slice());
-      void onMessage(ws, copy, isBinary).catch((error) => sendError(ws, toAppError(error)));
+      void onMessage(ws, copy, isBinary).catch((error) => sendError(ws, toAppError(error), (error as { jobId?: string }).jobId));
     },
     close: (ws) => {
-      open--;
+      sockets.delete(ws);
       const data = ws.getUserData();
       data.closed = true;
+      clearTimeout(data.authTimer);
       for (const sub of data.subscriptions.values()) void sub.close().catch(() => undefined);
       data.subscriptions.clear();
     },
   });
 
-  async function authenticate(ws: WebSocket<Connection>, token: string): Promise<boolean> {
+  async function authenticate(ws: Socket, token: string): Promise<boolean> {
+    const data = ws.getUserData();
     try {
       const owner = await deps.auth.verify(token);
-      ws.getUserData().owner = owner;
+      data.owner = owner;
+      clearTimeout(data.authTimer);
       send(ws, { type: 'ready', sub: owner.sub });
       return true;
     } catch (error) {
       const appError = toAppError(error);
       sendError(ws, appError);
-      if (!ws.getUserData().closed) ws.end(WS_CLOSE_UNAUTHORIZED, appError.code);
+      if (!data.closed) ws.end(WS_CLOSE_UNAUTHORIZED, appError.code);
       return false;
     }
   }
 
-  async function onMessage(ws: WebSocket<Connection>, raw: Buffer, isBinary: boolean): Promise<void> {
+  async function onMessage(ws: Socket, raw: Buffer, isBinary: boolean): Promise<void> {
     const data = ws.getUserData();
     let message: unknown;
     let image: Buffer | undefined;
@@ -118,17 +151,21 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { connecti
       return;
     }
     if (!data.owner) throw new AppError(401, 'auth_required', 'send {"type":"auth","token":...} first (or connect with ?token= or an Authorization header)');
+    const owner = data.owner;
     switch (msg.type) {
       case 'submit': {
-        const bytes = image ?? (msg.image ? decodeBase64Image(msg.image) : undefined);
-        if (!bytes) throw new AppError(400, 'image_required', 'send the image in a binary frame after the JSON header, or as base64 "image"');
-        const { job } = await deps.jobs.submit(data.owner, { pipeline: msg.pipeline, image: bytes, deadlineMs: msg.deadlineMs });
+        deps.rateLimiter.take(ownerHash(owner));
+        let bytes = image && image.length > 0 ? image : msg.image ? decodeBase64Image(msg.image) : undefined;
+        let input;
+        if (!bytes && msg.blobId) ({ bytes, ref: input } = await deps.blobs.read(owner, msg.blobId));
+        if (!bytes) throw new AppError(400, 'image_required', 'send the image in a binary frame after the JSON header, as base64 "image", or as "blobId"');
+        const { job } = await deps.jobs.submit(owner, { pipeline: msg.pipeline, image: bytes, input, deadlineMs: msg.deadlineMs });
         send(ws, { type: 'submitted', jobId: job.jobId, ...(msg.clientRef ? { clientRef: msg.clientRef } : {}) });
         await subscribe(ws, job.jobId, msg.result ?? 'url');
         return;
       }
       case 'subscribe':
-        await deps.jobs.get(data.owner, msg.jobId); // 404 unless the caller owns it
+        await withJobId(msg.jobId, () => deps.jobs.get(owner, msg.jobId)); // 404 unless the caller owns it
         await subscribe(ws, msg.jobId, msg.result ?? 'url');
         return;
       case 'unsubscribe':
@@ -136,54 +173,89 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { connecti
         data.subscriptions.delete(msg.jobId);
         send(ws, { type: 'unsubscribed', jobId: msg.jobId });
         return;
-      case 'cancel':
-        await deps.jobs.cancel(data.owner, msg.jobId);
+      case 'cancel': {
+        const job = await withJobId(msg.jobId, () => deps.jobs.cancel(owner, msg.jobId));
+        send(ws, { type: 'canceled', jobId: job.jobId });
         return;
+      }
     }
   }
 
-  async function subscribe(ws: WebSocket<Connection>, jobId: string, resultMode: 'url' | 'binary'): Promise<void> {
+  async function subscribe(ws: Socket, jobId: string, resultMode: 'url' | 'binary'): Promise<void> {
     const data = ws.getUserData();
     if (data.subscriptions.has(jobId) || data.closed) return;
     const since = Date.now();
     const consumer = await deps.bus.js.consumers.get(STREAMS.events, { filter_subjects: subjects.events(jobId) });
     const messages = await consumer.consume();
+    if (data.closed) {
+      await messages.close().catch(() => undefined);
+      return;
+    }
     data.subscriptions.set(jobId, messages);
+    send(ws, { type: 'subscribed', jobId });
     void (async () => {
       for await (const m of messages) {
         if (data.closed) break;
         const event = m.json<JobEvent>();
-        const buffered = ws.getBufferedAmount();
-        if (buffered > HARD_BUFFER_LIMIT) {
-          ws.end(WS_CLOSE_SLOW_CONSUMER, 'slow consumer: too much unread data');
-          break;
-        }
-        if (buffered > SOFT_BUFFER_LIMIT && PROGRESS_EVENTS.has(event.type)) {
-          data.dropped++;
-          continue;
-        }
-        send(ws, { type: 'event', event, ...(event.at < since ? { replayed: true } : {}) });
+        const message: WsServerMessage = { type: 'event', event, ...(event.at < since ? { replayed: true } : {}) };
+        const sent = outbox.sendText(ws, JSON.stringify(message), PROGRESS_EVENTS.has(event.type) ? 'droppable' : 'essential');
+        if (sent === 'closed') break;
         if (TERMINAL_EVENTS.has(event.type)) {
-          if (event.type === 'job.done' && resultMode === 'binary' && event.result?.image) await sendResult(ws, jobId);
+          if (event.type === 'job.done') await sendResult(ws, jobId, resultMode, event);
           break;
         }
       }
       await messages.close().catch(() => undefined);
-      data.subscriptions.delete(jobId);
+      if (data.subscriptions.get(jobId) === messages) data.subscriptions.delete(jobId);
     })().catch((error) => deps.log.warn({ err: error, jobId }, 'event forwarding stopped'));
   }
 
-  async function sendResult(ws: WebSocket<Connection>, jobId: string): Promise<void> {
+  /** The end of a done job: the image as a binary frame, or where to fetch it. */
+  async function sendResult(ws: Socket, jobId: string, mode: 'url' | 'binary', event: JobEvent): Promise<void> {
     const data = ws.getUserData();
-    const { bytes, contentType } = await deps.jobs.result(data.owner!, jobId);
-    if (!bytes || data.closed) return;
-    const header = Buffer.from(JSON.stringify({ type: 'result', jobId, contentType, bytes: bytes.length }));
-    const prefix = Buffer.alloc(4);
-    prefix.writeUInt32BE(header.length);
-    ws.send(Buffer.concat([prefix, header, bytes]), true);
+    const result = event.result;
+    const image = result?.image;
+    if (mode === 'binary' && image && data.owner) {
+      const { bytes, contentType } = await deps.jobs.result(data.owner, jobId);
+      if (!bytes || data.closed) return;
+      const header = Buffer.from(JSON.stringify({ type: 'result', jobId, contentType, bytes: bytes.length, sha256: image.sha256 }));
+      const prefix = Buffer.alloc(4);
+      prefix.writeUInt32BE(header.length);
+      outbox.sendBinary(ws, Buffer.concat([prefix, header, bytes]));
+      return;
+    }
+    const message: WsServerMessage = { type: 'result', jobId, findings: result?.findings ?? {} };
+    if (image) Object.assign(message, { url: `/api/jobs/${jobId}/result`, contentType: image.contentType, bytes: image.bytes, sha256: image.sha256 });
+    outbox.sendText(ws, JSON.stringify(message), 'essential');
   }
 
-  return { connections: () => open };
+  function send(ws: Socket, message: WsServerMessage): void {
+    outbox.sendText(ws, JSON.stringify(message), 'essential');
+  }
+
+  function sendError(ws: Socket, error: AppError, jobId?: string): void {
+    const message: WsServerMessage = { type: 'error', code: error.code, message: error.message, status: error.status };
+    if (jobId) message.jobId = jobId;
+    if (error.details !== undefined) message.details = error.details;
+    send(ws, message);
+  }
+
+  return {
+    stats: () => ({ connections: sockets.size, ...outbox.stats([...sockets]) }),
+    closeAll() {
+      for (const ws of [...sockets]) if (!ws.getUserData().closed) ws.end(1001, 'server shutting down');
+    },
+  };
+}
+
+/** Errors about one job carry its id, so a client with many jobs knows which failed. */
+async function withJobId<T>(jobId: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error && typeof error === 'object') Object.assign(error, { jobId });
+    throw error;
+  }
 }
 
 function parse(text: string): unknown {
@@ -192,15 +264,4 @@ function parse(text: string): unknown {
   } catch {
     throw new AppError(400, 'invalid_json', 'message is not valid JSON');
   }
-}
-
-function send(ws: WebSocket<Connection>, message: WsServerMessage): void {
-  if (ws.getUserData().closed) return;
-  ws.send(JSON.stringify(message), false);
-}
-
-function sendError(ws: WebSocket<Connection>, error: AppError): void {
-  const message: WsServerMessage = { type: 'error', code: error.code, message: error.message };
-  if (error.details !== undefined) message.details = error.details;
-  send(ws, message);
 }

@@ -1,0 +1,108 @@
+/**
+ * Reading request bodies: JSON with size and depth limits, base64 images, and the image of a
+ * job request from multipart (`file`), JSON (`image`: base64 or a data URL) or an uploaded
+ * blob (`blobId`).
+ */
+import type { Config } from '../../shared/config.js';
+import { AppError, badRequest } from '../../shared/errors.js';
+import type { BlobRef, CreateJobRequest, Owner } from '../../shared/schema-types.js';
+import { validateOrThrow } from '../../shared/schemas.js';
+import type { CallerBlobs } from '../blobs.js';
+import { formValue, parseMultipart } from './multipart.js';
+import type { Request } from './uws-http.js';
+
+export interface JobSubmission {
+  pipeline: unknown;
+  image: Buffer;
+  input?: BlobRef;
+  deadlineMs?: number;
+}
+
+/** The image and pipeline of POST /api/jobs, from multipart or JSON. */
+export async function readJobSubmission(req: Request, owner: Owner, config: Config, blobs: CallerBlobs): Promise<JobSubmission> {
+  const contentType = req.headers['content-type'] ?? '';
+  const body = await req.body();
+  if (contentType.startsWith('multipart/form-data')) {
+    const form = parseMultipart(body, contentType);
+    const rawPipeline = form.fields.get('pipeline') ?? req.query.get('pipeline');
+    if (!rawPipeline) throw badRequest('pipeline_required', 'field "pipeline" (JSON) is missing');
+    const parsed = parseJson(rawPipeline, config, 'pipeline');
+    const spec = (Array.isArray(parsed) ? { pipeline: parsed } : parsed) as Record<string, unknown>;
+    if (spec && typeof spec === 'object') {
+      for (const name of ['deadlineMs', 'blobId']) {
+        const raw = form.fields.get(name) ?? req.query.get(name);
+        if (raw !== undefined && raw !== null) spec[name] = formValue(raw);
+      }
+    }
+    const request = validateOrThrow<CreateJobRequest>('http/create-job.schema.json', spec, { what: 'job request' });
+    const file = form.files.get('file');
+    if (file) return { pipeline: request.pipeline, image: file.data, deadlineMs: request.deadlineMs };
+    if (request.blobId) return { pipeline: request.pipeline, ...(await fromBlob(blobs, owner, request.blobId)), deadlineMs: request.deadlineMs };
+    throw badRequest('image_required', 'multipart field "file" with the image (or a "blobId") is missing');
+  }
+  if (contentType.startsWith('application/json')) {
+    const request = validateOrThrow<CreateJobRequest>('http/create-job.schema.json', parseJsonBody(body, config, true), { what: 'job request' });
+    if (request.image !== undefined && request.blobId !== undefined) throw badRequest('invalid_request', 'give either "image" or "blobId", not both');
+    if (request.blobId) return { pipeline: request.pipeline, ...(await fromBlob(blobs, owner, request.blobId)), deadlineMs: request.deadlineMs };
+    if (!request.image) throw badRequest('image_required', 'give the image as "image" (base64 or a data URL) or as "blobId"');
+    return { pipeline: request.pipeline, image: decodeBase64Image(request.image), deadlineMs: request.deadlineMs };
+  }
+  throw new AppError(415, 'unsupported_media_type', 'send multipart/form-data (file + pipeline) or application/json');
+}
+
+async function fromBlob(blobs: CallerBlobs, owner: Owner, blobId: string): Promise<{ image: Buffer; input: BlobRef }> {
+  const { ref, bytes } = await blobs.read(owner, blobId);
+  return { image: bytes, input: ref };
+}
+
+/**
+ * A JSON body: at most MAX_JSON_BYTES, or, when it may carry a base64 image, that plus the
+ * base64 size of the largest upload (and then the part besides the image is checked too).
+ */
+export function parseJsonBody(body: Buffer, config: Config, mayCarryImage = false): unknown {
+  const imageAllowance = mayCarryImage ? Math.ceil((config.maxUploadBytes * 4) / 3) + 1024 : 0;
+  if (body.length > config.maxJsonBytes + imageAllowance) {
+    throw new AppError(413, 'payload_too_large', `the JSON body is ${body.length} bytes; the limit is ${config.maxJsonBytes + imageAllowance}`, { details: { limit: config.maxJsonBytes + imageAllowance } });
+  }
+  const value = parseJson(body.toString('utf8'), config, 'body');
+  if (mayCarryImage && body.length > config.maxJsonBytes) {
+    const image = (value as { image?: unknown } | null)?.image;
+    const rest = body.length - (typeof image === 'string' ? image.length : 0);
+    if (rest > config.maxJsonBytes) throw new AppError(413, 'payload_too_large', `the JSON besides the image is ${rest} bytes; the limit is ${config.maxJsonBytes}`, { details: { limit: config.maxJsonBytes } });
+  }
+  return value;
+}
+
+export function parseJson(text: string, config: Config, what: string): unknown {
+  // Depth is checked on the text before JSON.parse builds anything (a deeply nested body is cheap to send).
+  if (nestingDepth(text) > config.maxJsonDepth) throw badRequest('json_too_deep', `${what} is nested deeper than ${config.maxJsonDepth} levels`, { maxDepth: config.maxJsonDepth });
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw badRequest('invalid_json', `${what} is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+/** The deepest nesting of [ and { outside strings. */
+export function nestingDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) deepest = Math.max(deepest, ++depth);
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return deepest;
+}
+
+export function decodeBase64Image(text: string): Buffer {
+  const match = /^data:[^;,]*(;base64)?,/.exec(text);
+  const payload = match ? text.slice(match[0].length) : text;
+  if (!/^[A-Za-z0-9+/=_\-\s]*$/.test(payload)) throw badRequest('invalid_base64', 'image is not valid base64');
+  return Buffer.from(payload, 'base64');
+}

@@ -1,0 +1,53 @@
+/** The jobs API: create, list, read, result, cancel. Another caller's job is always 404. */
+import type { TemplatedApp } from 'uWebSockets.js';
+import { badRequest } from '../../../shared/errors.js';
+import type { JobStatus } from '../../../shared/schema-types.js';
+import { jobView } from '../../views.js';
+import type { ApiContext } from '../api.js';
+import { readJobSubmission } from '../body.js';
+import { json, route } from '../uws-http.js';
+
+const STATUSES: JobStatus[] = ['pending', 'running', 'done', 'failed', 'canceled', 'timeout'];
+const DEFAULT_PAGE = 20;
+const MAX_PAGE = 100;
+
+export function mountJobRoutes(app: TemplatedApp, ctx: ApiContext): void {
+  const { jobs } = ctx;
+
+  route(app, 'post', '/api/jobs', async (req) => {
+    const caller = await ctx.caller(req);
+    const submission = await readJobSubmission(req, caller, ctx.config, ctx.blobs);
+    const { job, created } = await jobs.submit(caller, {
+      ...submission,
+      idempotencyKey: req.headers['idempotency-key'] || undefined,
+      requestId: req.requestId,
+    });
+    return json(created ? 202 : 200, { ...jobView(job), ...(created ? {} : { idempotent: true }) }, { location: `/api/jobs/${job.jobId}` });
+  }, ctx.http);
+
+  route(app, 'get', '/api/jobs', async (req) => {
+    const caller = await ctx.caller(req);
+    const status = req.query.get('status') || undefined;
+    if (status !== undefined && !STATUSES.includes(status as JobStatus)) {
+      throw badRequest('invalid_pagination', `status must be one of ${STATUSES.join(', ')}`, [{ path: 'status', message: 'unknown status' }]);
+    }
+    const rawLimit = req.query.get('limit');
+    const limit = rawLimit === null ? DEFAULT_PAGE : Number(rawLimit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
+      throw badRequest('invalid_pagination', `limit must be an integer from 1 to ${MAX_PAGE}`, [{ path: 'limit', message: 'out of range' }]);
+    }
+    const cursor = req.query.get('cursor') ?? undefined;
+    const page = await jobs.list(caller, { status: status as JobStatus | undefined, limit, cursor });
+    return json(200, { jobs: page.jobs.map(jobView), ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}) });
+  }, ctx.http);
+
+  route(app, 'get', '/api/jobs/:id', async (req) => json(200, jobView(await jobs.get(await ctx.caller(req), req.params.id!))), ctx.http);
+
+  route(app, 'get', '/api/jobs/:id/result', async (req) => {
+    const { job, bytes, contentType } = await jobs.result(await ctx.caller(req), req.params.id!);
+    if (bytes) return { status: 200, headers: { 'content-type': contentType!, 'x-content-sha256': job.result!.image!.sha256 }, body: bytes };
+    return json(200, job.result?.findings ?? {});
+  }, ctx.http);
+
+  route(app, 'post', '/api/jobs/:id/cancel', async (req) => json(200, jobView(await jobs.cancel(await ctx.caller(req), req.params.id!))), ctx.http);
+}

@@ -1,0 +1,84 @@
+/**
+ * The PLAYE front end's endpoints (/api/ai/<name>) as pipelines. The front end posts the image
+ * as multipart field `file` (always named image.png, whatever the format) and each option as
+ * its own form field, JSON-encoded (`factor` = `2`, `level` = `"medium"`); plain values and
+ * query parameters are accepted too. Option names are the parameter names of the endpoint's
+ * step (schemas/steps/<step>.schema.json), so a parameter added to a step is accepted here
+ * without a change; image endpoints also take the encoder's `format` and `quality`.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { StageDefinition } from '../runner/stage.js';
+import { AppError, badRequest } from '../shared/errors.js';
+import type { PipelineStep } from '../shared/schema-types.js';
+import { schemasDir } from '../shared/schemas.js';
+import { formValue } from './http/multipart.js';
+
+export interface PlayeEndpoint {
+  /** Steps between decode and (for images) encode. */
+  steps: string[];
+  /** The step that takes the endpoint's options. */
+  optionsStep: string;
+  /** What the synchronous answer is: the image, or the detections as JSON. */
+  answer: 'image' | 'faces' | 'objects';
+}
+
+export const PLAYE_ENDPOINTS: Record<string, PlayeEndpoint> = {
+  'face-enhance': { steps: ['detect_faces', 'enhance_faces'], optionsStep: 'enhance_faces', answer: 'image' },
+  upscale: { steps: ['upscale'], optionsStep: 'upscale', answer: 'image' },
+  denoise: { steps: ['denoise'], optionsStep: 'denoise', answer: 'image' },
+  'detect-faces': { steps: ['detect_faces'], optionsStep: 'detect_faces', answer: 'faces' },
+  'detect-objects': { steps: ['detect_objects'], optionsStep: 'detect_objects', answer: 'objects' },
+};
+
+const ENCODE_OPTIONS = ['format', 'quality'];
+
+/** Parameter names of a step, from its params schema (empty when the schema is not there yet). */
+function stepOptionNames(step: string): string[] {
+  try {
+    const schema = JSON.parse(readFileSync(path.join(schemasDir, 'steps', `${step}.schema.json`), 'utf8')) as { properties?: Record<string, unknown> };
+    return Object.keys(schema.properties ?? {});
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The pipeline for an endpoint and the caller's raw options (form fields and query
+ * parameters, still strings). Throws 400 unknown_option naming every option it does not know,
+ * and 503 model_not_installed when a step of the endpoint is not installed here at all.
+ */
+export function playePipeline(endpoint: PlayeEndpoint, rawOptions: Map<string, string>, stages: ReadonlyMap<string, StageDefinition>): PipelineStep[] {
+  for (const step of endpoint.steps) {
+    if (!stages.has(step)) {
+      throw new AppError(503, 'model_not_installed', `this server has no ${step} step installed, so it cannot do this`, { retryable: false, details: { step } });
+    }
+  }
+  const stepNames = stepOptionNames(endpoint.optionsStep);
+  const encodeNames = endpoint.answer === 'image' ? ENCODE_OPTIONS : [];
+  const unknown = [...rawOptions.keys()].filter((name) => !stepNames.includes(name) && !encodeNames.includes(name));
+  if (unknown.length > 0) {
+    throw badRequest('unknown_option', `unknown option${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}; known: ${[...stepNames, ...encodeNames].join(', ')}`,
+      { unknown, known: [...stepNames, ...encodeNames] });
+  }
+  const stepParams: Record<string, unknown> = {};
+  const encodeParams: Record<string, unknown> = {};
+  for (const [name, raw] of rawOptions) (stepNames.includes(name) ? stepParams : encodeParams)[name] = formValue(raw);
+  const pipeline: PipelineStep[] = [{ step: 'decode' }];
+  for (const step of endpoint.steps) pipeline.push(step === endpoint.optionsStep ? { step, params: stepParams } : { step });
+  if (endpoint.answer === 'image') pipeline.push({ step: 'encode', params: encodeParams });
+  return pipeline;
+}
+
+/**
+ * The HTTP status for a job that failed while the caller waited, from its error code:
+ * bad input is the caller's (422), a missing model the server's (503), the rest 500.
+ */
+export function statusOfJobError(code: string): number {
+  if (['undecodable_image', 'unsupported_format', 'image_too_large', 'invalid_image', 'empty_image'].includes(code)) return 422;
+  if (code === 'model_not_installed') return 503;
+  if (code === 'job_timeout') return 504;
+  if (code === 'job_canceled') return 409;
+  if (/^invalid_|_invalid$/.test(code)) return 422;
+  return 500;
+}
