@@ -29,6 +29,7 @@ interface Service {
   name: string;
   script: string;
   args: string[];
+  env?: NodeJS.ProcessEnv;
   child?: ChildProcess;
   restarts: number;
 }
@@ -64,9 +65,12 @@ async function main(): Promise<void> {
   await nc.close();
 
   const services: Service[] = [{ name: 'edge', script: path.join(servicesDir, 'edge/main.js'), args: [], restarts: 0 }];
+  let metricsPort = config.stageMetricsPort;
   for (const step of steps) {
     for (let r = 0; r < Math.max(1, config.stageReplicas); r++) {
-      services.push({ name: `stage-${step}${config.stageReplicas > 1 ? `-${r + 1}` : ''}`, script: path.join(servicesDir, 'stages/worker.js'), args: [step], restarts: 0 });
+      // Each stage process on this host needs its own /metrics port.
+      const env = metricsPort > 0 ? { STAGE_METRICS_PORT: String(metricsPort++) } : {};
+      services.push({ name: `stage-${step}${config.stageReplicas > 1 ? `-${r + 1}` : ''}`, script: path.join(servicesDir, 'stages/worker.js'), args: [step], env, restarts: 0 });
     }
   }
   const sink = path.join(servicesDir, 'metrics/main.js');
@@ -74,7 +78,7 @@ async function main(): Promise<void> {
 
   let stopping = false;
   const startService = (service: Service) => {
-    const child = spawn(process.execPath, [service.script, ...service.args], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn(process.execPath, [service.script, ...service.args], { env: { ...env, ...service.env }, stdio: ['ignore', 'inherit', 'inherit'] });
     service.child = child;
     child.once('exit', (code, signal) => {
       if (stopping) return;

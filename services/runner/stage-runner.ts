@@ -35,6 +35,16 @@ class JobEnded extends Error {
   }
 }
 
+/** Told about every run, for the stage's Prometheus metrics. */
+export interface RunObserver {
+  /** A message is being worked on ... */
+  started(): void;
+  /** ... and is no longer (acked, naked or termed). */
+  settled(): void;
+  /** A run was recorded (also failed and skipped ones). */
+  finished(status: StageMetric['status'], ms: number): void;
+}
+
 export interface RunnerHooks {
   /** Test hook: called after the stage function returned, before anything is stored. */
   afterRun?(message: JobMessage): Promise<void> | void;
@@ -55,6 +65,7 @@ export class StageRunner {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly hooks: RunnerHooks = {},
+    private readonly observer?: RunObserver,
   ) {}
 
   get handled(): number {
@@ -109,33 +120,43 @@ export class StageRunner {
     }
     const attempt = msg.info.deliveryCount;
     const log = this.log.child({ jobId: message.jobId, index: message.index, attempt });
+    this.observer?.started();
+    const startedAt = Date.now();
     try {
       await this.runStep(msg, message, attempt, log);
       this.processed++;
     } catch (raw) {
-      if (raw instanceof JobEnded) {
-        log.info({ status: raw.status }, 'job ended while the step ran; output discarded');
-        msg.ack();
-        return;
-      }
-      const error = toAppError(raw);
-      await this.recordRun(message, attempt, Date.now(), Date.now(), 'error', error.code, undefined, undefined, undefined);
-      if (error.retryable && attempt < this.config.maxAttempts) {
-        const delay = this.config.retryDelayMs * 2 ** (attempt - 1);
-        log.warn({ err: error, delay }, 'step failed; retrying');
-        await publishEvent(this.bus.js, { type: 'step.retrying', jobId: message.jobId, at: Date.now(), step: current.step, index: message.index, attempt, error: { ...error.toInfo(), step: current.step } }, `${message.index}:retry:${attempt}`).catch(() => undefined);
-        msg.nak(delay);
-        return;
-      }
-      log.error({ err: error }, 'step failed; job fails');
-      try {
-        await finishJob(this.bus, message.jobId, { status: 'failed', error: { ...error.toInfo(), step: current.step } });
-        await this.deadLetter(msg, message, error);
-      } catch (finishError) {
-        // NATS itself is failing: leave the message for redelivery rather than lose it.
-        log.error({ err: finishError }, 'could not record the failure; message will be redelivered');
-        msg.nak(this.config.retryDelayMs);
-      }
+      await this.handleFailure(msg, message, attempt, startedAt, log, raw);
+    } finally {
+      this.observer?.settled();
+    }
+  }
+
+  private async handleFailure(msg: JsMsg, message: JobMessage, attempt: number, startedAt: number, log: Logger, raw: unknown): Promise<void> {
+    const current = message.pipeline[message.index]!;
+    if (raw instanceof JobEnded) {
+      log.info({ status: raw.status }, 'job ended while the step ran; output discarded');
+      msg.ack();
+      return;
+    }
+    const error = toAppError(raw);
+    await this.recordRun(message, attempt, startedAt, Date.now(), 'error', error.code, undefined, undefined, undefined);
+    if (error.retryable && attempt < this.config.maxAttempts) {
+      const delay = this.config.retryDelayMs * 2 ** (attempt - 1);
+      log.warn({ err: error, delay }, 'step failed; retrying');
+      await publishEvent(this.bus.js, { type: 'step.retrying', jobId: message.jobId, at: Date.now(), step: current.step, index: message.index, attempt, error: { ...error.toInfo(), step: current.step } }, `${message.index}:retry:${attempt}`).catch(() => undefined);
+      msg.nak(delay);
+      return;
+    }
+    // A bad input is the caller's problem, not an operator's: warn, not error.
+    (error.status < 500 ? log.warn.bind(log) : log.error.bind(log))({ err: error }, 'step failed; job fails');
+    try {
+      await finishJob(this.bus, message.jobId, { status: 'failed', error: { ...error.toInfo(), step: current.step } });
+      await this.deadLetter(msg, message, error);
+    } catch (finishError) {
+      // NATS itself is failing: leave the message for redelivery rather than lose it.
+      log.error({ err: finishError }, 'could not record the failure; message will be redelivered');
+      msg.nak(this.config.retryDelayMs);
     }
   }
 
@@ -305,6 +326,7 @@ export class StageRunner {
       startedAt,
       finishedAt,
     };
+    this.observer?.finished(status, metric.runMs);
     // Metrics must never fail a job: a lost metrics publish is logged, not retried here.
     await this.bus.js.publish(subjects.stageMetric, JSON.stringify(metric), { msgID: metric.runId })
       .catch((error) => this.log.warn({ err: error }, 'stage metric not published'));

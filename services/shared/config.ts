@@ -94,6 +94,7 @@ export const settings = {
   metricsBatchMs: setting('METRICS_BATCH_MS', 1000, int, 'Longest wait before a partial metrics batch is inserted.'),
   metricsAckWaitMs: setting('METRICS_ACK_WAIT_MS', 30_000, int, 'Ack wait of the metrics sink\'s consumer: a batch not inserted by then is redelivered.'),
   metricsRetryMaxMs: setting('METRICS_RETRY_MAX_MS', 15_000, int, 'Longest pause between insert retries while ClickHouse is down (metrics wait in the stream).'),
+  stageMetricsPort: setting('STAGE_METRICS_PORT', 0, int, 'Port where a stage process serves Prometheus /metrics (0: off). `npm start` gives the stage processes consecutive ports from this one.'),
   stages: setting('STAGES', [] as string[], list, 'Steps `npm start` runs a process for (default: all).'),
   stageReplicas: setting('STAGE_REPLICAS', 1, int, 'Processes per step started by `npm start`.'),
   logLevel: setting('LOG_LEVEL', 'info', str, 'pino log level.'),

@@ -10,23 +10,31 @@ import { config as defaultConfig, type Config } from '../shared/config.js';
 import { AppError } from '../shared/errors.js';
 import { runUntilStopped } from '../shared/lifecycle.js';
 import { createLogger } from '../shared/logger.js';
+import { Registry } from '../metrics/prometheus.js';
 import { loadStage } from './registry.js';
+import { serveStageMetrics, stageObserver } from './stage-metrics.js';
 
 export async function startStageWorker(step: string, config: Config = defaultConfig) {
   const log = createLogger(`stage-${step}`);
   const stage = await loadStage(step);
   const prepared = await stage.prepare({ log, modelsDir: config.modelsDir });
   const bus = await connectBus(config, log, `photolab-stage-${step}`, { steps: [step] });
-  const runner = new StageRunner(bus, stage, prepared as never, config, log, testPauses());
+  const registry = new Registry();
+  const runner = new StageRunner(bus, stage, prepared as never, config, log, testPauses(), stageObserver(registry, step));
   await runner.start();
+  const closeMetrics = config.stageMetricsPort > 0
+    ? await serveStageMetrics(config.stageMetricsPort, config.httpHost, registry, bus.jsm, step)
+    : undefined;
   const sweep = setInterval(() => void bus.localFrames.sweep(config.frameTtlS * 1000).catch(() => undefined), 60_000);
   sweep.unref();
   log.info({ step, ...prepared.describe?.() }, 'stage ready');
   return {
     runner,
+    registry,
     async stop() {
       clearInterval(sweep);
       await runner.stop();
+      await closeMetrics?.();
       await prepared.close?.();
       await bus.close();
     },
