@@ -44,6 +44,21 @@ export function loadImageModel(id: string, env: ModelEnv): Promise<LoadedModel> 
   return loadModel(id, { modelsDir: env.modelsDir, log: env.log });
 }
 
+/**
+ * prepare(): loads the models a step uses by default when they are installed, so the first job
+ * does not pay for loading (and a corrupt file shows in the log at start). Missing or failing
+ * models are left to admit() and run(), which report them to the caller.
+ */
+export async function preloadInstalled(ids: readonly string[], env: ModelEnv): Promise<void> {
+  for (const id of ids) {
+    try {
+      if (modelInstalled(id, env.modelsDir)) await loadImageModel(id, env);
+    } catch (error) {
+      env.log?.warn({ model: id, err: (error as Error).message }, 'model could not be preloaded');
+    }
+  }
+}
+
 export function modelUse(model: LoadedModel): ModelUse {
   return { id: model.id, sha256: model.sha256, provider: model.provider };
 }

@@ -11,6 +11,8 @@
  *
  * Output is produced in horizontal bands: only one band of tile rows (tileSize × scale output
  * rows across the full width) is accumulated at a time, and finished rows are handed to a sink.
+ * Input can be read straight from 8-bit pixels (ByteSource), so besides the input and output
+ * frames the memory is one band plus one tile in and out of the model.
  */
 import { badRequest } from '../shared/errors.js';
 
@@ -94,21 +96,53 @@ export function checkTileOptions(options: TileOptions): void {
   }
 }
 
-/** Copies the region (x0, y0, w, h) of `image` into a planar tile of tw × th, replicating edges where the tile is larger. */
-export function extractTile(image: PlanarImage, x0: number, y0: number, w: number, h: number, tw = w, th = h): PlanarImage {
-  const { width, height, channels, data } = image;
+/**
+ * 8-bit interleaved pixels read tile by tile as planar floats in [0,1], so a large frame never
+ * needs a full float copy (4 bytes per value). `pick` selects the interleaved channels that make
+ * the model's channels (e.g. [0,1,2] for the RGB of RGBA, [0,0,0] to feed grey as RGB).
+ */
+export interface ByteSource {
+  kind: 'bytes';
+  width: number;
+  height: number;
+  /** Interleaved channels per pixel in data. */
+  stride: number;
+  data: Uint8Array;
+  pick: readonly number[];
+}
+
+export type TileSource = PlanarImage | ByteSource;
+
+export function byteSource(data: Uint8Array, width: number, height: number, stride: number, pick: readonly number[]): ByteSource {
+  if (data.length !== width * height * stride) throw new Error(`pixel buffer is ${data.length} bytes, expected ${width}x${height}x${stride}`);
+  return { kind: 'bytes', width, height, stride, data, pick };
+}
+
+function sourceChannels(source: TileSource): number {
+  return 'kind' in source ? source.pick.length : source.channels;
+}
+
+/** Copies the region (x0, y0, w, h) of `source` into a planar tile of tw × th, replicating edges where the tile is larger. */
+export function extractTile(source: TileSource, x0: number, y0: number, w: number, h: number, tw = w, th = h): PlanarImage {
+  const { width, height } = source;
+  const channels = sourceChannels(source);
   const out = new Float32Array(channels * tw * th);
   for (let c = 0; c < channels; c++) {
-    const plane = c * width * height;
     const outPlane = c * tw * th;
     for (let y = 0; y < th; y++) {
       const sy = Math.min(y0 + Math.min(y, h - 1), height - 1);
-      const row = plane + sy * width;
       const outRow = outPlane + y * tw;
-      if (tw === w) {
-        out.set(data.subarray(row + x0, row + x0 + w), outRow);
+      if ('kind' in source) {
+        const { data, stride } = source;
+        const base = sy * width * stride + source.pick[c];
+        for (let x = 0; x < tw; x++) out[outRow + x] = data[base + Math.min(x0 + Math.min(x, w - 1), width - 1) * stride] / 255;
       } else {
-        for (let x = 0; x < tw; x++) out[outRow + x] = data[row + Math.min(x0 + Math.min(x, w - 1), width - 1)];
+        const row = c * width * height + sy * width;
+        if (tw === w) {
+          out.set(source.data.subarray(row + x0, row + x0 + w), outRow);
+        } else {
+          for (let x = 0; x < tw; x++) out[outRow + x] = source.data[row + Math.min(x0 + Math.min(x, w - 1), width - 1)];
+        }
       }
     }
   }
@@ -119,10 +153,11 @@ export function extractTile(image: PlanarImage, x0: number, y0: number, w: numbe
  * Runs `model` over `input` tile by tile and streams the blended output rows to `sink`.
  * Memory besides input and output: one band of (tileSize × scale) output rows, one tile in and out.
  */
-export async function runTiled(input: PlanarImage, model: TileModel, options: TileOptions, sink: RowSink): Promise<void> {
+export async function runTiled(input: TileSource, model: TileModel, options: TileOptions, sink: RowSink): Promise<void> {
   checkTileOptions(options);
   const { scale, tileSize, overlap, fixedTileSize = false, signal, onTile } = options;
-  const { width, height, channels } = input;
+  const { width, height } = input;
+  const channels = sourceChannels(input);
   const outW = width * scale;
   const xs = tileStarts(width, tileSize, overlap);
   const ys = tileStarts(height, tileSize, overlap);
@@ -194,16 +229,17 @@ export async function runTiled(input: PlanarImage, model: TileModel, options: Ti
 }
 
 /** runTiled into one planar float image (for images whose float output fits in memory, e.g. a face crop). */
-export async function runTiledToPlanar(input: PlanarImage, model: TileModel, options: TileOptions): Promise<PlanarImage> {
+export async function runTiledToPlanar(input: TileSource, model: TileModel, options: TileOptions): Promise<PlanarImage> {
   const outW = input.width * options.scale;
   const outH = input.height * options.scale;
-  const data = new Float32Array(input.channels * outW * outH);
+  const channels = sourceChannels(input);
+  const data = new Float32Array(channels * outW * outH);
   await runTiled(input, model, options, (firstRow, rows, block) => {
-    for (let c = 0; c < input.channels; c++) {
+    for (let c = 0; c < channels; c++) {
       data.set(block.subarray(c * rows * outW, (c + 1) * rows * outW), c * outW * outH + firstRow * outW);
     }
   });
-  return { width: outW, height: outH, channels: input.channels, data };
+  return { width: outW, height: outH, channels, data };
 }
 
 /**
@@ -211,15 +247,16 @@ export async function runTiledToPlanar(input: PlanarImage, model: TileModel, opt
  * `targetChannels` interleaved channels; the output's channels go to offsets 0..channels-1
  * (so an RGB result can be written into an RGBA frame whose alpha is filled separately).
  */
-export async function runTiledToBytes(input: PlanarImage, model: TileModel, options: TileOptions,
+export async function runTiledToBytes(input: TileSource, model: TileModel, options: TileOptions,
   target?: { data: Buffer; channels: number }): Promise<Buffer> {
   const outW = input.width * options.scale;
   const outH = input.height * options.scale;
-  const stride = target?.channels ?? input.channels;
+  const channels = sourceChannels(input);
+  const stride = target?.channels ?? channels;
   const data = target?.data ?? Buffer.alloc(outW * outH * stride);
   await runTiled(input, model, options, (firstRow, rows, block) => {
     const n = rows * outW;
-    for (let c = 0; c < input.channels; c++) {
+    for (let c = 0; c < channels; c++) {
       const src = c * n;
       let dst = firstRow * outW * stride + c;
       for (let i = 0; i < n; i++, dst += stride) data[dst] = toByte(block[src + i]);

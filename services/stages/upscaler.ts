@@ -25,7 +25,7 @@ import {
   MODEL_IDS, asTileModel, loadImageModel, modelDefaultTile, modelFixedSize, modelScale, modelUse,
   type ModelEnv, type ModelUse,
 } from './image-models.js';
-import { bytesToPlanar, runTiled, runTiledToBytes, toByte, type PlanarImage } from './tiling.js';
+import { byteSource, runTiled, runTiledToBytes, toByte, type PlanarImage } from './tiling.js';
 
 export type X2Model = 'compact' | 'span';
 
@@ -122,15 +122,15 @@ function tileOptions(model: LoadedModel, request: Pick<UpscaleRequest, 'tileSize
  */
 export async function runRgbModel(model: LoadedModel, colour: Buffer, colourChannels: 1 | 3, width: number, height: number,
   request: Pick<UpscaleRequest, 'tileSize' | 'tileOverlap'>, env: ModelEnv): Promise<Buffer> {
-  const planar = bytesToPlanar(colour, width, height, colourChannels, colourChannels === 1 ? [0, 0, 0] : [0, 1, 2]);
-  const rgb = await runTiledToBytes(planar, asTileModel(model), tileOptions(model, request, env));
+  const source = byteSource(colour, width, height, colourChannels, colourChannels === 1 ? [0, 0, 0] : [0, 1, 2]);
+  const rgb = await runTiledToBytes(source, asTileModel(model), tileOptions(model, request, env));
   return colourChannels === 1 ? rgbToGreyMean(rgb) : rgb;
 }
 
 /** A one-channel model (grey denoiser) over grey pixels, tiled. */
 export async function runGreyModel(model: LoadedModel, grey: Buffer, width: number, height: number,
   request: Pick<UpscaleRequest, 'tileSize' | 'tileOverlap'>, env: ModelEnv): Promise<Buffer> {
-  return runTiledToBytes(bytesToPlanar(grey, width, height, 1, [0]), asTileModel(model), tileOptions(model, request, env));
+  return runTiledToBytes(byteSource(grey, width, height, 1, [0]), asTileModel(model), tileOptions(model, request, env));
 }
 
 /** BT.601 full-range luma (what ESPCN was trained on: PIL's YCbCr), in [0,1]. */
@@ -150,7 +150,7 @@ async function upscaleLuma(model: LoadedModel, colour: Buffer, colourChannels: 1
   const options = tileOptions(model, request, env);
   if (colourChannels === 1) {
     const out = Buffer.alloc(outW * outH);
-    await runTiled(bytesToPlanar(colour, width, height, 1, [0]), asTileModel(model), options, (firstRow, rows, block) => {
+    await runTiled(byteSource(colour, width, height, 1, [0]), asTileModel(model), options, (firstRow, rows, block) => {
       for (let i = 0; i < rows * outW; i++) out[firstRow * outW + i] = toByte(block[i]);
     });
     return out;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AppError } from '../../services/shared/errors.js';
 import {
-  axisWeights, bytesToPlanar, runTiled, runTiledToBytes, runTiledToPlanar, tileStarts,
+  axisWeights, byteSource, bytesToPlanar, runTiled, runTiledToBytes, runTiledToPlanar, tileStarts,
   type PlanarImage, type TileModel,
 } from '../../services/stages/tiling.js';
 
@@ -174,6 +174,19 @@ describe('runTiled', () => {
       next += rows;
     }
     assert.equal(next, height * 2);
+  });
+
+  it('reads tiles straight from interleaved bytes (RGBA picked as RGB, grey as RGB) like from a planar copy', async () => {
+    const width = 150;
+    const height = 90;
+    const rgba = randomBytes(width * height * 4, 11);
+    for (const [stride, pick] of [[4, [0, 1, 2]], [1, [0, 0, 0]]] as Array<[number, number[]]>) {
+      const data = stride === 4 ? rgba : rgba.subarray(0, width * height);
+      const fromBytes = await runTiledToBytes(byteSource(data, width, height, stride, pick), nearest(2), { scale: 2, tileSize: 40, overlap: 8 });
+      const fromPlanar = await runTiledToBytes(bytesToPlanar(data, width, height, stride, pick), nearest(2), { scale: 2, tileSize: 40, overlap: 8 });
+      assert.ok(fromBytes.equals(fromPlanar));
+      assert.equal(fromBytes.length, width * 2 * height * 2 * 3);
+    }
   });
 
   it('refuses bad tiling options with a 400 AppError', async () => {

@@ -23,7 +23,7 @@ import { badRequest } from '../../shared/errors.js';
 import type { Frame } from '../../runner/frame.js';
 import type { StageDefinition } from '../../runner/stage.js';
 import { joinAlpha, resizePixels, splitAlpha } from '../frame-ops.js';
-import { MODEL_IDS, loadImageModel, modelUse, provenanceOf, requireInstalled, type ModelEnv, type ModelUse } from '../image-models.js';
+import { MODEL_IDS, loadImageModel, modelUse, preloadInstalled, provenanceOf, requireInstalled, type ModelEnv, type ModelUse } from '../image-models.js';
 import { DEFAULT_TILE_OVERLAP, runGreyModel, runRgbModel } from '../upscaler.js';
 
 export type DenoiseLevel = NonNullable<DenoiseParams['level']>;
@@ -103,6 +103,7 @@ export const stage: StageDefinition<DenoiseParams> = {
     requireInstalled([...new Set([...denoiseModelIds(level, 3), ...denoiseModelIds(level, 1)])], modelsDir);
   },
   async prepare({ log, modelsDir }) {
+    await preloadInstalled([MODEL_IDS.denoiseColor, MODEL_IDS.denoiseGray], { modelsDir, log });
     return {
       async run({ frame }, params, ctx) {
         if (!frame) throw new Error('denoise needs a frame');

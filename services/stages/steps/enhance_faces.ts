@@ -19,7 +19,7 @@ import { detectFaces } from '../../models/detectors/faces.js';
 import { frameToRgb } from '../../models/tensor.js';
 import { faceLandmarks, chooseRestorationModel, fallbackRestorer, restorationModelRestorer, restoreFaces, selectFaces } from '../face-restore.js';
 import { scaleFindings } from '../frame-ops.js';
-import { loadImageModel, modelUse, provenanceOf, requireInstalled, type ModelEnv, type ModelUse } from '../image-models.js';
+import { loadImageModel, modelUse, preloadInstalled, provenanceOf, requireInstalled, type ModelEnv, type ModelUse } from '../image-models.js';
 import { planUpscale, upscaleFrame } from '../upscaler.js';
 
 /** The detector this step uses when no earlier step found faces with landmarks. */
@@ -51,6 +51,7 @@ export function createEnhanceFacesStage(settings: EnhanceFacesSettings): StageDe
       if (params.upscale !== undefined) requireInstalled([planUpscale(params.upscale).modelId], modelsDir);
     },
     async prepare({ log, modelsDir }) {
+      await preloadInstalled([DEFAULTS.model, ...(settings.fallback ? [settings.fallback] : []), SELF_DETECT_MODEL], { modelsDir, log });
       return {
         async run({ frame }, params, ctx: StageContext) {
           if (!frame) throw new Error('enhance_faces needs a frame');

@@ -6,7 +6,7 @@ import type { UpscaleParams } from '../../shared/schema-types.js';
 import { badRequest } from '../../shared/errors.js';
 import type { StageDefinition } from '../../runner/stage.js';
 import { scaleFindings } from '../frame-ops.js';
-import { provenanceOf, requireInstalled } from '../image-models.js';
+import { MODEL_IDS, preloadInstalled, provenanceOf, requireInstalled } from '../image-models.js';
 import { DEFAULT_TILE_OVERLAP, planUpscale, upscaleFrame } from '../upscaler.js';
 
 const DEFAULT_FACTOR = 2;
@@ -27,6 +27,7 @@ export const stage: StageDefinition<UpscaleParams> = {
     requireInstalled([planUpscale(params.factor ?? DEFAULT_FACTOR, params.model).modelId], modelsDir);
   },
   async prepare({ log, modelsDir }) {
+    await preloadInstalled([MODEL_IDS.x2Span], { modelsDir, log });
     return {
       async run({ frame }, params, ctx) {
         if (!frame) throw new Error('upscale needs a frame');
