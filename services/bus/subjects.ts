@@ -26,6 +26,8 @@ export const BUCKETS = {
   jobIndex: 'photolab-job-index',
   /** KV: unfinished jobs, keys <ownerHash>.<jobId>.<deadline ms>; deleted when the job ends (quota, deadline sweep). */
   openJobs: 'photolab-open-jobs',
+  /** KV (memory, TTL 30 s): live stage processes, <step>.<worker> -> StagePresence. */
+  stages: 'photolab-stages',
 } as const;
 
 export const subjects = {

@@ -631,6 +631,28 @@ export interface StageMetric {
   finishedAt: number;
 }
 /**
+ * Value of key <step>.<worker> in KV bucket photolab-stages, refreshed by each running stage process every few seconds (bucket TTL 30 s): which steps run where, on which execution provider, with which models.
+ */
+export interface StagePresence {
+  step: string;
+  /**
+   * <host>-<pid>
+   */
+  worker: string;
+  host: string;
+  pid: number;
+  startedAt: number;
+  seenAt: number;
+  /**
+   * messages handled since start
+   */
+  handled?: number;
+  /**
+   * what the stage reports: execution provider, models loaded
+   */
+  info?: {};
+}
+/**
  * models/manifest.json: every ONNX model the pipeline knows, where `npm run models -- fetch` gets it, how to check it and how to feed it.
  */
 export interface ModelsManifest {

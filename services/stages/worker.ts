@@ -5,6 +5,7 @@
  * consumer, so each message goes to one of them.
  */
 import { connectBus } from '../bus/bus.js';
+import { announceStage } from '../bus/stage-presence.js';
 import { StageRunner, type RunnerHooks } from '../runner/stage-runner.js';
 import { config as defaultConfig, type Config } from '../shared/config.js';
 import { AppError } from '../shared/errors.js';
@@ -25,6 +26,9 @@ export async function startStageWorker(step: string, config: Config = defaultCon
   const closeMetrics = config.stageMetricsPort > 0
     ? await serveStageMetrics(config.stageMetricsPort, config.httpHost, registry, bus.jsm, step)
     : undefined;
+  const leave = await announceStage(bus.nc, {
+    step, worker: `${config.hostId}-${process.pid}`, host: config.hostId, pid: process.pid, startedAt: Date.now(),
+  }, () => ({ handled: runner.handled, info: prepared.describe?.() ?? {} }));
   const sweep = setInterval(() => void bus.localFrames.sweep(config.frameTtlS * 1000).catch(() => undefined), 60_000);
   sweep.unref();
   log.info({ step, ...prepared.describe?.() }, 'stage ready');
@@ -34,6 +38,7 @@ export async function startStageWorker(step: string, config: Config = defaultCon
     async stop() {
       clearInterval(sweep);
       await runner.stop();
+      await leave();
       await closeMetrics?.();
       await prepared.close?.();
       await bus.close();

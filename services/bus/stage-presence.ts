@@ -1,0 +1,45 @@
+/**
+ * Which stage processes are alive, and what they run on: each stage process refreshes its key
+ * in the KV bucket photolab-stages every few seconds; the bucket's TTL removes processes that
+ * died without saying goodbye. The edge's health report reads it.
+ */
+import { Kvm, type KV } from '@nats-io/kv';
+import { StorageType } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { StagePresence } from '../shared/schema-types.js';
+import { BUCKETS } from './subjects.js';
+
+const TTL_MS = 30_000;
+export const PRESENCE_INTERVAL_MS = 5_000;
+
+export async function openPresence(nc: NatsConnection): Promise<KV> {
+  return new Kvm(nc).create(BUCKETS.stages, { history: 1, storage: StorageType.Memory, ttl: TTL_MS });
+}
+
+/** Announces this process until the returned function is called. */
+export async function announceStage(nc: NatsConnection, presence: Omit<StagePresence, 'seenAt'>, describe: () => Partial<StagePresence> = () => ({})): Promise<() => Promise<void>> {
+  const kv = await openPresence(nc);
+  const key = `${presence.step}.${presence.worker.replace(/[^\w-]/g, '_')}`;
+  const put = () => kv.put(key, JSON.stringify({ ...presence, ...describe(), seenAt: Date.now() })).catch(() => undefined);
+  await put();
+  const timer = setInterval(() => void put(), PRESENCE_INTERVAL_MS);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await kv.delete(key).catch(() => undefined);
+  };
+}
+
+/** The stage processes seen in the last few refresh intervals. */
+export async function listStages(nc: NatsConnection): Promise<StagePresence[]> {
+  const kv = await openPresence(nc);
+  const found: StagePresence[] = [];
+  const recent = Date.now() - 3 * PRESENCE_INTERVAL_MS;
+  for await (const key of await kv.keys()) {
+    const entry = await kv.get(key);
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
+    const presence = entry.json<StagePresence>();
+    if (presence.seenAt >= recent) found.push(presence);
+  }
+  return found;
+}
