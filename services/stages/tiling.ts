@@ -36,6 +36,12 @@ export interface TileOptions {
   overlap: number;
   /** The model takes exactly tileSize × tileSize (fixed input shape): smaller images are padded (edge replicated), outputs cropped. */
   fixedTileSize?: boolean;
+  /**
+   * Pixels of edge-replicated context added around the image before tiling (output cropped
+   * after). Conv models zero-pad at their input's border, which darkens the outermost output
+   * pixels; with real-looking context there the image border looks like any other region.
+   */
+  borderPad?: number;
   /** Checked between tiles. */
   signal?: AbortSignal;
   /** Called after each tile (keeps a long job's message alive). */
@@ -118,6 +124,11 @@ export function byteSource(data: Uint8Array, width: number, height: number, stri
   return { kind: 'bytes', width, height, stride, data, pick };
 }
 
+/** i clamped to [0, length − 1]: reads outside the image repeat its edge pixels. */
+function clampIndex(i: number, length: number): number {
+  return i < 0 ? 0 : i >= length ? length - 1 : i;
+}
+
 function sourceChannels(source: TileSource): number {
   return 'kind' in source ? source.pick.length : source.channels;
 }
@@ -130,18 +141,18 @@ export function extractTile(source: TileSource, x0: number, y0: number, w: numbe
   for (let c = 0; c < channels; c++) {
     const outPlane = c * tw * th;
     for (let y = 0; y < th; y++) {
-      const sy = Math.min(y0 + Math.min(y, h - 1), height - 1);
+      const sy = clampIndex(y0 + Math.min(y, h - 1), height);
       const outRow = outPlane + y * tw;
       if ('kind' in source) {
         const { data, stride } = source;
         const base = sy * width * stride + source.pick[c];
-        for (let x = 0; x < tw; x++) out[outRow + x] = data[base + Math.min(x0 + Math.min(x, w - 1), width - 1) * stride] / 255;
+        for (let x = 0; x < tw; x++) out[outRow + x] = data[base + clampIndex(x0 + Math.min(x, w - 1), width) * stride] / 255;
       } else {
         const row = c * width * height + sy * width;
-        if (tw === w) {
+        if (tw === w && x0 >= 0 && x0 + w <= width) {
           out.set(source.data.subarray(row + x0, row + x0 + w), outRow);
         } else {
-          for (let x = 0; x < tw; x++) out[outRow + x] = source.data[row + Math.min(x0 + Math.min(x, w - 1), width - 1)];
+          for (let x = 0; x < tw; x++) out[outRow + x] = source.data[row + clampIndex(x0 + Math.min(x, w - 1), width)];
         }
       }
     }
@@ -155,8 +166,36 @@ export function extractTile(source: TileSource, x0: number, y0: number, w: numbe
  */
 export async function runTiled(input: TileSource, model: TileModel, options: TileOptions, sink: RowSink): Promise<void> {
   checkTileOptions(options);
+  const pad = options.borderPad ?? 0;
+  if (!Number.isInteger(pad) || pad < 0) throw badRequest('invalid_tiling', `borderPad must be an integer >= 0, got ${pad}`);
+  if (pad === 0) return runTiledPadded(input, model, options, 0, sink);
+  // Run over the padded image, hand on only the rows and columns of the real one.
+  const { scale } = options;
+  const outW = input.width * scale;
+  const paddedW = (input.width + 2 * pad) * scale;
+  const first = pad * scale;
+  const last = (pad + input.height) * scale;
+  const channels = sourceChannels(input);
+  return runTiledPadded(input, model, options, pad, (firstRow, rows, block) => {
+    const from = Math.max(firstRow, first);
+    const to = Math.min(firstRow + rows, last);
+    if (to <= from) return;
+    const n = to - from;
+    const cropped = new Float32Array(channels * n * outW);
+    for (let c = 0; c < channels; c++) {
+      for (let r = 0; r < n; r++) {
+        const src = c * rows * paddedW + (from - firstRow + r) * paddedW + first;
+        cropped.set(block.subarray(src, src + outW), c * n * outW + r * outW);
+      }
+    }
+    sink(from - first, n, cropped);
+  });
+}
+
+async function runTiledPadded(input: TileSource, model: TileModel, options: TileOptions, pad: number, sink: RowSink): Promise<void> {
   const { scale, tileSize, overlap, fixedTileSize = false, signal, onTile } = options;
-  const { width, height } = input;
+  const width = input.width + 2 * pad;
+  const height = input.height + 2 * pad;
   const channels = sourceChannels(input);
   const outW = width * scale;
   const xs = tileStarts(width, tileSize, overlap);
@@ -204,7 +243,7 @@ export async function runTiled(input: TileSource, model: TileModel, options: Til
       const x = xs[i];
       const modelW = fixedTileSize ? tileSize : tileW;
       const modelH = fixedTileSize ? tileSize : tileH;
-      const tile = extractTile(input, x, y, tileW, tileH, modelW, modelH);
+      const tile = extractTile(input, x - pad, y - pad, tileW, tileH, modelW, modelH);
       const out = await model(tile);
       if (out.width !== modelW * scale || out.height !== modelH * scale || out.channels !== channels) {
         throw new Error(`model gave ${out.channels}x${out.height}x${out.width} for a ${channels}x${modelH}x${modelW} tile at scale ${scale}`);

@@ -56,6 +56,8 @@ export interface UpscalePlan {
 export const MIN_FACTOR = 1;
 export const MAX_FACTOR = 8;
 export const DEFAULT_TILE_OVERLAP = 16;
+/** Edge-replicated context around the image, so the models' zero padding does not darken its border. */
+export const BORDER_PAD = 16;
 /** sharp/libvips' own pixel ceiling (0x3FFF²): larger outputs cannot be resampled or encoded. */
 export const MAX_OUTPUT_PIXELS = 268_402_689;
 
@@ -111,6 +113,7 @@ function tileOptions(model: LoadedModel, request: Pick<UpscaleRequest, 'tileSize
     tileSize: fixed ?? request.tileSize ?? modelDefaultTile(model, fallbackTile),
     overlap: request.tileOverlap ?? DEFAULT_TILE_OVERLAP,
     fixedTileSize: fixed !== undefined,
+    borderPad: BORDER_PAD,
     signal: env.signal,
     onTile: () => env.heartbeat?.(),
   };

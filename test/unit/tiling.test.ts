@@ -189,6 +189,27 @@ describe('runTiled', () => {
     }
   });
 
+  it('borderPad gives zero-padding models real context at the image border, output cropped exactly', async () => {
+    const width = 70;
+    const height = 45;
+    const flat = Buffer.alloc(width * height, 200);
+    const input = bytesToPlanar(flat, width, height, 1, [0]);
+    // One tile, so only the image border (not tile seams) is in question.
+    const darkened = await runTiledToBytes(input, boxBlur, { scale: 1, tileSize: 128, overlap: 8 });
+    assert.ok(darkened[0] < 150, 'the zero-padding model should darken the corner without context');
+    const padded = await runTiledToBytes(input, boxBlur, { scale: 1, tileSize: 128, overlap: 8, borderPad: 4 });
+    assert.equal(padded.length, width * height);
+    assert.ok(padded.equals(flat), 'with border context a flat image stays flat');
+    // Local models are unaffected by padding; rows arrive in order and complete.
+    const bytes = randomBytes(width * height * 3, 5);
+    const rgb = bytesToPlanar(bytes, width, height, 3, [0, 1, 2]);
+    const plain = await runTiledToBytes(rgb, nearest(3), { scale: 3, tileSize: 32, overlap: 8 });
+    const withPad = await runTiledToBytes(rgb, nearest(3), { scale: 3, tileSize: 32, overlap: 8, borderPad: 5 });
+    assert.ok(withPad.equals(plain));
+    const fixed = await runTiledToBytes(rgb, nearest(3), { scale: 3, tileSize: 128, overlap: 8, borderPad: 5, fixedTileSize: true });
+    assert.ok(fixed.equals(plain));
+  });
+
   it('refuses bad tiling options with a 400 AppError', async () => {
     const input = bytesToPlanar(randomBytes(100), 10, 10, 1, [0]);
     for (const options of [{ scale: 1, tileSize: 64, overlap: 32 }, { scale: 1, tileSize: 8, overlap: 0 }, { scale: 1.5, tileSize: 64, overlap: 0 }]) {
