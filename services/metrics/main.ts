@@ -15,6 +15,7 @@
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { config } from '../shared/config.js';
+import { runUntilStopped } from '../shared/lifecycle.js';
 import { createLogger } from '../shared/logger.js';
 import { openMetricsStore, storeOptionsFromConfig, type MetricsStore } from './clickhouse.js';
 import { MetricsSink } from './sink.js';
@@ -54,34 +55,13 @@ async function main(): Promise<void> {
   let sink: MetricsSink | undefined;
   let stopStats: (() => void) | undefined;
 
-  const shutdown = async (reason: string) => {
-    if (stopping) return;
+  runUntilStopped(log, async () => {
     stopping = true;
-    log.info({ reason }, 'metrics service stopping');
-    const force = setTimeout(() => {
-      log.error('metrics service did not stop within 15 s; exiting');
-      process.exit(1);
-    }, 15_000);
-    force.unref();
-    try {
-      stopStats?.();
-      await sink?.stop();
-      await nc?.drain().catch(() => undefined);
-      await store?.close();
-      log.info('metrics service stopped');
-      process.exit(0);
-    } catch (error) {
-      log.error({ err: (error as Error).message }, 'error while stopping');
-      process.exit(1);
-    }
-  };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  const parent = process.ppid;
-  setInterval(() => {
-    if (process.ppid === 1 || process.ppid !== parent) void shutdown('parent exited');
-  }, 1000).unref();
-  process.on('unhandledRejection', (error) => log.error({ err: String((error as Error)?.stack ?? error) }, 'unhandled rejection'));
+    stopStats?.();
+    await sink?.stop();
+    await nc?.drain().catch(() => undefined);
+    await store?.close();
+  }, { watchParent: true });
 
   nc = await connect({ servers: config.natsUrl.split(',').map((s) => s.trim()), name: `photolab-metrics-${process.pid}`, maxReconnectAttempts: -1 });
   store = await openStoreWithRetry(() => stopping);
