@@ -90,7 +90,9 @@ export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'del' 
     handler(req)
       .catch((error: unknown) => {
         const appError = toAppError(error);
-        if (appError.status >= 500) options.log.error({ err: error, requestId, path: req.path }, 'request failed');
+        // 503s (overloaded, model_not_installed) are the system saying no on purpose, not a fault.
+        if (appError.status === 503) options.log.warn({ code: appError.code, requestId, path: req.path }, 'request refused');
+        else if (appError.status >= 500) options.log.error({ err: error, requestId, path: req.path }, 'request failed');
         return errorReply(appError, requestId);
       })
       .then((reply) => {
