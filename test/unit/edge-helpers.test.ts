@@ -1,0 +1,72 @@
+/** Pure parts of the edge: token bucket, cursors, JSON depth, PLAYE option mapping, error statuses. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { decodeBase64Image, nestingDepth } from '../../services/edge/http/body.js';
+import { formValue } from '../../services/edge/http/multipart.js';
+import { decodeCursor, encodeCursor } from '../../services/edge/jobs.js';
+import { RateLimiter } from '../../services/edge/limits.js';
+import { PLAYE_ENDPOINTS, playePipeline, statusOfJobError } from '../../services/edge/playe.js';
+import { AppError } from '../../services/shared/errors.js';
+import type { StageDefinition } from '../../services/runner/stage.js';
+
+test('RateLimiter: a full bucket of perMinute, refilled continuously, Retry-After in whole seconds', () => {
+  let now = 0;
+  const limiter = new RateLimiter(60, () => now);
+  for (let i = 0; i < 60; i++) limiter.take('a');
+  assert.throws(() => limiter.take('a'), (e: AppError) => e.status === 429 && e.code === 'rate_limited' && (e.details as { retryAfterS: number }).retryAfterS === 1);
+  limiter.take('b'); // callers are independent
+  now += 1000; // one token back
+  limiter.take('a');
+  assert.throws(() => limiter.take('a'));
+  now += 120_000;
+  limiter.prune();
+  assert.equal(limiter.size, 0, 'full buckets are forgotten');
+  new RateLimiter(0).take('x'); // 0 disables the limit
+});
+
+test('cursors round-trip; anything else is invalid_cursor', () => {
+  const id = '01ARZ3NDEKTSV4RRFFQ69G5FAV';
+  assert.equal(decodeCursor(encodeCursor(id)), id);
+  for (const bad of ['', 'abc', Buffer.from('v1:nope').toString('base64url'), 'a'.repeat(200), '%%%']) {
+    assert.throws(() => decodeCursor(bad), (e: AppError) => e.code === 'invalid_cursor', bad);
+  }
+});
+
+test('nestingDepth counts brackets outside strings', () => {
+  assert.equal(nestingDepth('1'), 0);
+  assert.equal(nestingDepth('{"a":[1,{"b":2}]}'), 3);
+  assert.equal(nestingDepth('{"a":"[[[[{{{{\\"]]"}'), 1);
+  assert.equal(nestingDepth('['.repeat(50) + ']'.repeat(50)), 50);
+});
+
+test('formValue takes JSON-encoded and plain values; base64 images with or without a data URL', () => {
+  assert.equal(formValue('2'), 2);
+  assert.equal(formValue('"medium"'), 'medium');
+  assert.equal(formValue('medium'), 'medium');
+  assert.equal(formValue('true'), true);
+  assert.deepEqual(decodeBase64Image('data:image/png;base64,AAEC'), Buffer.from([0, 1, 2]));
+  assert.deepEqual(decodeBase64Image('AAEC'), Buffer.from([0, 1, 2]));
+  assert.throws(() => decodeBase64Image('not base64!'), /base64/);
+});
+
+test('PLAYE options map onto the step\'s params schema and the encoder; unknown ones are named', () => {
+  const stage = (step: string) => ({ step } as StageDefinition);
+  const stages = new Map(['decode', 'upscale', 'encode', 'detect_objects', 'detect_faces'].map((s) => [s, stage(s)]));
+  const upscale = playePipeline(PLAYE_ENDPOINTS.upscale!, new Map([['factor', '2'], ['model', '"compact"'], ['format', 'png']]), stages);
+  assert.deepEqual(upscale, [{ step: 'decode' }, { step: 'upscale', params: { factor: 2, model: 'compact' } }, { step: 'encode', params: { format: 'png' } }]);
+  const detect = playePipeline(PLAYE_ENDPOINTS['detect-objects']!, new Map([['minScore', '0.5']]), stages);
+  assert.deepEqual(detect, [{ step: 'decode' }, { step: 'detect_objects', params: { minScore: 0.5 } }]);
+  assert.throws(() => playePipeline(PLAYE_ENDPOINTS['detect-objects']!, new Map([['format', 'png']]), stages), (e: AppError) => e.code === 'unknown_option');
+  assert.throws(() => playePipeline(PLAYE_ENDPOINTS.upscale!, new Map([['zoom', '2'], ['factor', '2']]), stages),
+    (e: AppError) => e.code === 'unknown_option' && JSON.stringify((e.details as { unknown: string[] }).unknown) === '["zoom"]');
+  // A step that is not installed at all: 503, before anything else.
+  assert.throws(() => playePipeline(PLAYE_ENDPOINTS['face-enhance']!, new Map(), stages), (e: AppError) => e.status === 503 && e.code === 'model_not_installed');
+});
+
+test('a job\'s error code gives the status of the synchronous answer', () => {
+  assert.equal(statusOfJobError('undecodable_image'), 422);
+  assert.equal(statusOfJobError('unsupported_format'), 422);
+  assert.equal(statusOfJobError('model_not_installed'), 503);
+  assert.equal(statusOfJobError('job_timeout'), 504);
+  assert.equal(statusOfJobError('internal_error'), 500);
+});
