@@ -1,8 +1,10 @@
 /**
- * GET /api/health: NATS connected, streams present, and per step whether a stage process is
- * pulling (a consumer with waiting pull requests or messages in progress) and its backlog.
+ * GET /api/health: NATS connected, streams present, and per step the live stage processes
+ * (each announces its worker id, execution provider and models in KV photolab-stages),
+ * the pull requests waiting and the backlog.
  */
 import type { Bus } from '../bus/bus.js';
+import { listStages } from '../bus/stage-presence.js';
 import { STREAMS, stageConsumer } from '../bus/subjects.js';
 import type { HealthResponse } from '../shared/schema-types.js';
 
@@ -18,17 +20,20 @@ export async function checkHealth(bus: Bus, steps: string[]): Promise<HealthResp
   await Promise.all(Object.values(STREAMS).map(async (name) => {
     health.streams[name] = await bus.jsm.streams.info(name).then(() => true, () => false);
   }));
+  const live = await listStages(bus.nc).catch(() => []);
   await Promise.all(steps.map(async (step) => {
+    const replicas = live.filter((p) => p.step === step);
     try {
       const info = await bus.jsm.consumers.info(STREAMS.stages, stageConsumer(step));
       health.stages[step] = {
-        seen: info.num_waiting > 0 || info.num_ack_pending > 0,
+        seen: replicas.length > 0 || info.num_waiting > 0 || info.num_ack_pending > 0,
         pending: info.num_pending,
         inFlight: info.num_ack_pending,
         waiting: info.num_waiting,
+        replicas,
       };
     } catch {
-      health.stages[step] = { seen: false, pending: 0, inFlight: 0, waiting: 0 };
+      health.stages[step] = { seen: replicas.length > 0, pending: 0, inFlight: 0, waiting: 0, replicas };
     }
   }));
   if (Object.values(health.streams).some((ok) => !ok)) health.status = 'down';

@@ -10,6 +10,8 @@ import { createAuthenticator } from './auth.js';
 import { CallerBlobs } from './blobs.js';
 import { startDeadlineSweep } from './deadline-sweep.js';
 import { mountApi } from './http/api.js';
+import { httpObserver } from './http/routes/observability.js';
+import { Registry } from '../metrics/prometheus.js';
 import type { HttpOptions, Request } from './http/uws-http.js';
 import { JobsService } from './jobs.js';
 import { BacklogGate, RateLimiter } from './limits.js';
@@ -36,8 +38,10 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
   const prune = setInterval(() => rateLimiter.prune(), 60_000);
   prune.unref();
   const app = uWS.App();
+  const registry = new Registry();
   const http: HttpOptions = {
     log,
+    onReply: httpObserver(registry),
     // Uploads (multipart or raw) may carry MAX_UPLOAD_BYTES plus form overhead; JSON bodies
     // may carry the same image in base64. Larger declared bodies get 413 before being read.
     maxBodyBytes: (headers) => (headers['content-type'] ?? '').startsWith('application/json')
@@ -46,7 +50,7 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
     commonHeaders: (req) => corsHeaders(config.corsOrigins, req),
   };
   const gateway = mountWebSocket(app, { bus, jobs, blobs, auth, rateLimiter, config, log });
-  mountApi(app, { bus, jobs, blobs, auth, rateLimiter, config, log, steps }, http);
+  mountApi(app, { bus, jobs, blobs, auth, rateLimiter, config, log, steps }, http, { registry, wsConnections: () => gateway.stats().connections });
   const sweep = startDeadlineSweep(bus, jobs, config.deadlineSweepMs, log);
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {

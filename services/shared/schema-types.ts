@@ -264,7 +264,7 @@ export interface HealthResponse {
     [k: string]: boolean;
   };
   /**
-   * per step: replicas pulling now (consumer's waiting pull requests), backlog, and what the stage reported at start
+   * per step: the live stage processes (from KV photolab-stages: worker, execution provider and models), pull requests waiting, backlog
    */
   stages: {
     [k: string]: {
@@ -272,9 +272,31 @@ export interface HealthResponse {
       pending?: number;
       inFlight?: number;
       waiting?: number;
-      info?: {};
+      replicas?: StagePresence[];
     };
   };
+}
+/**
+ * Value of key <step>.<worker> in KV bucket photolab-stages, refreshed by each running stage process every few seconds (bucket TTL 30 s): which steps run where, on which execution provider, with which models.
+ */
+export interface StagePresence {
+  step: string;
+  /**
+   * <host>-<pid>
+   */
+  worker: string;
+  host: string;
+  pid: number;
+  startedAt: number;
+  seenAt: number;
+  /**
+   * messages handled since start
+   */
+  handled?: number;
+  /**
+   * what the stage reports: execution provider, models loaded
+   */
+  info?: {};
 }
 /**
  * GET /api/hello (no token): the PLAYE front end's connectivity check.
@@ -629,28 +651,6 @@ export interface StageMetric {
    * epoch ms
    */
   finishedAt: number;
-}
-/**
- * Value of key <step>.<worker> in KV bucket photolab-stages, refreshed by each running stage process every few seconds (bucket TTL 30 s): which steps run where, on which execution provider, with which models.
- */
-export interface StagePresence {
-  step: string;
-  /**
-   * <host>-<pid>
-   */
-  worker: string;
-  host: string;
-  pid: number;
-  startedAt: number;
-  seenAt: number;
-  /**
-   * messages handled since start
-   */
-  handled?: number;
-  /**
-   * what the stage reports: execution provider, models loaded
-   */
-  info?: {};
 }
 /**
  * models/manifest.json: every ONNX model the pipeline knows, where `npm run models -- fetch` gets it, how to check it and how to feed it.
@@ -1022,7 +1022,7 @@ export interface EnhanceFacesParams {
   minScore?: number;
 }
 /**
- * upscale: super-resolution by a factor 1 < f <= 8. x2: 2xNomosUni (compact or SPAN), x3: ESPCN on luma (chroma bicubic), x4: Real-ESRGAN animevideov3; other factors: the smallest model reaching f, then lanczos3 to exactly round(f x size). Tiled with feathered blending; alpha resampled with lanczos3; grey stays grey.
+ * upscale: super-resolution by a factor 1 < f <= 8. x2: 2xNomosUni (compact or SPAN), x3: ESPCN on luma (chroma bicubic), x4: Real-ESRGAN animevideov3 (or a photo x4 model when installed); other factors: the smallest model reaching f, then lanczos3 to exactly round(f x size). Tiled with feathered blending; alpha resampled with lanczos3; grey stays grey.
  */
 export interface UpscaleParams {
   /**
@@ -1033,6 +1033,10 @@ export interface UpscaleParams {
    * which x2 model (factors up to 2): SPAN (default; most faithful on clean photos) or compact SRVGG (trained on degraded input: also removes JPEG artefacts, noise and blur, but re-sharpens clean photos)
    */
   model?: "span" | "compact";
+  /**
+   * which x4 model (factors above 2 except 3): animevideov3 (installed here; trained for anime, below bicubic PSNR on photos), or the photo models realesr-general-x4v3 / RealESRGAN_x4plus when fetched
+   */
+  x4Model?: "animevideov3" | "general-x4v3" | "x4plus";
   /**
    * tile side in input pixels (default: the model's manifest value); bounds the model's memory. Ignored by ESPCN (fixed 224)
    */

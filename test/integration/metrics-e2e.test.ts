@@ -10,7 +10,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { openMetricsStore, type MetricsStore } from '../../services/metrics/clickhouse.js';
 import { MetricsSink } from '../../services/metrics/sink.js';
-import { queryStats } from '../../services/metrics/stats.js';
+import { queryStats, serveStats } from '../../services/metrics/stats.js';
+import type { HealthResponse, StatsResponse } from '../../services/shared/schema-types.js';
 import { freePort } from '../../services/launcher/nats-server.js';
 import { fixture } from '../helpers/paths.js';
 import { startSystem, waitFor, type TestSystem } from '../helpers/system.js';
@@ -19,6 +20,7 @@ let system: TestSystem;
 let store: MetricsStore;
 let sink: MetricsSink;
 let dir: string;
+let stopStats: () => void;
 
 before(async () => {
   system = await startSystem({ steps: ['decode'] });
@@ -26,8 +28,10 @@ before(async () => {
   store = await openMetricsStore({ dataDir: dir, database: 'photolab_e2e' });
   sink = new MetricsSink({ nc: system.nc, store, batchRows: 50, batchMs: 200 });
   await sink.start();
+  stopStats = serveStats(system.nc, store);
 });
 after(async () => {
+  stopStats?.();
   await sink?.stop();
   await store?.close();
   await system?.stop();
@@ -72,4 +76,30 @@ test('N jobs give exactly N x steps stage rows and N job rows; a failed job is r
   assert.match(text, /photolab_stage_run_seconds_count\{step="encode"\} 5/);
   assert.match(text, /photolab_stage_backlog\{step="encode"\} 0/);
   await waitFor(() => sink.stats.stageRows >= N * 2 + 1, 'sink stats');
+});
+
+test('the edge serves GET /api/stats from ClickHouse, Prometheus /metrics, and live stage processes in /api/health', async () => {
+  const token = await system.token();
+  const stats = await fetch(`${system.baseUrl}/api/stats?groupBy=step,model&from=${Date.now() - 600_000}`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(stats.status, 200);
+  const body = await stats.json() as StatsResponse;
+  const decode = body.groups.step!.find((row) => row.key === 'decode')!;
+  assert.equal(decode.count, 6);
+  assert.equal(decode.errors, 1);
+  assert.ok(decode.p50Ms !== null && decode.p50Ms > 0);
+  assert.equal(body.jobs.count, 6);
+  const bad = await fetch(`${system.baseUrl}/api/stats?from=yesterday`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(bad.status, 400);
+  assert.equal((await fetch(`${system.baseUrl}/api/stats`)).status, 401);
+
+  const text = await (await fetch(`${system.baseUrl}/metrics`)).text();
+  assert.match(text, /photolab_edge_requests_total\{route="\/api\/jobs",method="POST",status="202"\} 6/);
+  assert.match(text, /photolab_stage_backlog\{step="decode"\} 0/);
+  assert.match(text, /photolab_edge_ws_connections 0/);
+
+  const health = await (await fetch(`${system.baseUrl}/api/health`)).json() as HealthResponse;
+  const decodeReplicas = health.stages.decode!.replicas!;
+  assert.equal(decodeReplicas.length, 1);
+  assert.equal(decodeReplicas[0]!.pid, process.pid, 'the in-process decode worker announced itself');
+  assert.equal(typeof decodeReplicas[0]!.handled, 'number', 'refreshed every few seconds with the messages handled');
 });

@@ -18,6 +18,8 @@ import { mountBlobRoutes } from './routes/blobs.js';
 import { mountJobRoutes } from './routes/jobs.js';
 import { mountPlayeRoutes } from './routes/playe.js';
 import { mountSystemRoutes } from './routes/system.js';
+import { mountObservabilityRoutes } from './routes/observability.js';
+import type { Registry } from '../../metrics/prometheus.js';
 import { route, type HttpOptions, type Request } from './uws-http.js';
 
 export interface ApiDeps {
@@ -37,7 +39,7 @@ export interface ApiContext extends ApiDeps {
   caller(req: Request): Promise<Owner>;
 }
 
-export function mountApi(app: TemplatedApp, deps: ApiDeps, http: HttpOptions): void {
+export function mountApi(app: TemplatedApp, deps: ApiDeps, http: HttpOptions, observability: { registry: Registry; wsConnections: () => number }): void {
   const ctx: ApiContext = {
     ...deps,
     http,
@@ -51,6 +53,7 @@ export function mountApi(app: TemplatedApp, deps: ApiDeps, http: HttpOptions): v
   mountJobRoutes(app, ctx);
   mountBlobRoutes(app, ctx);
   mountPlayeRoutes(app, ctx);
+  mountObservabilityRoutes(app, ctx, observability.registry, observability.wsConnections);
   route(app, 'any', '/*', async (req) => {
     throw new AppError(404, 'route_not_found', `no route ${req.method} ${req.path}`);
   }, http);

@@ -52,6 +52,8 @@ export interface HttpOptions {
   log: Logger;
   /** Largest body; may depend on the headers (a JSON body with a base64 image is 4/3 larger). */
   maxBodyBytes: number | ((headers: Record<string, string>) => number);
+  /** Told about every answer (Prometheus request metrics); `route` is the route's pattern. */
+  onReply?: (route: string, method: string, status: number, ms: number) => void;
   /** Extra headers on every answer (CORS). */
   commonHeaders?: (req: Request) => Record<string, string>;
 }
@@ -104,7 +106,9 @@ export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'del' 
           for (const [k, v] of Object.entries({ ...options.commonHeaders?.(req), ...reply.headers })) res.writeHeader(k, v);
           res.end(reply.body ?? '', closeAfter);
         });
-        options.log.debug({ requestId, method: req.method, path: req.path, status: reply.status, ms: Date.now() - started }, 'request');
+        const ms = Date.now() - started;
+        options.onReply?.(pattern, req.method, reply.status, ms);
+        options.log.debug({ requestId, method: req.method, path: req.path, status: reply.status, ms }, 'request');
       });
   });
 }
