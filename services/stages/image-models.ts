@@ -12,6 +12,8 @@ import type { PlanarImage, TileModel } from './tiling.js';
 /** Model ids in models/manifest.json that the restore stages use. */
 export const MODEL_IDS = {
   x4: 'realesr-animevideov3-x4',
+  x4General: 'realesr-general-x4v3',
+  x4Plus: 'realesrgan-x4plus',
   x2Compact: 'sr-nomos-compact-x2',
   x2Span: 'sr-nomos-span-x2',
   x3Y: 'sub-pixel-cnn-x3',

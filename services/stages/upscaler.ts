@@ -31,11 +31,16 @@ import {
 import { byteSource, runTiled, runTiledToBytes, toByte, type PlanarImage } from './tiling.js';
 
 export type X2Model = 'compact' | 'span';
+export type X4Model = 'animevideov3' | 'general-x4v3' | 'x4plus';
+
+const X4_IDS: Record<X4Model, string> = { animevideov3: MODEL_IDS.x4, 'general-x4v3': MODEL_IDS.x4General, x4plus: MODEL_IDS.x4Plus };
 
 export interface UpscaleRequest {
   factor: number;
   /** Which ×2 model (default span: higher PSNR than compact on clean photos, and faster). */
   x2Model?: X2Model;
+  /** Which ×4 model (factors above 2 except 3; default animevideov3, the one on these machines). */
+  x4Model?: X4Model;
   /** Tile side in input pixels (default: the model's manifest value). Ignored by fixed-size models. */
   tileSize?: number;
   /** Tile overlap in input pixels (default 16). */
@@ -65,14 +70,14 @@ export const BORDER_PAD = 16;
 export const MAX_OUTPUT_PIXELS = 268_402_689;
 
 /** The model for a factor (pure: used by admit() as well as run). */
-export function planUpscale(factor: number, x2Model: X2Model = 'span'): UpscalePlan {
+export function planUpscale(factor: number, x2Model: X2Model = 'span', x4Model: X4Model = 'animevideov3'): UpscalePlan {
   if (!Number.isFinite(factor) || factor <= MIN_FACTOR || factor > MAX_FACTOR) {
     throw badRequest('invalid_factor', `factor must be a number above ${MIN_FACTOR} and at most ${MAX_FACTOR}, got ${factor}`);
   }
   const x2 = { modelId: x2Model === 'span' ? MODEL_IDS.x2Span : MODEL_IDS.x2Compact, modelScale: 2, lumaOnly: false };
   if (factor === 3) return { modelId: MODEL_IDS.x3Y, modelScale: 3, lumaOnly: true };
   if (factor <= 2) return x2;
-  return { modelId: MODEL_IDS.x4, modelScale: 4, lumaOnly: false };
+  return { modelId: X4_IDS[x4Model] ?? MODEL_IDS.x4, modelScale: 4, lumaOnly: false };
 }
 
 export function upscaledSize(width: number, height: number, factor: number): { width: number; height: number } {
@@ -80,7 +85,7 @@ export function upscaledSize(width: number, height: number, factor: number): { w
 }
 
 export async function upscaleFrame(frame: Frame, request: UpscaleRequest, env: ModelEnv): Promise<UpscaleOutcome> {
-  const plan = planUpscale(request.factor, request.x2Model);
+  const plan = planUpscale(request.factor, request.x2Model, request.x4Model);
   const out = upscaledSize(frame.width, frame.height, request.factor);
   const modelPixels = frame.width * plan.modelScale * frame.height * plan.modelScale;
   if (out.width * out.height > MAX_OUTPUT_PIXELS || modelPixels > MAX_OUTPUT_PIXELS) {

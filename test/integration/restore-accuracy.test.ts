@@ -243,5 +243,7 @@ describe('frame kinds and sizes', () => {
     assert.throws(() => upscale.admit!({ factor: 2 }, { log: silent, modelsDir: '/nonexistent' }), (e: unknown) =>
       (e as { code?: string; status?: number }).code === 'model_not_installed' && (e as { status: number }).status === 503);
     assert.throws(() => denoise.admit!({ level: 'medium' }, { log: silent, modelsDir: '/nonexistent' }), /npm run models -- fetch/);
+    // A photo x4 model that is not on these machines is refused at admission, naming the fetch.
+    assert.throws(() => upscale.admit!({ factor: 4, x4Model: 'x4plus' }, options), /npm run models -- fetch realesrgan-x4plus/);
   });
 });

@@ -24,7 +24,7 @@ export const stage: StageDefinition<UpscaleParams> = {
   output: 'frame',
   admit(params, { modelsDir }) {
     checkTiling(params);
-    requireInstalled([planUpscale(params.factor ?? DEFAULT_FACTOR, params.model).modelId], modelsDir);
+    requireInstalled([planUpscale(params.factor ?? DEFAULT_FACTOR, params.model, params.x4Model).modelId], modelsDir);
   },
   async prepare({ log, modelsDir }) {
     await preloadInstalled([MODEL_IDS.x2Span], { modelsDir, log });
@@ -35,6 +35,7 @@ export const stage: StageDefinition<UpscaleParams> = {
         const result = await upscaleFrame(frame, {
           factor: params.factor ?? DEFAULT_FACTOR,
           x2Model: params.model,
+          x4Model: params.x4Model,
           tileSize: params.tileSize,
           tileOverlap: params.tileOverlap,
         }, { modelsDir, log: ctx.log ?? log, signal: ctx.signal, heartbeat: () => ctx.heartbeat() });
