@@ -12,11 +12,16 @@ import { BUCKETS } from './subjects.js';
 export const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 export class BlobStore {
-  constructor(private readonly store: ObjectStore) {}
+  /**
+   * chunkSize: Object Store chunk size for puts. The client's default (128 KiB) awaits one
+   * JetStream ack per chunk; larger chunks (up to the server's max_payload) halved the put of
+   * a 300 KB JPEG here (bench: ~18 -> ~9 ms). Readers need no change: the size is per object.
+   */
+  constructor(private readonly store: ObjectStore, private readonly chunkSize?: number) {}
 
   async put(name: string, bytes: Uint8Array, contentType?: string): Promise<BlobRef> {
     const digest = sha256(bytes);
-    await this.store.putBlob({ name, description: contentType, headers: undefined }, bytes);
+    await this.store.putBlob({ name, description: contentType, headers: undefined, ...(this.chunkSize ? { options: { max_chunk_size: this.chunkSize } } : {}) }, bytes);
     const ref: BlobRef = { kind: 'blob', bucket: BUCKETS.blobs, name, bytes: bytes.length, sha256: digest };
     if (contentType) ref.contentType = contentType;
     return ref;

@@ -59,7 +59,8 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
     nc, js, jsm,
     jobs: new JobStore(jobsKv),
     jobIndex,
-    blobs: new BlobStore(objects),
+    // Chunks of up to 4 MiB, within the server's max_payload (with room for headers).
+    blobs: new BlobStore(objects, Math.max(128 * 1024, Math.min(4 * 1024 * 1024, (nc.info?.max_payload ?? 1024 * 1024) - 16 * 1024))),
     frames: new TieredFrames(config.frameTransport, localFrames, busFrames),
     localFrames,
     idempotency,
