@@ -4,7 +4,7 @@
  * beside it as a plain-Node edge would have. Everything after the HTTP layer is the edge's
  * own code: the same authenticator, rate limiter, body reading and validation
  * (readJobSubmission, which parses multipart with the same parser), the same JobsService
- * (pipeline validation, pixel check, Object Store put, job record, first publish) and the same
+ * (pipeline validation, pixel check, blob put, job record, first publish) and the same
  * reply. Only the HTTP server differs.
  *
  *   node dist/bench/ingest/node-edge.js   (same environment variables as the edge)

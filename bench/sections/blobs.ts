@@ -10,9 +10,9 @@ import path from 'node:path';
 import { connectBus } from '../../services/bus/bus.js';
 import { BusFrames } from '../../services/bus/frames/bus-frames.js';
 import { LocalFrames } from '../../services/bus/frames/local-frames.js';
-import { BUCKETS } from '../../services/bus/subjects.js';
+import { StorageType } from '@nats-io/jetstream';
 import { loadConfig } from '../../services/shared/config.js';
-import type { FrameRef } from '../../services/shared/schema-types.js';
+import type { BlobRef, FrameRef } from '../../services/shared/schema-types.js';
 import { Objm } from '@nats-io/obj';
 import { benchEnv, startNats } from '../lib/cluster.js';
 import { fixed, mb, ms, now, progress, rawFrame, silentLog, summarize, table } from '../lib/util.js';
@@ -32,7 +32,8 @@ export async function blobsSection(options: { quick?: boolean } = {}): Promise<S
   const config = loadConfig({ ...process.env, ...benchEnv(nats, dataDir, { FRAME_CACHE_DIR: dataDir }) });
   const bus = await connectBus(config, silentLog, 'bench-blobs');
   try {
-    const objects = await new Objm(bus.nc).open(BUCKETS.blobs);
+    // The Object Store, for comparison (the product moved uploads and results off it by these numbers).
+    const objects = await new Objm(bus.nc).create('photolab-bench-objects', { storage: StorageType.File });
     const busFrames = new BusFrames(bus.js, bus.jsm, bus.nc.info?.max_payload ?? 1024 * 1024);
     const local = new LocalFrames(dataDir, 'bench-host');
     const ref = (id: string, f: { width: number; height: number; data: Buffer }, chunks = 0): FrameRef => ({
@@ -62,6 +63,12 @@ export async function blobsSection(options: { quick?: boolean } = {}): Promise<S
         put: (id, f) => busFrames.put(id, f),
         get: async (id, f, chunks) => (await busFrames.get(ref(id, f, chunks as number))).data,
         cleanup: (id) => busFrames.deleteJob(id.split('.')[0]!),
+      },
+      {
+        name: 'blobs stream (BlobStore: uploads, results)',
+        put: async (id, f) => bus.blobs.put(`bench/${id.replace('.', '-')}`, f.data),
+        get: async (_id, _f, token) => bus.blobs.get(token as BlobRef),
+        cleanup: (id) => bus.blobs.delete(`bench/${id.replace('.', '-')}`),
       },
       {
         name: 'Object Store (@nats-io/obj)',

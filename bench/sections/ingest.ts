@@ -56,7 +56,7 @@ async function load(url: string, body: { body: Buffer; contentType: string }, to
 async function purge(cluster: Cluster): Promise<void> {
   for await (const s of cluster.jsm.streams.list()) {
     const name = s.config.name;
-    if (name === 'PHOTOLAB_STAGES' || name === 'PHOTOLAB_EVENTS' || name.startsWith('OBJ_photolab') || name.startsWith('KV_photolab')) {
+    if (name === 'PHOTOLAB_STAGES' || name === 'PHOTOLAB_EVENTS' || name === 'PHOTOLAB_BLOBS' || name.startsWith('KV_photolab')) {
       await cluster.jsm.streams.purge(name).catch(() => undefined);
     }
   }
@@ -104,7 +104,7 @@ export async function ingestSection(options: { quick: boolean }): Promise<Sectio
   }
   const markdown = [
     `POST /api/jobs, multipart (pipeline + file, a real JPEG of the size shown), bearer JWT (HS256), keep-alive connections from this process on loopback, ${seconds} s per case after a warm-up. No stage service runs; the queue, uploads and job records are purged between cases. The server, nats-server and the load generator share the 2 cores.`,
-    'Both servers run the edge\'s own auth, rate limiter, body reading + validation (readJobSubmission, same multipart parser) and JobsService.submit (pipeline validation, pixel check from the header, Object Store put of the upload, job record, job.accepted event, first step publish). Only the HTTP layer differs.',
+    'Both servers run the edge\'s own auth, rate limiter, body reading + validation (readJobSubmission, same multipart parser) and JobsService.submit (pipeline validation, pixel check from the header, blobs-stream put of the upload, job record, job.accepted event, first step publish). Only the HTTP layer differs.',
     '',
     table(['upload', 'body', 'server', 'connections', 'accepted', 'failed', 'requests/s', 'MiB/s', 'latency p50 / p95 ms', 'uWS / node'], rows),
   ].join('\n');

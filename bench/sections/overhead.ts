@@ -2,7 +2,7 @@
  * Section "overhead": the same pipeline (a) in one process calling the stage functions and
  * (b) through edge + NATS + stage services (separate processes, this machine), end to end:
  * (b) is timed from the HTTP POST to the job's terminal event reaching the client, so it
- * includes the upload, the Object Store, every bus hop, the job record and the events.
+ * includes the upload, the blob store, every bus hop, the job record and the events.
  *
  * Overhead per hop = (p50 of b - p50 of a) / steps: every step is one hop (a message on
  * photolab.stage.<step>, its input loaded, its output stored, job record and events written).
@@ -11,6 +11,7 @@
  *
  * Both (a) and (b) use the machine's two cores; (b) also runs nats-server and the edge on them.
  */
+import { STREAMS } from '../../services/bus/subjects.js';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { multipartBody, startCluster, type Cluster, type JobOutcome } from '../lib/cluster.js';
 import { closeAll, prepare, runInProcess, type PipelineStep } from '../lib/inproc.js';
@@ -126,7 +127,7 @@ export async function overheadSection(options: { quick: boolean }): Promise<Sect
   const markdown = [
     'Same steps, same photo (fixtures/dog.jpg resized to the size shown, JPEG q90), same parameters. (a): the stage functions called one after another in the bench process, frame handed over in memory. (b): `POST /api/jobs` to the edge (uWebSockets.js, own process), NATS JetStream, one process per stage service (`dist/services/stages/worker.js <step>`), timed until the terminal job event reaches the client. One job at a time; warm-ups first. p95 is the nearest-rank p95 (of 3 runs: the largest).',
     'Fairness: both use the same 2 cores; (a) has them to itself, (b) shares them with nats-server, the edge and idle services. ONNX Runtime uses its default intra-op threads (2) in both.',
-    'Hop = one step through the bus: the step message, its input loaded (Object Store blob for decode, frame for the others), its output stored (frame, or the result blob for encode), job record compare-and-set twice, step events, stage metric, publish of the next step, ack. The edge\'s upload (Object Store put, job record, first publish) and the terminal event are spread over the hops too.',
+    'Hop = one step through the bus: the step message, its input loaded (the upload blob for decode, a frame for the others), its output stored (frame, or the result blob for encode), job record compare-and-set twice, step events, stage metric, publish of the next step, ack. The edge\'s upload (Object Store put, job record, first publish) and the terminal event are spread over the hops too.',
     '',
     main,
     '',
@@ -146,5 +147,5 @@ async function checked(cluster: Cluster, body: { body: Buffer; contentType: stri
 /** Keeps the store small between cases (results and uploads of finished jobs). */
 async function purge(cluster: Cluster): Promise<void> {
   const jsm = await jetstreamManager(cluster.nc);
-  await jsm.streams.purge('OBJ_photolab-blobs').catch(() => undefined);
+  await jsm.streams.purge(STREAMS.blobs).catch(() => undefined);
 }

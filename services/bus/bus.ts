@@ -5,7 +5,6 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { Objm } from '@nats-io/obj';
 import type { Config } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import { BlobStore } from './blob-store.js';
@@ -52,7 +51,6 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
   const jobsKv = await kvm.open(BUCKETS.jobs);
   const idempotency = await kvm.open(BUCKETS.idempotency);
   const jobIndex = new JobIndex(await kvm.open(BUCKETS.jobIndex), await kvm.open(BUCKETS.openJobs));
-  const objects = await new Objm(nc).open(BUCKETS.blobs);
   const localFrames = new LocalFrames(config.frameCacheDir, config.hostId);
   const busFrames = new BusFrames(js, jsm, nc.info?.max_payload ?? 1024 * 1024);
   return {
@@ -60,7 +58,7 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
     jobs: new JobStore(jobsKv),
     jobIndex,
     // Chunks of up to 4 MiB, within the server's max_payload (with room for headers).
-    blobs: new BlobStore(objects, Math.max(128 * 1024, Math.min(4 * 1024 * 1024, (nc.info?.max_payload ?? 1024 * 1024) - 16 * 1024))),
+    blobs: new BlobStore(js, jsm, nc.info?.max_payload ?? 1024 * 1024),
     frames: new TieredFrames(config.frameTransport, localFrames, busFrames),
     localFrames,
     idempotency,

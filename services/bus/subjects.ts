@@ -11,6 +11,8 @@ export const STREAMS = {
   events: 'PHOTOLAB_EVENTS',
   /** Messages a step gave up on: photolab.dlq.<step>. */
   deadLetters: 'PHOTOLAB_DLQ',
+  /** Encoded images (uploads, results, caller blobs): photolab.blobs.<name>.<chunk>|meta. File, TTL. */
+  blobs: 'PHOTOLAB_BLOBS',
   /** Stage-run and job metrics on their way to ClickHouse: photolab.metrics.stage|job. */
   metrics: 'PHOTOLAB_METRICS',
 } as const;
@@ -20,8 +22,6 @@ export const BUCKETS = {
   jobs: 'photolab-jobs',
   /** KV: idempotency keys -> job id. */
   idempotency: 'photolab-idempotency',
-  /** Object Store: uploads (uploads/<jobId>), results (results/<jobId>) and caller blobs (blobs/<ownerHash>/<blobId>). */
-  blobs: 'photolab-blobs',
   /** KV: per-caller job list, keys <ownerHash>.<jobId> (listed with a subject filter, never the whole jobs bucket). */
   jobIndex: 'photolab-job-index',
   /** KV: unfinished jobs, keys <ownerHash>.<jobId>.<deadline ms>; deleted when the job ends (quota, deadline sweep). */
@@ -33,7 +33,11 @@ export const BUCKETS = {
 export const subjects = {
   stage: (step: string) => `photolab.stage.${step}`,
   stageAll: 'photolab.stage.*',
+  frame: (frameId: string) => `photolab.frames.${frameId}`,
   frameChunk: (frameId: string, chunk: number) => `photolab.frames.${frameId}.${chunk}`,
+  /** A blob name's subject prefix: '/' separates its parts, '.' separates subject tokens. */
+  blob: (name: string) => `photolab.blobs.${name.replaceAll('/', '.')}`,
+  blobsAll: 'photolab.blobs.>',
   framesOfJob: (jobId: string) => `photolab.frames.${jobId}.>`,
   framesAll: 'photolab.frames.>',
   events: (jobId: string) => `photolab.events.${jobId}`,

@@ -6,7 +6,6 @@
  */
 import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { Objm } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from '../shared/config.js';
 import { BUCKETS, STREAMS, stageConsumer, subjects } from './subjects.js';
@@ -42,6 +41,16 @@ export function streamConfigs(config: Config): Partial<StreamConfig>[] {
       storage: StorageType.File,
       max_age: seconds(config.eventsTtlS),
       duplicate_window: seconds(120),
+      allow_direct: true,
+    },
+    {
+      name: STREAMS.blobs,
+      subjects: [subjects.blobsAll],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_age: seconds(config.blobTtlS),
+      max_msgs_per_subject: 1,
+      discard: DiscardPolicy.Old,
       allow_direct: true,
     },
     {
@@ -113,5 +122,4 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   await kvm.create(BUCKETS.jobIndex, { history: 1, storage: StorageType.File, ttl: 30 * 24 * 3600 * 1000 });
   // Open-job entries live at most a deadline (plus a sweep); the short TTL also drops their delete markers soon.
   await kvm.create(BUCKETS.openJobs, { history: 1, storage: StorageType.File, ttl: 2 * config.jobMaxDeadlineMs });
-  await new Objm(nc).create(BUCKETS.blobs, { storage: StorageType.File, ttl: seconds(config.blobTtlS) });
 }

@@ -1,13 +1,11 @@
 /**
  * Caller blobs: images uploaded once (POST /api/blobs) and then used by id in job requests.
- * Stored in the Object Store under blobs/<ownerHash>/<blobId>, so the name itself scopes a
+ * Stored on the blobs stream under blobs/<ownerHash>/<blobId>, so the name itself scopes a
  * blob to its owner: another caller's blobId simply does not resolve (404, never 403).
  */
-import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Bus } from '../bus/bus.js';
 import { ownerHash } from '../bus/job-index.js';
-import { BUCKETS } from '../bus/subjects.js';
 import { AppError, notFound } from '../shared/errors.js';
 import { newId } from '../shared/ids.js';
 import type { BlobRef, Owner } from '../shared/schema-types.js';
@@ -15,10 +13,10 @@ import type { BlobRef, Owner } from '../shared/schema-types.js';
 const BLOB_ID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 
 export class CallerBlobs {
-  private constructor(private readonly bus: Bus, private readonly store: ObjectStore, private readonly maxBytes: number) {}
+  private constructor(private readonly bus: Bus, private readonly maxBytes: number) {}
 
-  static async open(bus: Bus, nc: NatsConnection, maxBytes: number): Promise<CallerBlobs> {
-    return new CallerBlobs(bus, await new Objm(nc).open(BUCKETS.blobs), maxBytes);
+  static async open(bus: Bus, _nc: NatsConnection, maxBytes: number): Promise<CallerBlobs> {
+    return new CallerBlobs(bus, maxBytes);
   }
 
   async upload(owner: Owner, bytes: Buffer, contentType = 'application/octet-stream'): Promise<{ blobId: string; ref: BlobRef }> {
@@ -34,17 +32,11 @@ export class CallerBlobs {
     const missing = () => notFound('blob_not_found', `no blob ${blobId}`);
     if (!BLOB_ID.test(blobId)) throw missing();
     const name = blobName(owner, blobId);
-    const info = await this.store.info(name);
-    if (!info || info.deleted) throw missing();
-    const ref: BlobRef = { kind: 'blob', bucket: BUCKETS.blobs, name, bytes: info.size, sha256: digestHex(info.digest) };
-    if (info.description) ref.contentType = info.description;
+    const ref = await this.bus.blobs.describe(name);
+    if (!ref) throw missing();
     return { ref, bytes: await this.bus.blobs.get(ref) };
   }
 }
 
 export const blobName = (owner: Owner, blobId: string) => `blobs/${ownerHash(owner)}/${blobId}`;
 
-/** The Object Store's "SHA-256=<base64url>" digest as hex. */
-function digestHex(digest: string): string {
-  return Buffer.from(digest.replace(/^SHA-256=/, ''), 'base64url').toString('hex');
-}

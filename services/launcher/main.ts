@@ -48,6 +48,8 @@ async function main(): Promise<void> {
       logFile: path.join(config.dataDir, 'nats', 'nats-server.log'),
     });
     env.NATS_URL = nats.url;
+    // Everything runs on this machine: frames need not cross the bus (BENCHMARKS.md: local vs auto).
+    if (!process.env.FRAME_TRANSPORT) env.FRAME_TRANSPORT = 'local';
     log.info({ url: nats.url, log: path.join(config.dataDir, 'nats', 'nats-server.log') }, 'embedded nats-server started');
   }
   if (!config.jwtSecret && !config.jwksFile && !config.jwksUrl) {

@@ -77,16 +77,20 @@ export interface PipelineStep {
   when?: StepCondition;
 }
 /**
- * An encoded image (upload or result) in the NATS Object Store bucket.
+ * Claim check for an encoded image (upload, result, caller blob) on stream PHOTOLAB_BLOBS: chunks on photolab.blobs.<name with / as .>.<n>, this reference as JSON on ....meta.
  *
  * This interface was referenced by `Common`'s JSON-Schema
  * via the `definition` "BlobRef".
  */
 export interface BlobRef {
   kind: "blob";
-  bucket: string;
+  stream: string;
+  /**
+   * uploads/<jobId>, results/<jobId> or blobs/<ownerHash>/<blobId>
+   */
   name: string;
   bytes: number;
+  chunks: number;
   sha256: string;
   contentType?: string;
 }

@@ -8,7 +8,6 @@ import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { Objm } from '@nats-io/obj';
 import { BUCKETS, STREAMS } from '../../services/bus/subjects.js';
 import { schemaValidator } from '../../services/shared/schemas.js';
 import { fixture } from '../helpers/paths.js';
@@ -49,16 +48,18 @@ test('live events on photolab.events.> are JSON job events; the KV record and st
   const record = (await kv.get(job.jobId))!.json();
   assert.ok(schemaValidator('messages/job-record.schema.json')(record));
 
-  const objects = await new Objm(system.nc).open(BUCKETS.blobs);
-  const names: string[] = [];
-  for (const info of await objects.list()) names.push(info.name);
-  assert.ok(names.includes(`uploads/${job.jobId}`) && names.includes(`results/${job.jobId}`));
+  // `nats stream get PHOTOLAB_BLOBS --last-for photolab.blobs.results.<jobId>.meta`: the result's description, JSON.
+  const jsmBlobs = await jetstreamManager(system.nc);
+  for (const kind of ['uploads', 'results']) {
+    const meta = await jsmBlobs.streams.getMessage(STREAMS.blobs, { last_by_subj: `photolab.blobs.${kind}.${job.jobId}.meta` });
+    assert.ok(schemaValidator('common.schema.json#/definitions/BlobRef')(meta!.json()), `${kind} description is a BlobRef`);
+  }
 
   const jsm = await jetstreamManager(system.nc);
   const streams: string[] = [];
   for await (const info of jsm.streams.list()) streams.push(info.config.name);
   for (const name of Object.values(STREAMS)) assert.ok(streams.includes(name), `${name} exists`);
-  assert.ok(streams.includes(`KV_${BUCKETS.jobs}`) && streams.includes(`OBJ_${BUCKETS.blobs}`));
+  assert.ok(streams.includes(`KV_${BUCKETS.jobs}`));
   const consumers: string[] = [];
   for await (const info of jsm.consumers.list(STREAMS.stages)) consumers.push(info.name);
   assert.ok(consumers.includes('stage-decode') && consumers.includes('stage-encode'));

@@ -1,0 +1,90 @@
+/**
+ * Large byte arrays as a few big JetStream messages: chunk i of an item on subject
+ * `<prefix>.<i>`, published in parallel and read back in parallel with direct get (no
+ * consumer). Measured here this moves 220-700 MB/s against 40-65 MB/s for the Object Store
+ * client, which awaits an ack per 128 KiB chunk. Frames and blobs both travel this way.
+ * The stream must allow direct get and keep one message per subject.
+ */
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { AppError } from '../shared/errors.js';
+
+/** Room left in each message for headers and protocol framing. */
+const HEADROOM = 16 * 1024;
+const MAX_CHUNK = 4 * 1024 * 1024;
+/**
+ * Chunks in flight at once, each way. Unbounded, a 48 MP frame (36 chunks) put all its bytes
+ * in the socket at once and its direct gets timed out (bench: blobs section); four keep the
+ * connection busy without queueing more than ~16 MB behind any one request.
+ */
+const PARALLEL_CHUNKS = 4;
+
+/** Runs fn(0..count-1) with at most `limit` running at once. */
+async function inParallel(count: number, limit: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < count) await fn(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(count, limit) }, lane));
+}
+
+export class ChunkedMessages {
+  readonly chunkSize: number;
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly stream: string,
+    serverMaxPayload: number,
+    /** How long a reader waits for a chunk that is not there (yet): its writer may still be at it. */
+    private readonly waitMs: number,
+  ) {
+    this.chunkSize = Math.max(64 * 1024, Math.min(MAX_CHUNK, serverMaxPayload - HEADROOM));
+  }
+
+  chunksFor(bytes: number): number {
+    return Math.max(1, Math.ceil(bytes / this.chunkSize));
+  }
+
+  async put(prefix: string, bytes: Uint8Array): Promise<number> {
+    const chunks = this.chunksFor(bytes.length);
+    await inParallel(chunks, PARALLEL_CHUNKS, async (i) => {
+      await this.js.publish(`${prefix}.${i}`, bytes.subarray(i * this.chunkSize, Math.min(bytes.length, (i + 1) * this.chunkSize)));
+    });
+    return chunks;
+  }
+
+  /** The item's bytes; `missing` makes the error for a chunk that never came. */
+  async get(prefix: string, bytes: number, chunks: number, missing: (subject: string) => AppError): Promise<Buffer> {
+    const data = Buffer.allocUnsafe(bytes);
+    let filled = 0;
+    await inParallel(chunks, PARALLEL_CHUNKS, async (i) => {
+      const subject = `${prefix}.${i}`;
+      const message = await this.getMessage(subject, missing);
+      const offset = i * this.chunkSize;
+      if (offset + message.length > bytes) throw new AppError(500, 'chunk_overflow', `${subject} does not fit the item's ${bytes} bytes`);
+      data.set(message, offset);
+      filled += message.length;
+    });
+    if (filled !== bytes) throw new AppError(500, 'chunk_missing_bytes', `${prefix} has ${filled} of ${bytes} bytes`);
+    return data;
+  }
+
+  /** One message by subject, waiting up to waitMs for it to appear. */
+  async getMessage(subject: string, missing: (subject: string) => AppError, waitMs = this.waitMs): Promise<Uint8Array> {
+    const until = Date.now() + waitMs;
+    for (let delay = 2; ; delay = Math.min(delay * 2, 200)) {
+      const message = await this.jsm.direct.getMessage(this.stream, { last_by_subj: subject });
+      if (message) return message.data;
+      if (Date.now() >= until) throw missing(subject);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+
+  async publish(subject: string, data: Uint8Array | string): Promise<void> {
+    await this.js.publish(subject, data);
+  }
+
+  async purge(filter: string): Promise<void> {
+    await this.jsm.streams.purge(this.stream, { filter }).catch(() => undefined);
+  }
+}
