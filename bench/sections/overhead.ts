@@ -46,10 +46,10 @@ const describe = (p: PipelineStep[]) => p.map((s) => (s.params && Object.keys(s.
 export async function overheadSection(options: { quick: boolean }): Promise<SectionResult> {
   const q = options.quick;
   const cases: Case[] = [
-    { name: 'restore', pipeline: [{ step: 'decode' }, { step: 'denoise', params: { level: 'light' } }, { step: 'upscale', params: { factor: 2 } }, { step: 'encode' }], megapixels: 1, runs: q ? 1 : 3, warmups: 0, transports: ['auto'] },
-    { name: 'detect', pipeline: [{ step: 'decode' }, { step: 'detect_objects', params: { model: 'yolox' } }, { step: 'encode' }], megapixels: 1, runs: q ? 8 : 25, warmups: 3, transports: ['auto', 'local', 'bus'] },
-    { name: 'decode-encode', pipeline: [{ step: 'decode' }, { step: 'encode' }], megapixels: 1, runs: q ? 8 : 25, warmups: 3, transports: ['auto', 'local', 'bus'] },
-    { name: 'decode-encode-12mp', pipeline: [{ step: 'decode' }, { step: 'encode' }], megapixels: 12, runs: q ? 3 : 6, warmups: 1, transports: ['auto', 'local', 'bus'] },
+    { name: 'restore', pipeline: [{ step: 'decode' }, { step: 'denoise', params: { level: 'light' } }, { step: 'upscale', params: { factor: 2 } }, { step: 'encode' }], megapixels: 1, runs: q ? 1 : 3, warmups: 0, transports: ['auto', 'fused'] },
+    { name: 'detect', pipeline: [{ step: 'decode' }, { step: 'detect_objects', params: { model: 'yolox' } }, { step: 'encode' }], megapixels: 1, runs: q ? 8 : 25, warmups: 3, transports: ['auto', 'local', 'bus', 'fused'] },
+    { name: 'decode-encode', pipeline: [{ step: 'decode' }, { step: 'encode' }], megapixels: 1, runs: q ? 8 : 25, warmups: 3, transports: ['auto', 'local', 'bus', 'fused'] },
+    { name: 'decode-encode-12mp', pipeline: [{ step: 'decode' }, { step: 'encode' }], megapixels: 12, runs: q ? 3 : 6, warmups: 1, transports: ['auto', 'local', 'bus', 'fused'] },
   ];
   // BENCH_CASES=detect,decode-encode runs only those cases (for a quick look).
   const only = (process.env.BENCH_CASES ?? '').split(',').filter(Boolean);
@@ -84,7 +84,9 @@ export async function overheadSection(options: { quick: boolean }): Promise<Sect
     const here = cases.filter((c) => c.transports.includes(transport));
     const steps = [...new Set(here.flatMap((c) => c.pipeline.map((p) => p.step)))];
     progress(`overhead (b) starting nats-server, edge and ${steps.length} stage services, FRAME_TRANSPORT=${transport}`);
-    const cluster = await startCluster({ workers: Object.fromEntries(steps.map((s) => [s, 1])), env: { FRAME_TRANSPORT: transport } });
+    // 'fused': one stage process hosting every step (STAGE_LAYOUT=fused), frames in memory between them.
+    const workers = transport === 'fused' ? { [steps.join(',')]: 1 } : Object.fromEntries(steps.map((s) => [s, 1]));
+    const cluster = await startCluster({ workers, env: { FRAME_TRANSPORT: transport === 'fused' ? 'local' : transport } });
     try {
       for (const c of here) {
         progress(`overhead (b) ${transport}: ${c.name} x ${c.runs}`);

@@ -68,11 +68,18 @@ async function main(): Promise<void> {
 
   const services: Service[] = [{ name: 'edge', script: path.join(servicesDir, 'edge/main.js'), args: [], restarts: 0 }];
   let metricsPort = config.stageMetricsPort;
-  for (const step of steps) {
-    for (let r = 0; r < Math.max(1, config.stageReplicas); r++) {
-      // Each stage process on this host needs its own /metrics port.
-      const env = metricsPort > 0 ? { STAGE_METRICS_PORT: String(metricsPort++) } : {};
-      services.push({ name: `stage-${step}${config.stageReplicas > 1 ? `-${r + 1}` : ''}`, script: path.join(servicesDir, 'stages/worker.js'), args: [step], env, restarts: 0 });
+  // Each stage process on this host needs its own /metrics port.
+  const nextMetricsEnv = () => (metricsPort > 0 ? { STAGE_METRICS_PORT: String(metricsPort++) } : {});
+  const replicas = Math.max(1, config.stageReplicas);
+  if (config.stageLayout === 'fused') {
+    for (let r = 0; r < replicas; r++) {
+      services.push({ name: `stages-fused-${r + 1}`, script: path.join(servicesDir, 'stages/worker.js'), args: [steps.join(',')], env: nextMetricsEnv(), restarts: 0 });
+    }
+  } else {
+    for (const step of steps) {
+      for (let r = 0; r < replicas; r++) {
+        services.push({ name: `stage-${step}${replicas > 1 ? `-${r + 1}` : ''}`, script: path.join(servicesDir, 'stages/worker.js'), args: [step], env: nextMetricsEnv(), restarts: 0 });
+      }
     }
   }
   const sink = path.join(servicesDir, 'metrics/main.js');

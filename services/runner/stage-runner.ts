@@ -52,6 +52,14 @@ export interface RunnerHooks {
   beforeAck?(message: JobMessage): Promise<void> | void;
 }
 
+/** The steps this process can run, for continuing a job locally (see runStep). */
+export type ColocatedSteps = Map<string, { stage: StageDefinition; prepared: PreparedStage<Record<string, unknown>> }>;
+
+/** The step a message is at now: a chain continued in this process moves it on. */
+interface Position {
+  message: JobMessage;
+}
+
 export class StageRunner {
   private messages?: ConsumerMessages;
   private readonly inFlight = new Set<Promise<void>>();
@@ -66,7 +74,27 @@ export class StageRunner {
     private readonly log: Logger,
     private readonly hooks: RunnerHooks = {},
     private readonly observer?: RunObserver,
+    /**
+     * Other steps hosted by this process. When the next step of a job is one of them (and
+     * STAGE_FUSION is on) the job continues here with the frame in memory: no frame store,
+     * no step message, no consumer hop. The first step's message is held (in-progress acks)
+     * until the chain hands on through the bus or ends, so a crash re-runs the chain.
+     */
+    private readonly colocated: ColocatedSteps = new Map(),
   ) {}
+
+  private host(step: string): { stage: StageDefinition; prepared: PreparedStage<Record<string, unknown>> } {
+    if (step === this.stage.step) return { stage: this.stage, prepared: this.prepared };
+    const local = this.colocated.get(step);
+    if (!local) throw new AppError(500, 'misrouted_message', `step ${step} is not hosted by the ${this.stage.step} runner`);
+    return local;
+  }
+
+  /** Whether the job can go on to `nextIndex` here instead of through the bus. */
+  private continuesHere(message: JobMessage, nextIndex: number): boolean {
+    const next = message.pipeline[nextIndex];
+    return this.config.stageFusion && next !== undefined && this.colocated.has(next.step) && this.colocated.get(next.step)!.stage.input === 'frame';
+  }
 
   get handled(): number {
     return this.processed;
@@ -122,11 +150,12 @@ export class StageRunner {
     const log = this.log.child({ jobId: message.jobId, index: message.index, attempt });
     this.observer?.started();
     const startedAt = Date.now();
+    const position: Position = { message };
     try {
-      await this.runStep(msg, message, attempt, log);
+      await this.runStep(msg, message, attempt, log, position);
       this.processed++;
     } catch (raw) {
-      await this.handleFailure(msg, message, attempt, startedAt, log, raw);
+      await this.handleFailure(msg, position.message, attempt, startedAt, log, raw);
     } finally {
       this.observer?.settled();
     }
@@ -160,21 +189,29 @@ export class StageRunner {
     }
   }
 
-  private async runStep(msg: JsMsg, message: JobMessage, attempt: number, log: Logger): Promise<void> {
+  /**
+   * Runs the step the message is at. `carried` is the frame of the previous step when the job
+   * continues in this process (its job-ended check was just made after that step).
+   */
+  private async runStep(msg: JsMsg, message: JobMessage, attempt: number, log: Logger, position: Position, carried?: Frame): Promise<void> {
+    position.message = message;
     const { jobId, index, pipeline } = message;
     const item = pipeline[index]!;
+    const { stage, prepared } = this.host(item.step);
     const params = (item.params ?? {}) as Record<string, unknown>;
     const isLast = index === pipeline.length - 1;
-    const job = await this.bus.jobs.get(jobId);
-    if (!job) {
-      log.warn('job record not found (expired or deleted); message dropped');
-      msg.term();
-      return;
-    }
-    if (isTerminal(job.status)) {
-      log.info({ status: job.status }, 'job already ended; step skipped');
-      msg.ack();
-      return;
+    if (!carried) {
+      const job = await this.bus.jobs.get(jobId);
+      if (!job) {
+        log.warn('job record not found (expired or deleted); message dropped');
+        msg.term();
+        return;
+      }
+      if (isTerminal(job.status)) {
+        log.info({ status: job.status }, 'job already ended; step skipped');
+        msg.ack();
+        return;
+      }
     }
     if (Date.now() > message.deadline) {
       await finishJob(this.bus, jobId, { status: 'timeout', error: { code: 'job_timeout', message: `the job passed its deadline before step ${index} (${item.step})`, step: item.step } });
@@ -188,7 +225,13 @@ export class StageRunner {
       await this.markStep(jobId, index, 'skipped', startedAt, 0, attempt);
       await publishEvent(this.bus.js, { type: 'step.skipped', jobId, at: Date.now(), step: item.step, index, steps: pipeline.length, reason: provenance.reason }, `${index}:skipped`);
       await this.recordRun(message, attempt, startedAt, Date.now(), 'skipped', '', undefined, undefined, undefined);
-      await this.handOn(msg, message, message.input, { ...message.findings }, [...message.provenance, provenance], isLast, undefined);
+      const skippedOn = { ...message, provenance: [...message.provenance, provenance] };
+      if (carried && !isLast && this.continuesHere(message, index + 1)) {
+        return this.runStep(msg, { ...skippedOn, index: index + 1 }, attempt, log, position, carried);
+      }
+      // A frame carried in memory must be stored before the bus can hand it on.
+      const stored = carried && !isLast ? await this.bus.frames.put(frameId(jobId, index), carried) : undefined;
+      await this.handOn(msg, message, stored?.ref ?? message.input, { ...message.findings }, skippedOn.provenance, isLast, stored?.durable);
       return;
     }
 
@@ -197,7 +240,7 @@ export class StageRunner {
     const [marked, loaded] = await Promise.allSettled([
       this.markStep(jobId, index, 'running', startedAt, undefined, attempt)
         .then(() => publishEvent(this.bus.js, { type: 'step.started', jobId, at: startedAt, step: item.step, index, steps: pipeline.length, attempt }, `${index}:started`)),
-      this.loadInput(message.input),
+      carried ? Promise.resolve({ frame: carried }) : this.loadInput(stage, message.input),
     ]);
     if (marked.status === 'rejected') throw marked.reason;
     if (loaded.status === 'rejected') throw loaded.reason;
@@ -212,7 +255,7 @@ export class StageRunner {
     }, 1000);
     let result: StageResult;
     try {
-      result = await this.prepared.run(input, params, {
+      result = await prepared.run(input, params, {
         log, signal: abort.signal, findings: message.findings, inputFormat: message.findings.image?.format,
         heartbeat: () => msg.working(),
       });
@@ -226,7 +269,11 @@ export class StageRunner {
     // The job may have been canceled or timed out while we worked: then the output is discarded.
     // The check runs while the output is stored (one round trip less); an output stored for a
     // job that ended meanwhile is deleted again.
-    const [checked, stored] = await Promise.allSettled([this.bus.jobs.get(jobId), this.storeOutput(message, result, isLast)]);
+    const continueHere = !isLast && stage.output === 'frame' && result.frame !== undefined && this.continuesHere(message, index + 1);
+    const [checked, stored] = await Promise.allSettled([
+      this.bus.jobs.get(jobId),
+      continueHere ? Promise.resolve({} as { ref?: BlobRef | FrameRef; durable?: Promise<void> }) : this.storeOutput(stage, message, result, isLast),
+    ]);
     const after = checked.status === 'fulfilled' ? checked.value : null;
     const ended = checked.status === 'fulfilled' && (!after || isTerminal(after.status));
     if (ended || Date.now() > message.deadline) {
@@ -251,6 +298,10 @@ export class StageRunner {
       publishEvent(this.bus.js, finished, `${index}:finished`),
       this.recordRun(message, attempt, startedAt, startedAt + runMs, 'ok', '', input, result, provenance),
     ]);
+    if (continueHere) {
+      const next: JobMessage = { ...message, index: index + 1, findings, provenance: [...message.provenance, provenance], enqueuedAt: Date.now() };
+      return this.runStep(msg, next, attempt, log, position, result.frame);
+    }
     await this.handOn(msg, message, outputRef.ref, findings, [...message.provenance, provenance], isLast, outputRef.durable);
   }
 
@@ -276,13 +327,13 @@ export class StageRunner {
     await msg.ackAck().catch(() => msg.ack());
   }
 
-  private async loadInput(ref: BlobRef | FrameRef): Promise<{ frame?: Frame; encoded?: EncodedImage }> {
-    if (this.stage.input === 'encoded') {
-      if (ref.kind !== 'blob') throw new AppError(400, 'invalid_message', `${this.stage.step} needs an encoded image`, { retryable: false });
+  private async loadInput(stage: StageDefinition, ref: BlobRef | FrameRef): Promise<{ frame?: Frame; encoded?: EncodedImage }> {
+    if (stage.input === 'encoded') {
+      if (ref.kind !== 'blob') throw new AppError(400, 'invalid_message', `${stage.step} needs an encoded image`, { retryable: false });
       const bytes = await this.bus.blobs.get(ref);
       return { encoded: { bytes, format: '', contentType: ref.contentType ?? 'application/octet-stream' } };
     }
-    if (ref.kind !== 'frame') throw new AppError(400, 'invalid_message', `${this.stage.step} needs a frame`, { retryable: false });
+    if (ref.kind !== 'frame') throw new AppError(400, 'invalid_message', `${stage.step} needs a frame`, { retryable: false });
     return { frame: await this.bus.frames.get(ref) };
   }
 
@@ -294,12 +345,12 @@ export class StageRunner {
     else await this.bus.frames.deleteJob(message.jobId).catch(() => undefined);
   }
 
-  private async storeOutput(message: JobMessage, result: StageResult, isLast: boolean): Promise<{ ref?: BlobRef | FrameRef; durable?: Promise<void> }> {
-    if (this.stage.output === 'encoded') {
-      if (!result.encoded) throw new AppError(500, 'no_output', `${this.stage.step} returned no encoded image`);
+  private async storeOutput(stage: StageDefinition, message: JobMessage, result: StageResult, isLast: boolean): Promise<{ ref?: BlobRef | FrameRef; durable?: Promise<void> }> {
+    if (stage.output === 'encoded') {
+      if (!result.encoded) throw new AppError(500, 'no_output', `${stage.step} returned no encoded image`);
       return { ref: await this.bus.blobs.put(resultBlobName(message.jobId), result.encoded.bytes, result.encoded.contentType) };
     }
-    if (!result.frame) throw new AppError(500, 'no_output', `${this.stage.step} returned no frame`);
+    if (!result.frame) throw new AppError(500, 'no_output', `${stage.step} returned no frame`);
     if (isLast) return {}; // a pipeline ending on a frame step (e.g. decode -> detect) returns findings only
     const stored = await this.bus.frames.put(frameId(message.jobId, message.index), result.frame);
     return stored;
@@ -333,7 +384,7 @@ export class StageRunner {
       jobId: message.jobId,
       sub: message.owner.sub,
       tenant: message.owner.tenant ?? '',
-      step: this.stage.step,
+      step: message.pipeline[message.index]!.step,
       index: message.index,
       attempt,
       status,

@@ -95,6 +95,8 @@ export const settings = {
   metricsAckWaitMs: setting('METRICS_ACK_WAIT_MS', 30_000, int, 'Ack wait of the metrics sink\'s consumer: a batch not inserted by then is redelivered.'),
   metricsRetryMaxMs: setting('METRICS_RETRY_MAX_MS', 15_000, int, 'Longest pause between insert retries while ClickHouse is down (metrics wait in the stream).'),
   stageMetricsPort: setting('STAGE_METRICS_PORT', 0, int, 'Port where a stage process serves Prometheus /metrics (0: off). `npm start` gives the stage processes consecutive ports from this one.'),
+  stageFusion: setting('STAGE_FUSION', true, bool, 'A process that hosts several steps runs a job\'s consecutive steps itself, the frame in memory, instead of handing each over the bus.'),
+  stageLayout: setting('STAGE_LAYOUT', 'per-step' as 'per-step' | 'fused', oneOf('per-step', 'fused'), '`npm start`: one process per step (`per-step`, each step scales on its own) or STAGE_REPLICAS processes that each host every step (`fused`, lowest latency on one machine).'),
   stages: setting('STAGES', [] as string[], list, 'Steps `npm start` runs a process for (default: all).'),
   stageReplicas: setting('STAGE_REPLICAS', 1, int, 'Processes per step started by `npm start`.'),
   logLevel: setting('LOG_LEVEL', 'info', str, 'pino log level.'),

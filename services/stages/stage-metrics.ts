@@ -24,8 +24,8 @@ export function stageObserver(registry: Registry, step: string): RunObserver {
 }
 
 /** Serves /metrics; resolves with a function that closes the server. */
-export async function serveStageMetrics(port: number, host: string, registry: Registry, jsm: JetStreamManager, step: string): Promise<() => Promise<void>> {
-  registerBacklogGauges(registry, jsm, [step]);
+export async function serveStageMetrics(port: number, host: string, registry: Registry, jsm: JetStreamManager, steps: string[]): Promise<() => Promise<void>> {
+  registerBacklogGauges(registry, jsm, steps);
   const server = http.createServer((req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('only /metrics here\n');

@@ -6,41 +6,55 @@
  */
 import { connectBus } from '../bus/bus.js';
 import { announceStage } from '../bus/stage-presence.js';
-import { StageRunner, type RunnerHooks } from '../runner/stage-runner.js';
+import { StageRunner, type ColocatedSteps, type RunnerHooks } from '../runner/stage-runner.js';
+import type { PreparedStage } from '../runner/stage.js';
 import { config as defaultConfig, type Config } from '../shared/config.js';
 import { AppError } from '../shared/errors.js';
 import { runUntilStopped } from '../shared/lifecycle.js';
 import { createLogger } from '../shared/logger.js';
 import { Registry } from '../metrics/prometheus.js';
-import { loadStage } from './registry.js';
+import { loadStage, loadStages } from './registry.js';
 import { serveStageMetrics, stageObserver } from './stage-metrics.js';
 
-export async function startStageWorker(step: string, config: Config = defaultConfig) {
-  const log = createLogger(`stage-${step}`);
-  const stage = await loadStage(step);
-  const prepared = await stage.prepare({ log, modelsDir: config.modelsDir });
-  const bus = await connectBus(config, log, `photolab-stage-${step}`, { steps: [step] });
+/**
+ * Starts the runners of one or more steps in this process. With several steps, a job whose
+ * next step is also hosted here continues in this process (STAGE_FUSION), frame in memory.
+ */
+export async function startStageWorker(steps: string | string[], config: Config = defaultConfig) {
+  const stepList = typeof steps === 'string' ? steps.split(',') : steps;
+  const name = stepList.length === 1 ? stepList[0]! : 'fused';
+  const log = createLogger(`stage-${name}`);
+  const colocated: ColocatedSteps = new Map();
+  for (const step of stepList) {
+    const stage = await loadStage(step);
+    colocated.set(step, { stage, prepared: await stage.prepare({ log, modelsDir: config.modelsDir }) as PreparedStage<Record<string, unknown>> });
+  }
+  const bus = await connectBus(config, log, `photolab-stage-${name}`, { steps: stepList });
   const registry = new Registry();
-  const runner = new StageRunner(bus, stage, prepared as never, config, log, testPauses(), stageObserver(registry, step));
-  await runner.start();
+  const runners = stepList.map((step) => {
+    const { stage, prepared } = colocated.get(step)!;
+    return new StageRunner(bus, stage, prepared, config, log.child({ step }), testPauses(), stageObserver(registry, step), colocated);
+  });
+  for (const runner of runners) await runner.start();
   const closeMetrics = config.stageMetricsPort > 0
-    ? await serveStageMetrics(config.stageMetricsPort, config.httpHost, registry, bus.jsm, step)
+    ? await serveStageMetrics(config.stageMetricsPort, config.httpHost, registry, bus.jsm, stepList)
     : undefined;
-  const leave = await announceStage(bus.nc, {
+  const leaves = await Promise.all(stepList.map((step, i) => announceStage(bus.nc, {
     step, worker: `${config.hostId}-${process.pid}`, host: config.hostId, pid: process.pid, startedAt: Date.now(),
-  }, () => ({ handled: runner.handled, info: prepared.describe?.() ?? {} }));
+  }, () => ({ handled: runners[i]!.handled, info: colocated.get(step)!.prepared.describe?.() ?? {} }))));
   const sweep = setInterval(() => void bus.localFrames.sweep(config.frameTtlS * 1000).catch(() => undefined), 60_000);
   sweep.unref();
-  log.info({ step, ...prepared.describe?.() }, 'stage ready');
+  log.info({ steps: stepList }, 'stage ready');
   return {
-    runner,
+    runner: runners[0]!,
+    runners,
     registry,
     async stop() {
       clearInterval(sweep);
-      await runner.stop();
-      await leave();
+      await Promise.all(runners.map((r) => r.stop()));
+      await Promise.all(leaves.map((leave) => leave()));
       await closeMetrics?.();
-      await prepared.close?.();
+      for (const { prepared } of colocated.values()) await prepared.close?.();
       await bus.close();
     },
   };
@@ -60,9 +74,11 @@ function testPauses(): RunnerHooks {
 
 const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (isMain) {
-  const step = process.argv[2];
+  const arg = process.argv[2];
+  // `all`: every registered step in this one process (STAGE_LAYOUT=fused).
+  const step = arg === 'all' ? [...(await loadStages()).keys()].join(',') : arg;
   if (!step) {
-    console.error('usage: worker.js <step>');
+    console.error('usage: worker.js <step>[,<step>...] | all');
     process.exit(2);
   }
   const log = createLogger(`stage-${step}`);

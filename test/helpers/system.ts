@@ -38,7 +38,7 @@ export interface TestSystem {
   nc: NatsConnection;
   js: JetStreamClient;
   token(sub?: string, tenant?: string): Promise<string>;
-  startWorker(step: string): Promise<{ stop(): Promise<void> }>;
+  startWorker(steps: string): Promise<{ stop(): Promise<void> }>;
   spawnWorker(step: string, env?: Record<string, string>): ChildProcess;
   submit(image: Buffer, pipeline: unknown, options?: { sub?: string; filename?: string }): Promise<JobView>;
   waitForJob(jobId: string, options?: { sub?: string; timeoutMs?: number }): Promise<JobView>;

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { openMetricsStore, type MetricsStore } from '../../services/metrics/clickhouse.js';
 import { MetricsSink } from '../../services/metrics/sink.js';
+import { migrate } from '../../services/metrics/migrations.js';
 import { queryStats, serveStats } from '../../services/metrics/stats.js';
 import type { HealthResponse, StatsResponse } from '../../services/shared/schema-types.js';
 import { freePort } from '../../services/launcher/nats-server.js';
@@ -26,6 +27,7 @@ before(async () => {
   system = await startSystem({ steps: ['decode'] });
   dir = mkdtempSync(path.join(os.tmpdir(), 'metrics-e2e-'));
   store = await openMetricsStore({ dataDir: dir, database: 'photolab_e2e' });
+  await migrate(store); // the sink also applies it, in the background; the queries below need the tables now
   sink = new MetricsSink({ nc: system.nc, store, batchRows: 50, batchMs: 200 });
   await sink.start();
   stopStats = serveStats(system.nc, store);

@@ -1,0 +1,56 @@
+/**
+ * One process hosting several steps (STAGE_LAYOUT=fused): a job's consecutive steps run there
+ * with the frame in memory, still with every event, record and provenance entry, and a job
+ * killed mid-chain is re-run from its first step after redelivery, with one result.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import sharp from 'sharp';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { STREAMS } from '../../services/bus/subjects.js';
+import { fixture } from '../helpers/paths.js';
+import { startSystem, waitFor, type TestSystem } from '../helpers/system.js';
+
+let system: TestSystem;
+before(async () => {
+  system = await startSystem();
+});
+after(async () => system?.stop());
+
+const PIPELINE = [{ step: 'decode' }, { step: 'detect_objects' }, { step: 'encode', params: { format: 'png' } }];
+
+test('a fused worker runs decode -> detect_objects -> encode in one process, with full events and provenance', async () => {
+  const worker = await system.startWorker('decode,detect_objects,encode');
+  const job = await system.waitForJob((await system.submit(readFileSync(fixture('dog.jpg')), PIPELINE)).jobId, { timeoutMs: 30_000 });
+  assert.equal(job.status, 'done', JSON.stringify(job.error));
+  const events = await system.events(job.jobId);
+  assert.deepEqual(events.map((e) => e.type), ['job.accepted', 'step.started', 'step.finished', 'step.started', 'step.finished', 'step.started', 'step.finished', 'job.done']);
+  assert.deepEqual(job.steps.map((s) => s.status), ['done', 'done', 'done']);
+  const workers = new Set(job.result!.provenance!.map((p) => p.worker));
+  assert.equal(workers.size, 1, 'all three steps ran in the same process');
+  assert.ok(job.result!.findings!.objects!.some((o) => o.label === 'dog'));
+  const meta = await sharp(Buffer.from(await (await fetch(`${system.baseUrl}${job.result!.url}`, { headers: { authorization: `Bearer ${await system.token()}` } })).arrayBuffer())).metadata();
+  assert.deepEqual([meta.width, meta.height], [768, 576]);
+  // Only the first step went through the stages stream; nothing waits there.
+  const jsm = await jetstreamManager(system.nc);
+  for (const step of ['detect_objects', 'encode']) {
+    const info = await jsm.consumers.info(STREAMS.stages, `stage-${step}`);
+    assert.equal(info.delivered.consumer_seq, 0, `${step} never received a step message`);
+  }
+  await worker.stop();
+});
+
+test('killed in the middle of a fused chain: redelivery re-runs it from its first step, one result', async () => {
+  const dying = system.spawnWorker('decode,detect_objects,encode', { PHOTOLAB_TEST_PAUSE_AT: 'afterRun', PHOTOLAB_TEST_PAUSE_MS: '60000' });
+  const { jobId } = await system.submit(readFileSync(fixture('dog.jpg')), PIPELINE);
+  await waitFor(async () => (await system.events(jobId)).some((e) => e.type === 'step.started' && e.step === 'decode'), 'decode to start', 30_000);
+  dying.kill('SIGKILL');
+  system.spawnWorker('decode,detect_objects,encode');
+  const job = await system.waitForJob(jobId, { timeoutMs: 40_000 });
+  assert.equal(job.status, 'done', JSON.stringify(job.error));
+  const events = await system.events(jobId);
+  assert.equal(events.filter((e) => e.type === 'job.done').length, 1);
+  assert.equal(events.filter((e) => e.type === 'step.finished' && e.step === 'encode').length, 1);
+  await system.stopSpawned();
+});
