@@ -15,7 +15,7 @@ import path from 'node:path';
 import { SignJWT } from 'jose';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { freePort, startNatsServer, stopProcess, type RunningNatsServer } from '../../services/launcher/nats-server.js';
+import { freePort, startTemporaryNatsServer, stopProcess, type RunningNatsServer } from '../../services/launcher/nats-server.js';
 import type { JobEvent } from '../../services/shared/schema-types.js';
 import { DIST, MODELS_DIR, now, sleep } from './util.js';
 
@@ -45,17 +45,9 @@ function track(child: ChildProcess): ChildProcess {
 export interface NatsHandle extends RunningNatsServer { storeDir: string }
 
 export async function startNats(): Promise<NatsHandle> {
-  const storeDir = mkdtempSync(path.join(os.tmpdir(), 'photolab-bench-nats-'));
-  const server = await startNatsServer({ storeDir, logFile: path.join(storeDir, 'nats.log'), maxMemoryStore: 4 * 1024 * 1024 * 1024 });
+  const server = await startTemporaryNatsServer('photolab-bench-nats-', { maxMemoryStore: 4 * 1024 * 1024 * 1024 });
   track(server.process);
-  return {
-    ...server,
-    storeDir,
-    async stop() {
-      await server.stop();
-      rmSync(storeDir, { recursive: true, force: true });
-    },
-  };
+  return server;
 }
 
 export interface ClusterOptions {

@@ -8,21 +8,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { FIXTURES_DIR, MODELS_DIR, REPO_ROOT } from '../../test/helpers/paths.js';
 
-function findRepoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, 'package.json'))) {
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error('package.json not found above bench/');
-    dir = parent;
-  }
-  return dir;
-}
+// Where the shared models and photos are: the same rule as the tests (MODELS_DIR, FIXTURES_DIR).
+export { FIXTURES_DIR, MODELS_DIR, REPO_ROOT };
 
-export const REPO_ROOT = findRepoRoot();
 export const DIST = path.join(REPO_ROOT, 'dist');
-export const MODELS_DIR = process.env.MODELS_DIR ? path.resolve(process.env.MODELS_DIR) : path.resolve(REPO_ROOT, '..', 'shared', 'models');
-export const FIXTURES_DIR = process.env.FIXTURES_DIR ? path.resolve(process.env.FIXTURES_DIR) : path.resolve(REPO_ROOT, '..', 'shared', 'fixtures');
 export const fixture = (name: string) => path.join(FIXTURES_DIR, name);
 
 export const now = () => performance.now();

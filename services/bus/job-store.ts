@@ -44,11 +44,4 @@ export class JobStore {
     }
     throw new AppError(503, 'job_store_contention', `could not update job ${jobId}: too many concurrent writers`);
   }
-
-  /** Iterates the job ids in the bucket (for listing). */
-  async keys(): Promise<string[]> {
-    const keys: string[] = [];
-    for await (const key of await this.kv.keys()) keys.push(key);
-    return keys;
-  }
 }

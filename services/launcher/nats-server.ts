@@ -3,7 +3,8 @@
  * when NATS_URL is not set, and by the tests, which get one on a free loopback port.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 
@@ -108,4 +109,18 @@ export function stopProcess(child: ChildProcess, graceMs = 8000): Promise<void> 
     });
     child.kill('SIGTERM');
   });
+}
+
+/** A nats-server on a free loopback port with a temporary store that stop() removes (tests, benchmarks). */
+export async function startTemporaryNatsServer(prefix: string, options: Partial<NatsServerOptions> = {}): Promise<RunningNatsServer & { storeDir: string }> {
+  const storeDir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  const server = await startNatsServer({ storeDir, logFile: path.join(storeDir, 'nats.log'), ...options });
+  return {
+    ...server,
+    storeDir,
+    async stop() {
+      await server.stop();
+      rmSync(storeDir, { recursive: true, force: true });
+    },
+  };
 }

@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { findBinary, freePort } from './metrics-nats.js';
+import { findBinary, freePort } from './server-binaries.js';
 
 export interface ClickHouseServer {
   url: string;

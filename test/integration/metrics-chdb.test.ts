@@ -22,7 +22,7 @@ import { AppError } from '../../services/shared/errors.js';
 import { schemaValidator } from '../../services/shared/schemas.js';
 import type { DeadLetter } from '../../services/shared/schema-types.js';
 import { STEPS, jobIdOf, publishJobs, runMsOf, stageMetric, waitFor } from '../helpers/metrics-fixtures.js';
-import { startMetricsNats, type TestNatsServer } from '../helpers/metrics-nats.js';
+import { startMetricsNats, type TestNatsServer } from '../helpers/server-binaries.js';
 
 async function count(store: MetricsStore, table: string, final = true): Promise<number> {
   const rs = await store.client.query({ query: `SELECT count() AS n FROM ${store.table(table)}${final ? ' FINAL' : ''}`, format: 'JSONEachRow' });

@@ -18,7 +18,7 @@ import { MetricsSink, ensureMetricsStream } from '../../services/metrics/sink.js
 import { queryStats } from '../../services/metrics/stats.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { STEPS, publishJobs, waitFor } from '../helpers/metrics-fixtures.js';
-import { startMetricsNats, type TestNatsServer } from '../helpers/metrics-nats.js';
+import { startMetricsNats, type TestNatsServer } from '../helpers/server-binaries.js';
 import { startClickHouseServer, type ClickHouseServer } from '../helpers/clickhouse-server.js';
 
 async function count(store: MetricsStore, table: string, final = true): Promise<number> {

@@ -4,16 +4,10 @@
  * docs/api.md documents every route; schemas/http/ has every body.
  */
 import type { TemplatedApp } from 'uWebSockets.js';
-import type { Bus } from '../../bus/bus.js';
 import { ownerHash } from '../../bus/job-index.js';
-import type { Config } from '../../shared/config.js';
 import { AppError } from '../../shared/errors.js';
-import type { Logger } from '../../shared/logger.js';
 import type { Owner } from '../../shared/schema-types.js';
-import { bearerToken, type Authenticator } from '../auth.js';
-import type { CallerBlobs } from '../blobs.js';
-import type { JobsService } from '../jobs.js';
-import type { RateLimiter } from '../limits.js';
+import { bearerToken } from '../auth.js';
 import { mountBlobRoutes } from './routes/blobs.js';
 import { mountJobRoutes } from './routes/jobs.js';
 import { mountPlayeRoutes } from './routes/playe.js';
@@ -21,15 +15,9 @@ import { mountSystemRoutes } from './routes/system.js';
 import { mountObservabilityRoutes } from './routes/observability.js';
 import type { Registry } from '../../metrics/prometheus.js';
 import { route, type HttpOptions, type Request } from './uws-http.js';
+import type { EdgeDeps } from '../deps.js';
 
-export interface ApiDeps {
-  bus: Bus;
-  jobs: JobsService;
-  blobs: CallerBlobs;
-  auth: Authenticator;
-  rateLimiter: RateLimiter;
-  config: Config;
-  log: Logger;
+export interface ApiDeps extends EdgeDeps {
   steps: string[];
 }
 

@@ -13,19 +13,14 @@
  */
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import type { ConsumerMessages } from '@nats-io/jetstream';
-import type { Bus } from '../../bus/bus.js';
 import { ownerHash } from '../../bus/job-index.js';
 import { STREAMS, subjects } from '../../bus/subjects.js';
-import type { Config } from '../../shared/config.js';
 import { AppError, toAppError } from '../../shared/errors.js';
-import type { Logger } from '../../shared/logger.js';
 import type { JobEvent, Owner, WsClientMessage, WsServerMessage } from '../../shared/schema-types.js';
 import { schemaValidator, describeErrors } from '../../shared/schemas.js';
-import { bearerToken, type Authenticator } from '../auth.js';
-import type { CallerBlobs } from '../blobs.js';
+import type { EdgeDeps } from '../deps.js';
+import { bearerToken } from '../auth.js';
 import { decodeBase64Image } from '../http/body.js';
-import type { JobsService } from '../jobs.js';
-import type { RateLimiter } from '../limits.js';
 import { Outbox, type OutboxStats } from './outbox.js';
 
 const validateClientMessage = schemaValidator<WsClientMessage>('ws/client-message.schema.json');
@@ -43,15 +38,7 @@ interface Connection {
   authTimer?: NodeJS.Timeout;
 }
 
-export interface GatewayDeps {
-  bus: Bus;
-  jobs: JobsService;
-  blobs: CallerBlobs;
-  auth: Authenticator;
-  rateLimiter: RateLimiter;
-  config: Config;
-  log: Logger;
-}
+export type GatewayDeps = EdgeDeps;
 
 export interface GatewayStats extends OutboxStats {
   connections: number;
