@@ -32,7 +32,7 @@ const steps = [...stages.keys()];
 const bus = await connectBus(config, log, 'photolab-node-edge', { steps });
 const auth = createAuthenticator(config);
 const backlog = new BacklogGate(bus.jsm, steps, config.maxBacklog);
-const jobs = new JobsService(bus, stages, config, log, backlog);
+const jobs = new JobsService(bus, stages, config, log, backlog, await bus.jobIndex.watchOpen(log));
 const blobs = await CallerBlobs.open(bus, bus.nc, config.maxUploadBytes);
 const rateLimiter = new RateLimiter(config.rateLimitPerMinute);
 const maxBody = (contentType: string) => (contentType.startsWith('application/json')

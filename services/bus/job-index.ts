@@ -7,7 +7,9 @@
  */
 import { createHash } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
+import type { Logger } from '../shared/logger.js';
 import type { JobRecord, Owner } from '../shared/schema-types.js';
+import { OpenJobsView } from './open-jobs-view.js';
 
 /** A stable, subject-safe token for a caller (sub + tenant). */
 export const ownerHash = (owner: Owner): string =>
@@ -22,16 +24,22 @@ export interface OpenJob {
 export class JobIndex {
   constructor(private readonly all: KV, private readonly open: KV) {}
 
-  /** Records a new job: in the caller's list and as unfinished. */
-  async add(job: Pick<JobRecord, 'jobId' | 'owner' | 'createdAt' | 'deadline'>): Promise<void> {
-    const owner = ownerHash(job.owner);
-    await this.all.put(`${owner}.${job.jobId}`, JSON.stringify({ createdAt: job.createdAt }));
-    await this.markOpen(job);
+  /** Records a new job in the caller's list (it was marked open when its slot was reserved). */
+  async add(job: Pick<JobRecord, 'jobId' | 'owner' | 'createdAt'>): Promise<void> {
+    await this.all.put(`${ownerHash(job.owner)}.${job.jobId}`, JSON.stringify({ createdAt: job.createdAt }));
   }
 
-  /** Marks a job unfinished (also used to reserve a quota slot before the job exists). */
-  async markOpen(job: Pick<JobRecord, 'jobId' | 'owner' | 'deadline'>): Promise<void> {
-    await this.open.put(openKey(ownerHash(job.owner), job.jobId, job.deadline), '');
+  /**
+   * Marks a job unfinished, before the job exists (its quota slot); returns the entry's
+   * revision, the order in which racing reservations count (OpenJobsView).
+   */
+  async markOpen(job: Pick<JobRecord, 'jobId' | 'owner' | 'deadline'>): Promise<number> {
+    return this.open.put(openKey(ownerHash(job.owner), job.jobId, job.deadline), '');
+  }
+
+  /** A live in-memory view of the unfinished jobs (the edge's quota and deadline sweep). */
+  watchOpen(log: Logger): Promise<OpenJobsView> {
+    return OpenJobsView.start(this.open, log);
   }
 
   /** The job ended (or its submission was abandoned): it no longer counts as unfinished. */

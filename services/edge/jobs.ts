@@ -7,14 +7,16 @@ import { createHash } from 'node:crypto';
 import sharp, { type Metadata } from 'sharp';
 import type { Bus } from '../bus/bus.js';
 import { publishEvent } from '../bus/events.js';
+import { ownerHash, type OpenJob } from '../bus/job-index.js';
 import { isTerminal } from '../bus/job-store.js';
+import type { OpenJobsView } from '../bus/open-jobs-view.js';
 import { msgIds, subjects, uploadBlobName } from '../bus/subjects.js';
 import { finishJob } from '../runner/job-lifecycle.js';
 import { validatePipeline } from '../runner/pipeline.js';
 import type { StageDefinition } from '../runner/stage.js';
 import type { Config } from '../shared/config.js';
 import { AppError, badRequest, conflict, notFound } from '../shared/errors.js';
-import { newId } from '../shared/ids.js';
+import { idTime, newId } from '../shared/ids.js';
 import type { Logger } from '../shared/logger.js';
 import type { BlobRef, JobMessage, JobRecord, JobStatus, Owner } from '../shared/schema-types.js';
 import { sameOwner } from './auth.js';
@@ -38,6 +40,8 @@ export interface ListRequest {
   cursor?: string;
 }
 
+/** A quota slot reserved this long ago whose job record never came is an abandoned submission. */
+const ABANDONED_RESERVATION_MS = 60_000;
 const JOB_ID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const RESULT_CONFLICT: Record<JobStatus, string> = {
   pending: 'job_not_completed', running: 'job_not_completed', done: '', failed: 'job_failed', canceled: 'job_canceled', timeout: 'job_timeout',
@@ -50,6 +54,8 @@ export class JobsService {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly backlog?: BacklogGate,
+    /** Unfinished jobs kept in memory; without it the quota lists the caller's open entries. */
+    private readonly openJobs?: OpenJobsView,
   ) {}
 
   get steps(): ReadonlyMap<string, StageDefinition> {
@@ -92,8 +98,17 @@ export class JobsService {
     }
     let recordCreated = false;
     try {
-      await this.reserveSlot(owner, jobId, deadline);
-      const input = request.input ?? await this.bus.blobs.put(uploadBlobName(jobId), request.image, 'application/octet-stream');
+      // The quota slot and the upload are independent: both are written before the record.
+      const [reserved, stored] = await Promise.allSettled([
+        this.reserveSlot(owner, jobId, deadline),
+        request.input ? Promise.resolve(request.input) : this.bus.blobs.put(uploadBlobName(jobId), request.image, 'application/octet-stream'),
+      ]);
+      if (reserved.status === 'rejected') {
+        if (stored.status === 'fulfilled' && !request.input) await this.bus.blobs.delete(stored.value.name).catch(() => undefined);
+        throw reserved.reason;
+      }
+      if (stored.status === 'rejected') throw stored.reason;
+      const input = stored.value;
       const job: JobRecord = {
         jobId, owner, status: 'pending', pipeline, createdAt: now, deadline, input,
         steps: pipeline.map((item, index) => ({ index, step: item.step, status: 'pending' })),
@@ -101,12 +116,15 @@ export class JobsService {
       if (request.idempotencyKey) job.idempotencyKey = request.idempotencyKey;
       await this.bus.jobs.create(job);
       recordCreated = true;
-      await this.bus.jobIndex.add(job);
       const first: JobMessage = {
         v: 1, jobId, owner, pipeline, index: 0, input, findings: {}, provenance: [], deadline,
         submittedAt: now, enqueuedAt: now, ...(request.requestId ? { requestId: request.requestId } : {}),
       };
-      await publishEvent(this.bus.js, { type: 'job.accepted', jobId, at: now, steps: pipeline.length }, 'accepted');
+      // job.accepted goes out before the first step can be taken, so it precedes step.started.
+      await Promise.all([
+        this.bus.jobIndex.add(job),
+        publishEvent(this.bus.js, { type: 'job.accepted', jobId, at: now, steps: pipeline.length }, 'accepted'),
+      ]);
       await this.bus.js.publish(subjects.stage(pipeline[0]!.step), JSON.stringify(first), { msgID: msgIds.step(jobId, 0) });
       this.log.info({ jobId, sub: owner.sub, steps: pipeline.map((s) => s.step) }, 'job accepted');
       return { job, created: true };
@@ -122,20 +140,23 @@ export class JobsService {
   }
 
   /**
-   * Concurrent-job quota: the slot is reserved first (the job's open entry) and then counted,
-   * so two submissions racing for the last slot can both lose but never both win.
+   * Marks the job open (its entry also drives the deadline sweep) and checks the caller's
+   * concurrent-job quota. The slot is reserved first and then counted, so of two submissions
+   * racing for the last slot only the earlier reservation wins.
    */
   private async reserveSlot(owner: Owner, jobId: string, deadline: number): Promise<void> {
+    const revision = await this.bus.jobIndex.markOpen({ jobId, owner, deadline });
     const max = this.config.maxConcurrentJobs;
     if (max <= 0) return;
-    await this.bus.jobIndex.markOpen({ jobId, owner, deadline });
-    let open = await this.bus.jobIndex.openJobs(owner);
+    let open = await this.openUpTo(owner, revision);
     if (open.length <= max) return;
-    // Entries of jobs that already ended (a finish whose index delete was lost) do not count.
+    // Entries of jobs that already ended (a finish whose index delete was lost), or whose
+    // submission was abandoned long ago, do not count. An entry without a record is usually a
+    // submission still on its way (slot reserved, upload being stored): that one counts.
     const stillOpen = await Promise.all(open.map(async (entry) => {
       if (entry.jobId === jobId) return true;
       const job = await this.bus.jobs.get(entry.jobId);
-      if (job && !isTerminal(job.status)) return true;
+      if (job ? !isTerminal(job.status) : Date.now() - idTime(entry.jobId) < ABANDONED_RESERVATION_MS) return true;
       await this.bus.jobIndex.removeOpen(entry).catch(() => undefined);
       return false;
     }));
@@ -144,6 +165,12 @@ export class JobsService {
     await this.bus.jobIndex.markFinished({ jobId, owner, deadline });
     throw new AppError(429, 'too_many_jobs', `you have ${open.length - 1} unfinished jobs; the limit is ${max}. Wait for one to finish or cancel one`,
       { details: { retryAfterS: 5, unfinished: open.length - 1, limit: max } });
+  }
+
+  /** The caller's open entries up to `revision`: from the in-memory view once it has caught up, else listed. */
+  private async openUpTo(owner: Owner, revision: number): Promise<OpenJob[]> {
+    if (this.openJobs && await this.openJobs.caughtUp(revision, 2000)) return this.openJobs.ofOwner(ownerHash(owner), revision);
+    return this.bus.jobIndex.openJobs(owner);
   }
 
   /** The pixel limit is checked from the header, before anything decodes the image in full. */

@@ -20,7 +20,7 @@ const EVENT_OF: Record<TerminalStatus, JobEvent['type']> = {
 export async function finishJob(bus: Bus, jobId: string, outcome: { status: TerminalStatus; error?: ErrorInfo; result?: ResultInfo }): Promise<JobRecord | null> {
   let won = false;
   const now = Date.now();
-  const record = await bus.jobs.update(jobId, (job) => {
+  const updated = await bus.jobs.update(jobId, (job) => {
     if (isTerminal(job.status)) return null;
     won = true;
     job.status = outcome.status;
@@ -34,15 +34,19 @@ export async function finishJob(bus: Bus, jobId: string, outcome: { status: Term
     }
     return job;
   });
-  if (!won || !record) return null;
+  if (!won || !updated) return null;
+  const record = updated.record;
   const event: JobEvent = { type: EVENT_OF[outcome.status], jobId, at: now, steps: record.pipeline.length };
   if (outcome.error) event.error = outcome.error;
   if (outcome.result) event.result = outcome.result;
-  // The caller's concurrent-job quota counts unfinished jobs; a lost delete is repaired by the edge's sweep.
-  await bus.jobIndex.markFinished(record).catch(() => undefined);
-  await publishEvent(bus.js, event, 'terminal');
-  await publishJobMetric(bus, record);
-  await bus.frames.deleteJob(jobId).catch(() => undefined);
+  // Independent of each other, so one round trip for all. The caller's concurrent-job quota
+  // counts unfinished jobs; a lost delete is repaired by the edge's sweep.
+  await Promise.all([
+    publishEvent(bus.js, event, 'terminal'),
+    publishJobMetric(bus, record),
+    bus.jobIndex.markFinished(record).catch(() => undefined),
+    bus.frames.deleteJob(jobId).catch(() => undefined),
+  ]);
   return record;
 }
 

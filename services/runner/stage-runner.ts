@@ -14,7 +14,7 @@ import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../bus/bus.js';
 import { publishEvent } from '../bus/events.js';
 import { frameId } from '../bus/frames/frame-store.js';
-import { isTerminal } from '../bus/job-store.js';
+import { isTerminal, type VersionedRecord } from '../bus/job-store.js';
 import { msgIds, resultBlobName, STREAMS, stageConsumer, subjects } from '../bus/subjects.js';
 import type { Config } from '../shared/config.js';
 import { AppError, toAppError } from '../shared/errors.js';
@@ -191,9 +191,10 @@ export class StageRunner {
 
   /**
    * Runs the step the message is at. `carried` is the frame of the previous step when the job
-   * continues in this process (its job-ended check was just made after that step).
+   * continues in this process (its job-ended check was just made after that step), and
+   * `known` the job record as that step left it.
    */
-  private async runStep(msg: JsMsg, message: JobMessage, attempt: number, log: Logger, position: Position, carried?: Frame): Promise<void> {
+  private async runStep(msg: JsMsg, message: JobMessage, attempt: number, log: Logger, position: Position, carried?: Frame, known?: VersionedRecord | null): Promise<void> {
     position.message = message;
     const { jobId, index, pipeline } = message;
     const item = pipeline[index]!;
@@ -201,14 +202,14 @@ export class StageRunner {
     const params = (item.params ?? {}) as Record<string, unknown>;
     const isLast = index === pipeline.length - 1;
     if (!carried) {
-      const job = await this.bus.jobs.get(jobId);
-      if (!job) {
+      known = await this.bus.jobs.read(jobId);
+      if (!known) {
         log.warn('job record not found (expired or deleted); message dropped');
         msg.term();
         return;
       }
-      if (isTerminal(job.status)) {
-        log.info({ status: job.status }, 'job already ended; step skipped');
+      if (isTerminal(known.record.status)) {
+        log.info({ status: known.record.status }, 'job already ended; step skipped');
         msg.ack();
         return;
       }
@@ -222,12 +223,14 @@ export class StageRunner {
     const startedAt = Date.now();
     if (!conditionHolds(item.when, message.findings)) {
       const provenance: Provenance = { index, step: item.step, params, status: 'skipped', reason: `condition ${item.when} did not hold`, attempt, host: this.config.hostId };
-      await this.markStep(jobId, index, 'skipped', startedAt, 0, attempt);
-      await publishEvent(this.bus.js, { type: 'step.skipped', jobId, at: Date.now(), step: item.step, index, steps: pipeline.length, reason: provenance.reason }, `${index}:skipped`);
-      await this.recordRun(message, attempt, startedAt, Date.now(), 'skipped', '', undefined, undefined, undefined);
+      const [marked] = await Promise.all([
+        this.markStep(jobId, index, 'skipped', startedAt, 0, attempt, known),
+        publishEvent(this.bus.js, { type: 'step.skipped', jobId, at: Date.now(), step: item.step, index, steps: pipeline.length, reason: provenance.reason }, `${index}:skipped`),
+        this.recordRun(message, attempt, startedAt, Date.now(), 'skipped', '', undefined, undefined, undefined),
+      ]);
       const skippedOn = { ...message, provenance: [...message.provenance, provenance] };
       if (carried && !isLast && this.continuesHere(message, index + 1)) {
-        return this.runStep(msg, { ...skippedOn, index: index + 1 }, attempt, log, position, carried);
+        return this.runStep(msg, { ...skippedOn, index: index + 1 }, attempt, log, position, carried, marked);
       }
       // A frame carried in memory must be stored before the bus can hand it on.
       const stored = carried && !isLast ? await this.bus.frames.put(frameId(jobId, index), carried) : undefined;
@@ -237,12 +240,13 @@ export class StageRunner {
 
     // The job record, the started event and loading the input are independent: one round trip
     // time instead of three (bench: overhead section). All settle before the run or the error.
-    const [marked, loaded] = await Promise.allSettled([
-      this.markStep(jobId, index, 'running', startedAt, undefined, attempt)
-        .then(() => publishEvent(this.bus.js, { type: 'step.started', jobId, at: startedAt, step: item.step, index, steps: pipeline.length, attempt }, `${index}:started`)),
+    const [marked, started, loaded] = await Promise.allSettled([
+      this.markStep(jobId, index, 'running', startedAt, undefined, attempt, known),
+      publishEvent(this.bus.js, { type: 'step.started', jobId, at: startedAt, step: item.step, index, steps: pipeline.length, attempt }, `${index}:started`),
       carried ? Promise.resolve({ frame: carried }) : this.loadInput(stage, message.input),
     ]);
     if (marked.status === 'rejected') throw marked.reason;
+    if (started.status === 'rejected') throw started.reason;
     if (loaded.status === 'rejected') throw loaded.reason;
     const input = loaded.value;
     const abort = new AbortController();
@@ -271,14 +275,14 @@ export class StageRunner {
     // job that ended meanwhile is deleted again.
     const continueHere = !isLast && stage.output === 'frame' && result.frame !== undefined && this.continuesHere(message, index + 1);
     const [checked, stored] = await Promise.allSettled([
-      this.bus.jobs.get(jobId),
+      this.bus.jobs.read(jobId),
       continueHere ? Promise.resolve({} as { ref?: BlobRef | FrameRef; durable?: Promise<void> }) : this.storeOutput(stage, message, result, isLast),
     ]);
     const after = checked.status === 'fulfilled' ? checked.value : null;
-    const ended = checked.status === 'fulfilled' && (!after || isTerminal(after.status));
+    const ended = checked.status === 'fulfilled' && (!after || isTerminal(after.record.status));
     if (ended || Date.now() > message.deadline) {
       if (stored.status === 'fulfilled') await this.discardOutput(message, stored.value);
-      if (ended) throw new JobEnded(after?.status ?? 'canceled');
+      if (ended) throw new JobEnded(after?.record.status ?? 'canceled');
       await finishJob(this.bus, jobId, { status: 'timeout', error: { code: 'job_timeout', message: `the job passed its deadline during step ${index} (${item.step})`, step: item.step } });
       throw new JobEnded('timeout');
     }
@@ -293,14 +297,14 @@ export class StageRunner {
     const finished = { type: 'step.finished' as const, jobId, at: Date.now(), step: item.step, index, steps: pipeline.length, ms: runMs, attempt, ...(result.findings ? { findings: result.findings } : {}) };
     // Record, event and metric are independent of each other; all are written before the next
     // step is published, so a client still sees step.finished before the next step.started.
-    await Promise.all([
-      this.markStep(jobId, index, 'done', startedAt, runMs, attempt),
+    const [done] = await Promise.all([
+      this.markStep(jobId, index, 'done', startedAt, runMs, attempt, after),
       publishEvent(this.bus.js, finished, `${index}:finished`),
       this.recordRun(message, attempt, startedAt, startedAt + runMs, 'ok', '', input, result, provenance),
     ]);
     if (continueHere) {
       const next: JobMessage = { ...message, index: index + 1, findings, provenance: [...message.provenance, provenance], enqueuedAt: Date.now() };
-      return this.runStep(msg, next, attempt, log, position, result.frame);
+      return this.runStep(msg, next, attempt, log, position, result.frame, done);
     }
     await this.handOn(msg, message, outputRef.ref, findings, [...message.provenance, provenance], isLast, outputRef.durable);
   }
@@ -356,8 +360,10 @@ export class StageRunner {
     return stored;
   }
 
-  private async markStep(jobId: string, index: number, status: 'running' | 'done' | 'skipped', startedAt: number, ms: number | undefined, attempt: number): Promise<void> {
-    await this.bus.jobs.update(jobId, (job) => {
+  /** Updates the step in the job record; returns the record as stored (for the next update). */
+  private markStep(jobId: string, index: number, status: 'running' | 'done' | 'skipped', startedAt: number, ms: number | undefined, attempt: number,
+    known?: VersionedRecord | null): Promise<VersionedRecord | null> {
+    return this.bus.jobs.update(jobId, (job) => {
       if (isTerminal(job.status)) return null;
       const step = job.steps[index];
       if (!step) return null;
@@ -373,7 +379,7 @@ export class StageRunner {
         job.startedAt = startedAt;
       }
       return job;
-    });
+    }, known);
   }
 
   private async recordRun(message: JobMessage, attempt: number, startedAt: number, finishedAt: number, status: StageMetric['status'], errorCode: string,

@@ -115,6 +115,13 @@ describe('limits', () => {
     assert.equal(fourth.status, 202, fourth.bytes.toString());
   });
 
+  test('concurrent jobs raced: of 5 submissions sent at once, exactly 2 get in', async () => {
+    const answers = await Promise.all(Array.from({ length: 5 }, () => submit('racer')));
+    const statuses = answers.map((a) => a.status).sort();
+    assert.deepEqual(statuses, [202, 202, 429, 429, 429], answers.map((a) => a.bytes.toString()).join('\n'));
+    for (const refused of answers.filter((a) => a.status === 429)) assertError(refused, 429, 'too_many_jobs');
+  });
+
   test('admission control: past MAX_BACKLOG pending steps new jobs get 503 overloaded with Retry-After', async () => {
     // Each caller submits one job (no quota or rate limit in the way); nothing consumes them.
     let answer: HttpAnswer | undefined;
