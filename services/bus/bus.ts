@@ -38,6 +38,9 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
+    // Otherwise every request builds an Error up front for a nicer stack on timeout: ~8% of
+    // the edge's CPU per upload (bench: ingest profile). Our errors carry their own context.
+    noAsyncTraces: true,
   });
   (async () => {
     for await (const status of nc.status()) {

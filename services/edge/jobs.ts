@@ -20,6 +20,7 @@ import { idTime, newId } from '../shared/ids.js';
 import type { Logger } from '../shared/logger.js';
 import type { BlobRef, JobMessage, JobRecord, JobStatus, Owner } from '../shared/schema-types.js';
 import { sameOwner } from './auth.js';
+import { imageSize } from './image-size.js';
 import type { BacklogGate } from './limits.js';
 
 export interface SubmitRequest {
@@ -173,8 +174,14 @@ export class JobsService {
     return this.bus.jobIndex.openJobs(owner);
   }
 
-  /** The pixel limit is checked from the header, before anything decodes the image in full. */
+  /**
+   * The pixel limit is checked from the header, before anything decodes the image in full:
+   * read here for the common formats (image-size.ts), by sharp for the rest and to confirm a
+   * refusal.
+   */
   private async checkPixels(image: Buffer): Promise<void> {
+    const quick = imageSize(image);
+    if (quick && quick.width * quick.height <= this.config.maxInputPixels) return;
     let meta: Metadata;
     try {
       meta = await sharp(image, { limitInputPixels: false }).metadata();

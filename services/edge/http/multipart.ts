@@ -12,7 +12,9 @@ export interface FormData {
 }
 
 export function parseMultipart(body: Buffer, contentType: string): FormData {
-  const arrayBuffer = body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer;
+  // getParts takes an ArrayBuffer: the body's own when it spans all of it (no copy).
+  const owned = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
+  const arrayBuffer = (owned ? body.buffer : body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)) as ArrayBuffer;
   const parts = uWS.getParts(arrayBuffer, contentType);
   if (!parts) throw badRequest('invalid_multipart', 'the multipart body could not be parsed (check the boundary)');
   const form: FormData = { files: new Map(), fields: new Map() };

@@ -113,6 +113,8 @@ export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'del' 
   });
 }
 
+const PREALLOCATE_MAX = 1024 * 1024;
+
 function readBody(res: HttpResponse, limit: number, declared: number): Promise<Buffer> {
   if (declared > limit) {
     // Say no before reading anything; the connection is closed after the answer.
@@ -120,20 +122,32 @@ function readBody(res: HttpResponse, limit: number, declared: number): Promise<B
     return Promise.reject(new AppError(413, 'payload_too_large', `body is ${declared} bytes; the limit is ${limit}`, { details: { limit } }));
   }
   return new Promise((resolve, reject) => {
+    // uWS reuses a chunk's memory after its callback returns, so each chunk is copied once:
+    // for bodies up to PREALLOCATE_MAX straight into a buffer of the declared size (larger ones
+    // are collected as they arrive, so a client cannot make the edge reserve memory it never
+    // fills). Either way the body owns its whole ArrayBuffer, and the multipart parser reads
+    // it without another copy.
+    let whole = declared > 0 && declared <= PREALLOCATE_MAX ? Buffer.allocUnsafeSlow(declared) : undefined;
     const chunks: Buffer[] = [];
     let size = 0;
     let failed = false;
     res.onData((chunk, isLast) => {
       if (failed) return;
-      size += chunk.byteLength;
-      if (size > limit) {
+      const bytes = new Uint8Array(chunk);
+      if (size + bytes.byteLength > limit) {
         failed = true;
         reject(new AppError(413, 'payload_too_large', `body is over the limit of ${limit} bytes`, { details: { limit } }));
         return;
       }
-      // uWS reuses the chunk's memory after this callback returns: copy it.
-      chunks.push(Buffer.from(new Uint8Array(chunk).slice()));
-      if (isLast) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+      if (whole && size + bytes.byteLength <= whole.length) {
+        whole.set(bytes, size);
+      } else {
+        if (whole) chunks.push(whole.subarray(0, size)); // longer than declared: collect a list instead
+        whole = undefined;
+        chunks.push(Buffer.from(bytes.slice().buffer));
+      }
+      size += bytes.byteLength;
+      if (isLast) resolve(whole ? whole.subarray(0, size) : Buffer.concat(chunks, size));
     });
   });
 }
