@@ -149,6 +149,7 @@ async function createSession(file: string, entry: ModelEntry, log?: Logger): Pro
       logSeverityLevel: 3,
     };
     if (config.onnxThreads > 0) options.intraOpNumThreads = config.onnxThreads;
+    if (!config.onnxSpinWait) options.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
     try {
       const session = await ort.InferenceSession.create(file, options);
       if (name !== config.onnxProviders[0]?.toLowerCase()) {
