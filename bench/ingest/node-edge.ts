@@ -7,7 +7,9 @@
  * (pipeline validation, pixel check, blob put, job record, first publish) and the same
  * reply. Only the HTTP server differs.
  *
- *   node dist/bench/ingest/node-edge.js   (same environment variables as the edge)
+ *   node dist/bench/ingest/node-edge.js [--front-only]   (same environment variables as the edge)
+ *
+ * --front-only answers with frontOnlyHandler (front-only.ts): the HTTP layer without the bus.
  */
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -22,6 +24,7 @@ import { JobsService } from '../../services/edge/jobs.js';
 import { BacklogGate, RateLimiter } from '../../services/edge/limits.js';
 import { jobView } from '../../services/edge/views.js';
 import { loadStages } from '../../services/stages/registry.js';
+import { frontOnlyHandler } from './front-only.js';
 import { config } from '../../services/shared/config.js';
 import { AppError, toAppError } from '../../services/shared/errors.js';
 import { createLogger } from '../../services/shared/logger.js';
@@ -35,6 +38,7 @@ const backlog = new BacklogGate(bus.jsm, steps, config.maxBacklog);
 const jobs = new JobsService(bus, stages, config, log, backlog, await bus.jobIndex.watchOpen(log));
 const blobs = await CallerBlobs.open(bus, bus.nc, config.maxUploadBytes);
 const rateLimiter = new RateLimiter(config.rateLimitPerMinute);
+const frontOnly = process.argv.includes('--front-only') ? frontOnlyHandler({ bus, auth, rateLimiter, blobs, stages, config }) : undefined;
 const maxBody = (contentType: string) => (contentType.startsWith('application/json')
   ? Math.ceil((config.maxUploadBytes * 4) / 3) + config.maxJsonBytes + 1024
   : config.maxUploadBytes + 64 * 1024);
@@ -70,6 +74,7 @@ async function handle(incoming: http.IncomingMessage, requestId: string): Promis
     remoteAddress: incoming.socket.remoteAddress ?? '', body: () => bodyPromise,
   } as Request;
   if (req.method === 'POST' && url.pathname === '/api/jobs') {
+    if (frontOnly) return frontOnly(req);
     const caller = await auth.verify(bearerToken(headers.authorization));
     rateLimiter.take(ownerHash(caller));
     const submission = await readJobSubmission(req, caller, config, blobs);

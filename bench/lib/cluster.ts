@@ -50,6 +50,16 @@ export async function startNats(): Promise<NatsHandle> {
   return server;
 }
 
+/** The processes a bench starts: script under dist/ and its arguments. */
+const SERVICES = {
+  edge: ['services/edge/main.js'],
+  worker: ['services/stages/worker.js'],
+  'node-edge': ['bench/ingest/node-edge.js'],
+  'node-front': ['bench/ingest/node-edge.js', '--front-only'],
+  'uws-front': ['bench/ingest/uws-front.js'],
+} as const;
+export type ServiceKind = keyof typeof SERVICES;
+
 export interface ClusterOptions {
   /** Stage services to run: step -> replicas. */
   workers: Record<string, number>;
@@ -68,7 +78,7 @@ export interface Cluster {
   token: string;
   client: JobClient;
   /** Spawns one more service process and waits until it is ready. */
-  spawnService(script: 'edge' | 'worker' | 'node-edge', step?: string, port?: number): Promise<ChildProcess>;
+  spawnService(script: ServiceKind, step?: string, port?: number): Promise<ChildProcess>;
   stop(): Promise<void>;
 }
 
@@ -100,13 +110,13 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   mkdirSync(env.FRAME_CACHE_DIR!, { recursive: true });
   let serial = 0;
 
-  const spawnService = async (kind: 'edge' | 'worker' | 'node-edge', step?: string, servicePort?: number): Promise<ChildProcess> => {
+  const spawnService = async (kind: ServiceKind, step?: string, servicePort?: number): Promise<ChildProcess> => {
     const logFile = path.join(dataDir, `${kind}${step ? `-${step}` : ''}-${++serial}.log`);
     const fd = openSync(logFile, 'a');
-    const script = { edge: 'services/edge/main.js', 'node-edge': 'bench/ingest/node-edge.js', worker: 'services/stages/worker.js' }[kind];
+    const [script, ...args] = SERVICES[kind];
     const childEnv: Record<string, string> = { ...process.env as Record<string, string>, ...env };
     if (kind !== 'worker') childEnv.HTTP_PORT = String(servicePort ?? port);
-    const child = track(spawn(process.execPath, [path.join(DIST, script), ...(step ? [step] : [])], { env: childEnv, stdio: ['ignore', fd, fd] }));
+    const child = track(spawn(process.execPath, [path.join(DIST, script!), ...args, ...(step ? [step] : [])], { env: childEnv, stdio: ['ignore', fd, fd] }));
     closeSync(fd);
     children.push(child);
     const ready = kind !== 'worker' ? /"msg":"edge listening"/ : /"msg":"stage ready"/;

@@ -8,6 +8,8 @@
  * and the decode step enforces the same limit again with the real decoder, so a lying header
  * can neither get a large image through nor a garbage one refused as too large.
  */
+import sharp, { type Metadata } from 'sharp';
+import { AppError } from '../shared/errors.js';
 export interface ImageSize {
   format: 'jpeg' | 'png' | 'gif' | 'webp';
   width: number;
@@ -78,4 +80,25 @@ function webp(b: Buffer): ImageSize | null {
   }
   if (chunk === 'VP8X') return sized('webp', b.readUIntLE(24, 3) + 1, b.readUIntLE(27, 3) + 1);
   return null;
+}
+
+/**
+ * Refuses (413 image_too_large) an image over `maxPixels`, from its header: read here for the
+ * common formats, by sharp for the rest and to confirm a refusal. Bytes that are no readable
+ * image pass: the decode step fails them with a clear error.
+ */
+export async function assertPixelLimit(image: Buffer, maxPixels: number): Promise<void> {
+  const quick = imageSize(image);
+  if (quick && quick.width * quick.height <= maxPixels) return;
+  let meta: Metadata;
+  try {
+    meta = await sharp(image, { limitInputPixels: false }).metadata();
+  } catch {
+    return;
+  }
+  const pixels = (meta.width ?? 0) * (meta.height ?? 0);
+  if (pixels > maxPixels) {
+    throw new AppError(413, 'image_too_large', `the image is ${meta.width}x${meta.height} (${pixels} pixels); the limit is ${maxPixels} pixels`,
+      { details: { width: meta.width, height: meta.height, maxPixels } });
+  }
 }

@@ -4,7 +4,6 @@
  * the result. Every read is scoped to the caller: someone else's job is "not found".
  */
 import { createHash } from 'node:crypto';
-import sharp, { type Metadata } from 'sharp';
 import type { Bus } from '../bus/bus.js';
 import { publishEvent } from '../bus/events.js';
 import { ownerHash, type OpenJob } from '../bus/job-index.js';
@@ -20,7 +19,7 @@ import { idTime, newId } from '../shared/ids.js';
 import type { Logger } from '../shared/logger.js';
 import type { BlobRef, JobMessage, JobRecord, JobStatus, Owner } from '../shared/schema-types.js';
 import { sameOwner } from './auth.js';
-import { imageSize } from './image-size.js';
+import { assertPixelLimit } from './image-size.js';
 import type { BacklogGate } from './limits.js';
 
 export interface SubmitRequest {
@@ -78,7 +77,7 @@ export class JobsService {
       throw new AppError(413, 'payload_too_large', `the image is ${request.image.length} bytes; the limit is ${this.config.maxUploadBytes}`,
         { details: { limit: this.config.maxUploadBytes } });
     }
-    await this.checkPixels(request.image);
+    await assertPixelLimit(request.image, this.config.maxInputPixels);
     const deadlineMs = request.deadlineMs ?? this.config.jobDeadlineMs;
     if (!Number.isInteger(deadlineMs) || deadlineMs < 1000 || deadlineMs > this.config.jobMaxDeadlineMs) {
       throw badRequest('invalid_deadline', `deadlineMs must be an integer between 1000 and ${this.config.jobMaxDeadlineMs}`);
@@ -172,27 +171,6 @@ export class JobsService {
   private async openUpTo(owner: Owner, revision: number): Promise<OpenJob[]> {
     if (this.openJobs && await this.openJobs.caughtUp(revision, 2000)) return this.openJobs.ofOwner(ownerHash(owner), revision);
     return this.bus.jobIndex.openJobs(owner);
-  }
-
-  /**
-   * The pixel limit is checked from the header, before anything decodes the image in full:
-   * read here for the common formats (image-size.ts), by sharp for the rest and to confirm a
-   * refusal.
-   */
-  private async checkPixels(image: Buffer): Promise<void> {
-    const quick = imageSize(image);
-    if (quick && quick.width * quick.height <= this.config.maxInputPixels) return;
-    let meta: Metadata;
-    try {
-      meta = await sharp(image, { limitInputPixels: false }).metadata();
-    } catch {
-      return; // not an image we can read: decode fails the job with a clear error
-    }
-    const pixels = (meta.width ?? 0) * (meta.height ?? 0);
-    if (pixels > this.config.maxInputPixels) {
-      throw new AppError(413, 'image_too_large', `the image is ${meta.width}x${meta.height} (${pixels} pixels); the limit is ${this.config.maxInputPixels} pixels`,
-        { details: { width: meta.width, height: meta.height, maxPixels: this.config.maxInputPixels } });
-    }
   }
 
   /** Returns the job that already holds this key, or null if the key is now ours. */
