@@ -3,11 +3,19 @@
 # Idempotent and quick when everything is already there.
 #   scripts/setup.sh          # to run the system: nats-server, a C compiler and patchelf (uWebSockets.js shim)
 #   scripts/setup.sh --test   # also clickhouse-server (the tests run ClickHouse 18.16 besides chDB)
+#   scripts/setup.sh --bench  # also wrk (the ingest benchmark's load generator)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+want_bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    --bench) want_bench=1 ;;
+    *) echo "usage: scripts/setup.sh [--test] [--bench]" >&2; exit 2 ;;
+  esac
+done
 
 need=()
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
@@ -16,6 +24,10 @@ command -v patchelf >/dev/null 2>&1 || need+=(patchelf)
 command -v nm >/dev/null 2>&1 || need+=(binutils)
 if [ "$want_test" = 1 ]; then
   [ -x /usr/bin/clickhouse-server ] || command -v clickhouse-server >/dev/null 2>&1 || need+=(clickhouse-server clickhouse-client)
+fi
+
+if [ "$want_bench" = 1 ]; then
+  command -v wrk >/dev/null 2>&1 || need+=(wrk)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
