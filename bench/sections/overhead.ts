@@ -129,7 +129,7 @@ export async function overheadSection(options: { quick: boolean }): Promise<Sect
   const markdown = [
     'Same steps, same photo (fixtures/dog.jpg resized to the size shown, JPEG q90), same parameters. (a): the stage functions called one after another in the bench process, frame handed over in memory. (b): `POST /api/jobs` to the edge (uWebSockets.js, own process), NATS JetStream, one process per stage service (`dist/services/stages/worker.js <step>`), timed until the terminal job event reaches the client. One job at a time; warm-ups first. p95 is the nearest-rank p95 (of 3 runs: the largest).',
     'Fairness: both use the same 2 cores; (a) has them to itself, (b) shares them with nats-server, the edge and idle services. ONNX Runtime uses its default intra-op threads (2) in both.',
-    'Hop = one step through the bus: the step message, its input loaded (the upload blob for decode, a frame for the others), its output stored (frame, or the result blob for encode), job record compare-and-set twice, step events, stage metric, publish of the next step, ack. The edge\'s upload (Object Store put, job record, first publish) and the terminal event are spread over the hops too.',
+    'Hop = one step through the bus: the step message, its input loaded (the upload blob for decode, a frame for the others), its output stored (frame, or the result blob for encode), job record compare-and-set twice, step events, stage metric, publish of the next step, ack. The edge\'s upload (blob put, job record, first publish) and the terminal event are spread over the hops too.',
     '',
     main,
     '',
