@@ -48,8 +48,10 @@ stamp=node_modules/.photolab-installed
 lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
   echo "[setup] npm install"
-  # .npmrc skips onnxruntime-node's CUDA download (CPU build); GPU images set ONNXRUNTIME_NODE_INSTALL=cuda12.
-  npm install --no-audit --no-fund
+  # onnxruntime-node's install script would download CUDA providers (no network here): the CPU
+  # build skips it. .npmrc says the same for a plain `npm install`, but npm warns that it will stop
+  # passing unknown .npmrc keys; the variable keeps working. GPU images set ONNXRUNTIME_NODE_INSTALL=cuda12.
+  ONNXRUNTIME_NODE_INSTALL="${ONNXRUNTIME_NODE_INSTALL:-skip}" npm install --no-audit --no-fund
   echo "$lock_sum" > "$stamp"
 else
   # The uWebSockets.js shim step is cheap; re-run it in case node_modules was copied from elsewhere.
