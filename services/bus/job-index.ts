@@ -22,6 +22,9 @@ export interface OpenJob {
 }
 
 export class JobIndex {
+  /** Unfinished jobs in memory (the edge watches; stages only write). */
+  private view?: OpenJobsView;
+
   constructor(private readonly all: KV, private readonly open: KV) {}
 
   /** Records a new job in the caller's list (it was marked open when its slot was reserved). */
@@ -37,9 +40,17 @@ export class JobIndex {
     return this.open.put(openKey(ownerHash(job.owner), job.jobId, job.deadline), '');
   }
 
-  /** A live in-memory view of the unfinished jobs (the edge's quota and deadline sweep). */
-  watchOpen(log: Logger): Promise<OpenJobsView> {
-    return OpenJobsView.start(this.open, log);
+  /**
+   * Keeps the unfinished jobs in memory from here on (the edge: its quota and deadline sweep
+   * read them on every submission and every few seconds); openJobs then answers from memory.
+   */
+  async watchOpen(log: Logger): Promise<void> {
+    this.view ??= await OpenJobsView.start(this.open, log);
+  }
+
+  unwatchOpen(): void {
+    this.view?.stop();
+    this.view = undefined;
   }
 
   /** The job ended (or its submission was abandoned): it no longer counts as unfinished. */
@@ -59,8 +70,14 @@ export class JobIndex {
     return ids.sort();
   }
 
-  /** Unfinished jobs: of one caller, or of everyone (for the deadline sweep). */
-  async openJobs(owner?: Owner): Promise<OpenJob[]> {
+  /**
+   * Unfinished jobs: of one caller, or of everyone (for the deadline sweep). `upTo` (a revision
+   * markOpen gave) counts only the entries reserved until then, and waits until the in-memory
+   * view has seen it. Without a view, or if it does not catch up within 2 s, the bucket's keys
+   * are listed (an ordered consumer: cost in proportion to the entries).
+   */
+  async openJobs(owner?: Owner, upTo?: number): Promise<OpenJob[]> {
+    if (this.view && (upTo === undefined || await this.view.caughtUp(upTo, 2000))) return this.view.entries(owner && ownerHash(owner), upTo);
     const filter = owner ? `${ownerHash(owner)}.>` : '>';
     const entries: OpenJob[] = [];
     for await (const key of await this.open.keys(filter)) {

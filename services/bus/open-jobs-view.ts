@@ -79,16 +79,10 @@ export class OpenJobsView {
     });
   }
 
-  /** The caller's unfinished jobs reserved at or before `upTo` (all when not given). */
-  ofOwner(ownerHash: string, upTo = Infinity): OpenEntry[] {
-    return [...(this.byOwner.get(ownerHash)?.values() ?? [])].filter((e) => e.revision <= upTo);
-  }
-
-  /** Every unfinished job whose deadline is before `now`. */
-  late(now: number): OpenEntry[] {
-    const out: OpenEntry[] = [];
-    for (const jobs of this.byOwner.values()) for (const e of jobs.values()) if (e.deadline < now) out.push(e);
-    return out;
+  /** Unfinished jobs of one caller (by owner hash) or of everyone, reserved at or before `upTo`. */
+  entries(ownerHash?: string, upTo = Infinity): OpenEntry[] {
+    const owners = ownerHash === undefined ? [...this.byOwner.values()] : [this.byOwner.get(ownerHash) ?? new Map<string, OpenEntry>()];
+    return owners.flatMap((jobs) => [...jobs.values()].filter((e) => e.revision <= upTo));
   }
 
   stop(): void {

@@ -2,20 +2,19 @@
  * Ends jobs that passed their deadline even when nothing else would notice: a job whose step
  * waits in a queue that no stage consumes never reaches the runner's own deadline checks.
  * Every DEADLINE_SWEEP_MS the edge looks at the unfinished jobs (photolab-open-jobs, where the
- * deadline is part of the key: no record reads; kept in memory by the OpenJobsView) and times
+ * deadline is part of the key: no record reads; held in memory by the edge's watch) and times
  * out the late ones. Several edges may sweep at once; finishJob's compare-and-set lets exactly
  * one of them end each job.
  */
 import type { Bus } from '../bus/bus.js';
-import type { OpenJobsView } from '../bus/open-jobs-view.js';
 import type { Logger } from '../shared/logger.js';
 import type { JobsService } from './jobs.js';
 
-export function startDeadlineSweep(bus: Bus, jobs: JobsService, intervalMs: number, log: Logger, openJobs?: OpenJobsView): { stop(): Promise<void> } {
+export function startDeadlineSweep(bus: Bus, jobs: JobsService, intervalMs: number, log: Logger): { stop(): Promise<void> } {
   let running: Promise<void> | undefined;
   const sweep = async () => {
     const now = Date.now();
-    const late = openJobs ? openJobs.late(now) : (await bus.jobIndex.openJobs()).filter((entry) => entry.deadline < now);
+    const late = (await bus.jobIndex.openJobs()).filter((entry) => entry.deadline < now);
     for (const entry of late) {
       const ended = await jobs.timeOut(entry.jobId);
       if (ended) log.info({ jobId: entry.jobId }, 'job timed out (deadline sweep)');

@@ -6,9 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { Bus } from '../bus/bus.js';
 import { publishEvent } from '../bus/events.js';
-import { ownerHash, type OpenJob } from '../bus/job-index.js';
 import { isTerminal } from '../bus/job-store.js';
-import type { OpenJobsView } from '../bus/open-jobs-view.js';
 import { msgIds, subjects, uploadBlobName } from '../bus/subjects.js';
 import { finishJob } from '../runner/job-lifecycle.js';
 import { validatePipeline } from '../runner/pipeline.js';
@@ -54,8 +52,6 @@ export class JobsService {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly backlog?: BacklogGate,
-    /** Unfinished jobs kept in memory; without it the quota lists the caller's open entries. */
-    private readonly openJobs?: OpenJobsView,
   ) {}
 
   get steps(): ReadonlyMap<string, StageDefinition> {
@@ -148,7 +144,7 @@ export class JobsService {
     const revision = await this.bus.jobIndex.markOpen({ jobId, owner, deadline });
     const max = this.config.maxConcurrentJobs;
     if (max <= 0) return;
-    let open = await this.openUpTo(owner, revision);
+    let open = await this.bus.jobIndex.openJobs(owner, revision);
     if (open.length <= max) return;
     // Entries of jobs that already ended (a finish whose index delete was lost), or whose
     // submission was abandoned long ago, do not count. An entry without a record is usually a
@@ -165,12 +161,6 @@ export class JobsService {
     await this.bus.jobIndex.markFinished({ jobId, owner, deadline });
     throw new AppError(429, 'too_many_jobs', `you have ${open.length - 1} unfinished jobs; the limit is ${max}. Wait for one to finish or cancel one`,
       { details: { retryAfterS: 5, unfinished: open.length - 1, limit: max } });
-  }
-
-  /** The caller's open entries up to `revision`: from the in-memory view once it has caught up, else listed. */
-  private async openUpTo(owner: Owner, revision: number): Promise<OpenJob[]> {
-    if (this.openJobs && await this.openJobs.caughtUp(revision, 2000)) return this.openJobs.ofOwner(ownerHash(owner), revision);
-    return this.bus.jobIndex.openJobs(owner);
   }
 
   /** Returns the job that already holds this key, or null if the key is now ours. */

@@ -32,8 +32,8 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
   const bus = await connectBus(config, log, 'photolab-edge', { steps });
   const auth = createAuthenticator(config);
   const backlog = new BacklogGate(bus.jsm, steps, config.maxBacklog);
-  const openJobs = await bus.jobIndex.watchOpen(log);
-  const jobs = new JobsService(bus, stages, config, log, backlog, openJobs);
+  await bus.jobIndex.watchOpen(log);
+  const jobs = new JobsService(bus, stages, config, log, backlog);
   const blobs = await CallerBlobs.open(bus, bus.nc, config.maxUploadBytes);
   const rateLimiter = new RateLimiter(config.rateLimitPerMinute);
   const prune = setInterval(() => rateLimiter.prune(), 60_000);
@@ -52,7 +52,7 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
   };
   const gateway = mountWebSocket(app, { bus, jobs, blobs, auth, rateLimiter, config, log });
   mountApi(app, { bus, jobs, blobs, auth, rateLimiter, config, log, steps }, http, { registry, wsConnections: () => gateway.stats().connections });
-  const sweep = startDeadlineSweep(bus, jobs, config.deadlineSweepMs, log, openJobs);
+  const sweep = startDeadlineSweep(bus, jobs, config.deadlineSweepMs, log);
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
     app.listen(config.httpHost, config.httpPort, (socket) => (socket ? resolve(socket) : reject(new Error(`edge cannot listen on ${config.httpHost}:${config.httpPort}`))));
@@ -67,7 +67,7 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
     async close() {
       clearInterval(prune);
       await sweep.stop();
-      openJobs.stop();
+      bus.jobIndex.unwatchOpen();
       uWS.us_listen_socket_close(listenSocket);
       gateway.closeAll();
       app.close();

@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { connectBus, type Bus } from '../../services/bus/bus.js';
 import { ownerHash } from '../../services/bus/job-index.js';
-import type { OpenJobsView } from '../../services/bus/open-jobs-view.js';
+import { Kvm } from '@nats-io/kv';
+import { OpenJobsView } from '../../services/bus/open-jobs-view.js';
+import { BUCKETS } from '../../services/bus/subjects.js';
 import { loadConfig } from '../../services/shared/config.js';
 import { newId } from '../../services/shared/ids.js';
 import { createLogger } from '../../services/shared/logger.js';
@@ -35,7 +37,7 @@ after(async () => {
 });
 
 async function watch(bus: Bus): Promise<OpenJobsView> {
-  const view = await bus.jobIndex.watchOpen(log);
+  const view = await OpenJobsView.start(await new Kvm(bus.nc).open(BUCKETS.openJobs), log);
   views.push(view);
   return view;
 }
@@ -45,9 +47,9 @@ test('a view started late loads the open entries already there, per caller', asy
   for (const jobId of early) await edgeA.jobIndex.markOpen({ jobId, owner: alice, deadline: Date.now() + 60_000 });
   await edgeA.jobIndex.markOpen({ jobId: newId(), owner: bob, deadline: Date.now() + 60_000 });
   const view = await watch(edgeB);
-  assert.deepEqual(view.ofOwner(ownerHash(alice)).map((e) => e.jobId).sort(), [...early].sort());
-  assert.equal(view.ofOwner(ownerHash(bob)).length, 1);
-  assert.equal(view.ofOwner(ownerHash({ sub: 'nobody' })).length, 0);
+  assert.deepEqual(view.entries(ownerHash(alice)).map((e) => e.jobId).sort(), [...early].sort());
+  assert.equal(view.entries(ownerHash(bob)).length, 1);
+  assert.equal(view.entries(ownerHash({ sub: 'nobody' })).length, 0);
 });
 
 test('puts and deletes from another edge show up once the view has caught up with their revision', async () => {
@@ -56,11 +58,11 @@ test('puts and deletes from another edge show up once the view has caught up wit
   const deadline = Date.now() + 60_000;
   const revision = await edgeB.jobIndex.markOpen({ jobId, owner: bob, deadline });
   assert.equal(await view.caughtUp(revision, 5000), true);
-  assert.ok(view.ofOwner(ownerHash(bob)).some((e) => e.jobId === jobId && e.deadline === deadline && e.revision === revision));
+  assert.ok(view.entries(ownerHash(bob)).some((e) => e.jobId === jobId && e.deadline === deadline && e.revision === revision));
   await edgeB.jobIndex.markFinished({ jobId, owner: bob, deadline });
   const marker = await edgeB.jobIndex.markOpen({ jobId: newId(), owner: { sub: 'marker' }, deadline });
   assert.equal(await view.caughtUp(marker, 5000), true);
-  assert.ok(!view.ofOwner(ownerHash(bob)).some((e) => e.jobId === jobId), 'the finished job is gone');
+  assert.ok(!view.entries(ownerHash(bob)).some((e) => e.jobId === jobId), 'the finished job is gone');
 });
 
 test('racing reservations from two edges count in stream order: each sees exactly those before it', async () => {
@@ -75,19 +77,19 @@ test('racing reservations from two edges count in stream order: each sees exactl
   const ordered = [...reservations].sort((x, y) => x.revision - y.revision);
   for (const [position, r] of ordered.entries()) {
     assert.equal(await r.view.caughtUp(r.revision, 5000), true);
-    const counted = r.view.ofOwner(ownerHash(racer), r.revision).map((e) => e.jobId).sort();
+    const counted = r.view.entries(ownerHash(racer), r.revision).map((e) => e.jobId).sort();
     assert.deepEqual(counted, ordered.slice(0, position + 1).map((x) => x.jobId).sort(), `reservation ${position} counts the ones before it and itself`);
   }
 });
 
-test('late() lists the entries past their deadline, of every caller', async () => {
+test('entries() of everyone carry the deadlines the sweep looks for', async () => {
   const view = await watch(edgeA);
   const now = Date.now();
   const gone = { jobId: newId(), owner: { sub: 'late-1' }, deadline: now - 1000 };
   const fine = { jobId: newId(), owner: { sub: 'late-2' }, deadline: now + 60_000 };
   await edgeB.jobIndex.markOpen(gone);
   assert.equal(await view.caughtUp(await edgeB.jobIndex.markOpen(fine), 5000), true);
-  const late = view.late(now).map((e) => e.jobId);
+  const late = view.entries().filter((e) => e.deadline < now).map((e) => e.jobId);
   assert.ok(late.includes(gone.jobId));
   assert.ok(!late.includes(fine.jobId));
 });
