@@ -6,7 +6,7 @@
  * node:http differ, without the NATS work that both share.
  */
 import type { Bus } from '../../services/bus/bus.js';
-import { ownerHash } from '../../services/bus/job-index.js';
+import { ownerHash } from '../../services/bus/job-store.js';
 import { bearerToken, type Authenticator } from '../../services/edge/auth.js';
 import type { CallerBlobs } from '../../services/edge/blobs.js';
 import { readJobSubmission } from '../../services/edge/http/body.js';

@@ -17,7 +17,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { freePort, startTemporaryNatsServer, stopProcess, type RunningNatsServer } from '../../services/launcher/nats-server.js';
 import type { JobEvent } from '../../services/shared/schema-types.js';
-import { DIST, MODELS_DIR, now, sleep } from './util.js';
+import { cpuMs, DIST, MODELS_DIR, now, sleep } from './util.js';
 
 export const JWT_SECRET = 'bench-secret-not-for-production';
 
@@ -160,6 +160,30 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   }
 }
 
+/** What the bus has done so far: messages stored in all streams (KV buckets included) and nats-server's CPU. */
+export interface BusCost {
+  writes: number;
+  natsCpuMs: number;
+  byStream: Record<string, number>;
+}
+
+/** Persisted writes are read from the streams' last sequence numbers: every stored message takes one. */
+export async function busCost(cluster: Pick<Cluster, 'jsm' | 'nats'>): Promise<BusCost> {
+  const byStream: Record<string, number> = {};
+  for await (const info of cluster.jsm.streams.list()) byStream[info.config.name] = info.state.last_seq;
+  return { writes: Object.values(byStream).reduce((a, b) => a + b, 0), natsCpuMs: cpuMs(cluster.nats.process.pid!), byStream };
+}
+
+/** Per job between two snapshots. */
+export function costPerJob(before: BusCost, after: BusCost, jobs: number): { writes: number; natsCpuMs: number; byStream: Record<string, number> } {
+  const byStream: Record<string, number> = {};
+  for (const [name, seq] of Object.entries(after.byStream)) {
+    const delta = seq - (before.byStream[name] ?? 0);
+    if (delta) byStream[name] = delta / jobs;
+  }
+  return { writes: (after.writes - before.writes) / jobs, natsCpuMs: (after.natsCpuMs - before.natsCpuMs) / jobs, byStream };
+}
+
 export function benchToken(sub = 'bench'): Promise<string> {
   return new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuedAt().setExpirationTime('4h')
     .sign(new TextEncoder().encode(JWT_SECRET));
@@ -207,10 +231,11 @@ export class JobClient {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   private readonly waiting = new Map<string, { events: JobEvent[]; resolve: (at: number) => void }>();
   private readonly early = new Map<string, JobEvent[]>();
-  private readonly sub;
+  private readonly subs;
 
   constructor(nc: NatsConnection, private readonly baseUrl: string, private readonly token: string) {
-    this.sub = nc.subscribe('photolab.events.*', {
+    // Stored facts and live progress (photolab.progress.*: step.started) both.
+    this.subs = ['photolab.events.>', 'photolab.progress.*'].map((subject) => nc.subscribe(subject, {
       callback: (_err, msg) => {
         if (!msg) return;
         const at = now();
@@ -221,7 +246,7 @@ export class JobClient {
         if (!entry) this.early.set(event.jobId, list);
         if (entry && /^job\.(done|failed|canceled|timeout)$/.test(event.type)) entry.resolve(at);
       },
-    });
+    }));
   }
 
   async run(body: { body: Buffer; contentType: string }, timeoutMs = 600_000): Promise<JobOutcome> {
@@ -245,7 +270,7 @@ export class JobClient {
   }
 
   close(): void {
-    this.sub.unsubscribe();
+    for (const sub of this.subs) sub.unsubscribe();
     this.agent.destroy();
   }
 }

@@ -17,6 +17,12 @@ export const DIST = path.join(REPO_ROOT, 'dist');
 export const fixture = (name: string) => path.join(FIXTURES_DIR, name);
 
 export const now = () => performance.now();
+
+/** CPU time (user + system) a process has used so far, in ms (from /proc). */
+export function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks of 1/100 s
+}
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export function percentile(values: number[], p: number): number {

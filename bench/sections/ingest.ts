@@ -14,11 +14,10 @@
  * keep-alive agent, C connections each sending the same prebuilt multipart body back to back.
  */
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { freePort } from '../../services/launcher/nats-server.js';
 import { multipartBody, post, startCluster, type Cluster, type ServiceKind } from '../lib/cluster.js';
-import { fixed, ms, now, photo, progress, summarize, table } from '../lib/util.js';
+import { cpuMs, fixed, ms, now, photo, progress, summarize, table } from '../lib/util.js';
 import type { SectionResult } from './types.js';
 import { wrkAvailable, wrkLoad, type LoadResult } from '../ingest/wrk.js';
 
@@ -63,11 +62,6 @@ async function nodeLoad(url: string, body: { body: Buffer; contentType: string }
   return { ok, failed, firstError, seconds: seconds_, latency: { p50: latency.p50, p95: latency.p95 } };
 }
 
-/** CPU time (user + system) a process has used so far, in ms. */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks of 1/100 s
-}
 
 interface Server {
   name: string;

@@ -13,7 +13,7 @@
  */
 import { STREAMS } from '../../services/bus/subjects.js';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { multipartBody, startCluster, type Cluster, type JobOutcome } from '../lib/cluster.js';
+import { busCost, costPerJob, multipartBody, startCluster, type Cluster, type JobOutcome } from '../lib/cluster.js';
 import { closeAll, prepare, runInProcess, type PipelineStep } from '../lib/inproc.js';
 import { fixed, ms, photo, progress, summarize, table } from '../lib/util.js';
 import type { SectionResult } from './types.js';
@@ -37,6 +37,8 @@ interface Row {
   steps: number;
   eventOverhead: ReturnType<typeof summarize>;
   submit: ReturnType<typeof summarize>;
+  /** Per job over the timed runs: stored messages (all streams, KV included) and nats-server CPU. */
+  bus: ReturnType<typeof costPerJob>;
   stepA: number[];
   stepB: number[];
 }
@@ -94,7 +96,9 @@ export async function overheadSection(options: { quick: boolean }): Promise<Sect
         await checked(cluster, multipartBody(small, c.pipeline));
         for (let i = 0; i < c.warmups; i++) await checked(cluster, body);
         const outcomes: JobOutcome[] = [];
+        const before = await busCost(cluster);
         for (let i = 0; i < c.runs; i++) outcomes.push(await checked(cluster, body));
+        const bus = costPerJob(before, await busCost(cluster), c.runs);
         await purge(cluster);
         const a = inproc.get(c.name)!;
         const hops = c.pipeline.length;
@@ -104,6 +108,7 @@ export async function overheadSection(options: { quick: boolean }): Promise<Sect
           b: summarize(outcomes.map((o) => o.e2eMs)),
           eventOverhead: summarize(outcomes.map((o) => (o.e2eMs - Object.values(o.stepMs).reduce((x, y) => x + y, 0)) / hops)),
           submit: summarize(outcomes.map((o) => o.submitMs)),
+          bus,
           stepA: c.pipeline.map((_, i) => summarize(a.steps.map((s) => s[i]!)).p50),
           stepB: c.pipeline.map((p, i) => summarize(outcomes.map((o) => o.stepMs[`${i}:${p.step}`] ?? NaN)).p50),
         });
@@ -115,12 +120,16 @@ export async function overheadSection(options: { quick: boolean }): Promise<Sect
 
   const pipelineOf = (name: string) => cases.find((c) => c.name === name)!;
   const main = table(
-    ['pipeline', 'photo', 'FRAME_TRANSPORT', 'n', '(a) in-process p50 / p95 ms', '(b) edge+NATS+services p50 / p95 ms', 'ratio b/a (p50)', 'overhead per hop p50 ms', 'per hop from events ms', 'upload (POST->202) p50 ms'],
+    ['pipeline', 'photo', 'FRAME_TRANSPORT', 'n', '(a) in-process p50 / p95 ms', '(b) edge+NATS+services p50 / p95 ms', 'ratio b/a (p50)', 'overhead per hop p50 ms', 'per hop from events ms', 'upload (POST->202) p50 ms', 'persisted writes / job', 'nats-server CPU ms / job'],
     rows.map((r) => [
       describe(pipelineOf(r.name).pipeline), `${r.megapixels} MP JPEG`, r.transport, r.b.n,
       `${ms(r.a.p50)} / ${ms(r.a.p95)}`, `${ms(r.b.p50)} / ${ms(r.b.p95)}`, fixed(r.b.p50 / r.a.p50, 3),
-      ms((r.b.p50 - r.a.p50) / r.steps), ms(r.eventOverhead.p50), ms(r.submit.p50),
+      ms((r.b.p50 - r.a.p50) / r.steps), ms(r.eventOverhead.p50), ms(r.submit.p50), fixed(r.bus.writes, 1), ms(r.bus.natsCpuMs),
     ]),
+  );
+  const writes = table(
+    ['pipeline', 'FRAME_TRANSPORT', 'persisted writes per job, by stream'],
+    rows.map((r) => [r.name, r.transport, Object.entries(r.bus.byStream).map(([name, n]) => `${name} ${fixed(n, 1)}`).join(', ')]),
   );
   const perStep = table(
     ['pipeline', 'FRAME_TRANSPORT', 'step', '(a) stage function p50 ms', '(b) step.finished ms p50 (input load + function)'],
@@ -129,9 +138,13 @@ export async function overheadSection(options: { quick: boolean }): Promise<Sect
   const markdown = [
     'Same steps, same photo (fixtures/dog.jpg resized to the size shown, JPEG q90), same parameters. (a): the stage functions called one after another in the bench process, frame handed over in memory. (b): `POST /api/jobs` to the edge (uWebSockets.js, own process), NATS JetStream, one process per stage service (`dist/services/stages/worker.js <step>`), timed until the terminal job event reaches the client. One job at a time; warm-ups first. p95 is the nearest-rank p95 (of 3 runs: the largest).',
     'Fairness: both use the same 2 cores; (a) has them to itself, (b) shares them with nats-server, the edge and idle services. ONNX Runtime uses its default intra-op threads (2) in both.',
-    'Hop = one step through the bus: the step message, its input loaded (the upload blob for decode, a frame for the others), its output stored (frame, or the result blob for encode), job record compare-and-set twice, step events, stage metric, publish of the next step, ack. The edge\'s upload (blob put, job record, first publish) and the terminal event are spread over the hops too.',
+    'Hop = one step through the bus: the step message, its input loaded (the upload blob for decode, a frame for the others), step.started (live, core NATS), its output stored (frame, or the result blob for encode), its step event (which carries the stage metric), publish of the next step, ack. The edge\'s upload (blob and job record, written together, then the first publish) and the terminal event are spread over the hops too.',
     '',
     main,
+    '',
+    'Persisted writes: the growth of every stream\'s last sequence number (KV buckets are streams too) over the timed runs, per job; nats-server CPU: user + system time of its process over the same runs (/proc), per job.',
+    '',
+    writes,
     '',
     'Per step, default transport:',
     '',

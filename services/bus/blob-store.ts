@@ -1,8 +1,9 @@
 /**
  * Encoded images (uploads, results, caller blobs) on the JetStream stream PHOTOLAB_BLOBS
- * (file storage, BLOB_TTL_S): the bytes in chunks on photolab.blobs.<name>.<chunk> and a JSON
- * description on photolab.blobs.<name>.meta, where <name> is the blob's name with '/' as '.'
- * (uploads.<jobId>, results.<jobId>, blobs.<ownerHash>.<blobId>).
+ * (file storage, BLOB_TTL_S): the bytes in chunks on photolab.blobs.<name>.<chunk>, where
+ * <name> is the blob's name with '/' as '.' (uploads.<jobId>, results.<jobId>,
+ * blobs.<ownerHash>.<blobId>). Chunk 0 is written last and carries the blob's description
+ * (its BlobRef as JSON) in the header Photolab-Blob: a blob up to 4 MB is one write.
  *
  * Chosen by measurement over the Object Store: its client awaits one ack per 128 KiB chunk and
  * moved 27-65 MB/s here, which cost a light 1 MP job 35-50 ms (upload put, decode's get, the
@@ -10,12 +11,15 @@
  */
 import { createHash } from 'node:crypto';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { headers } from '@nats-io/transport-node';
 import { AppError } from '../shared/errors.js';
 import type { BlobRef } from '../shared/schema-types.js';
 import { ChunkedMessages } from './chunked-messages.js';
 import { STREAMS, subjects } from './subjects.js';
 
 export const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+const BLOB_HEADER = 'Photolab-Blob';
 
 const blobMissing = (name: string) => () =>
   new AppError(410, 'blob_missing', `${name} is no longer stored (expired or deleted)`, { retryable: false });
@@ -28,13 +32,17 @@ export class BlobStore {
     this.chunks = new ChunkedMessages(js, jsm, STREAMS.blobs, serverMaxPayload, 0);
   }
 
-  async put(name: string, bytes: Uint8Array, contentType?: string): Promise<BlobRef> {
-    const prefix = subjects.blob(name);
-    const chunks = await this.chunks.put(prefix, bytes);
-    const ref: BlobRef = { kind: 'blob', stream: STREAMS.blobs, name, bytes: bytes.length, chunks, sha256: sha256(bytes) };
+  /** The reference a blob of these bytes will have once put (known before it is stored). */
+  refFor(name: string, bytes: Uint8Array, contentType?: string): BlobRef {
+    const ref: BlobRef = { kind: 'blob', stream: STREAMS.blobs, name, bytes: bytes.length, chunks: this.chunks.chunksFor(bytes.length), sha256: sha256(bytes) };
     if (contentType) ref.contentType = contentType;
-    // The description goes last: a blob whose meta exists has all its chunks.
-    await this.chunks.publish(`${prefix}.meta`, JSON.stringify(ref));
+    return ref;
+  }
+
+  async put(name: string, bytes: Uint8Array, contentType?: string, ref = this.refFor(name, bytes, contentType)): Promise<BlobRef> {
+    const seal = headers();
+    seal.set(BLOB_HEADER, JSON.stringify(ref));
+    await this.chunks.put(subjects.blob(name), bytes, seal);
     return ref;
   }
 
@@ -47,13 +55,9 @@ export class BlobStore {
 
   /** The blob's reference as stored with it, or null when there is no such blob. */
   async describe(name: string): Promise<BlobRef | null> {
-    try {
-      const meta = await this.chunks.getMessage(`${subjects.blob(name)}.meta`, blobMissing(name), 0);
-      return JSON.parse(Buffer.from(meta).toString('utf8')) as BlobRef;
-    } catch (error) {
-      if (error instanceof AppError && error.code === 'blob_missing') return null;
-      throw error;
-    }
+    const seal = await this.chunks.sealOf(subjects.blob(name));
+    const meta = seal?.get(BLOB_HEADER);
+    return meta ? (JSON.parse(meta) as BlobRef) : null;
   }
 
   async delete(name: string): Promise<void> {

@@ -12,7 +12,6 @@ import { BusFrames } from './frames/bus-frames.js';
 import type { FrameStore } from './frames/frame-store.js';
 import { LocalFrames } from './frames/local-frames.js';
 import { TieredFrames } from './frames/tiered-frames.js';
-import { JobIndex } from './job-index.js';
 import { JobStore } from './job-store.js';
 import { BUCKETS } from './subjects.js';
 import { ensureTopology } from './topology.js';
@@ -21,9 +20,8 @@ export interface Bus {
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
+  /** Job records (as submitted) and the job's terminal event (job-store.ts). */
   jobs: JobStore;
-  /** Per-caller job list and unfinished jobs (job-index.ts). */
-  jobIndex: JobIndex;
   blobs: BlobStore;
   frames: FrameStore;
   localFrames: LocalFrames;
@@ -53,13 +51,11 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
   const kvm = new Kvm(nc);
   const jobsKv = await kvm.open(BUCKETS.jobs);
   const idempotency = await kvm.open(BUCKETS.idempotency);
-  const jobIndex = new JobIndex(await kvm.open(BUCKETS.jobIndex), await kvm.open(BUCKETS.openJobs));
   const localFrames = new LocalFrames(config.frameCacheDir, config.hostId);
   const busFrames = new BusFrames(js, jsm, nc.info?.max_payload ?? 1024 * 1024);
   return {
     nc, js, jsm,
-    jobs: new JobStore(jobsKv),
-    jobIndex,
+    jobs: new JobStore(jobsKv, js, jsm),
     // Chunks of up to 4 MiB, within the server's max_payload (with room for headers).
     blobs: new BlobStore(js, jsm, nc.info?.max_payload ?? 1024 * 1024),
     frames: new TieredFrames(config.frameTransport, localFrames, busFrames),

@@ -6,6 +6,7 @@
  * The stream must allow direct get and keep one message per subject.
  */
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { MsgHdrs } from '@nats-io/transport-node';
 import { AppError } from '../shared/errors.js';
 
 /** Room left in each message for headers and protocol framing. */
@@ -45,12 +46,26 @@ export class ChunkedMessages {
     return Math.max(1, Math.ceil(bytes / this.chunkSize));
   }
 
-  async put(prefix: string, bytes: Uint8Array): Promise<number> {
+  /**
+   * Publishes the chunks. With `seal`, chunk 0 goes last and carries those headers: whoever
+   * finds chunk 0 finds the item complete (blobs keep their description there, one message
+   * for a small blob instead of a chunk plus a description).
+   */
+  async put(prefix: string, bytes: Uint8Array, seal?: MsgHdrs): Promise<number> {
     const chunks = this.chunksFor(bytes.length);
-    await inParallel(chunks, PARALLEL_CHUNKS, async (i) => {
-      await this.js.publish(`${prefix}.${i}`, bytes.subarray(i * this.chunkSize, Math.min(bytes.length, (i + 1) * this.chunkSize)));
+    const chunk = (i: number) => bytes.subarray(i * this.chunkSize, Math.min(bytes.length, (i + 1) * this.chunkSize));
+    const first = seal ? 1 : 0;
+    await inParallel(chunks - first, PARALLEL_CHUNKS, async (i) => {
+      await this.js.publish(`${prefix}.${i + first}`, chunk(i + first));
     });
+    if (seal) await this.js.publish(`${prefix}.0`, chunk(0), { headers: seal });
     return chunks;
+  }
+
+  /** The headers chunk 0 was sealed with, or null when there is no such item. */
+  async sealOf(prefix: string): Promise<MsgHdrs | null> {
+    const message = await this.jsm.direct.getMessage(this.stream, { last_by_subj: `${prefix}.0` });
+    return message?.header ?? null;
   }
 
   /** The item's bytes; `missing` makes the error for a chunk that never came. */

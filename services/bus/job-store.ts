@@ -1,58 +1,134 @@
 /**
- * Job records in the KV bucket photolab-jobs. Several processes write the same record
- * (edge, every stage, cancel), so every change is a compare-and-set loop on the revision.
+ * Jobs on the bus. A job is two things, each written once:
+ *   - its record as submitted: KV photolab-jobs, key <ownerHash>.<jobId>, created when the
+ *     job is accepted and never rewritten;
+ *   - its history: PHOTOLAB_EVENTS, photolab.events.<jobId>.step (one event per step run)
+ *     and photolab.events.<jobId>.end (the one terminal event).
+ * The state a client sees (status, steps, result) is projected from both (job-state.ts).
+ *
+ * Why not a record updated with compare-and-set at every step, as before: each step then wrote
+ * the same fact three times (record twice, an event, a metric) and read the record once; the
+ * broker's CPU per job was more than the whole pipeline's run time (bench: overhead).
  */
+import { createHash } from 'node:crypto';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
-import { AppError } from '../shared/errors.js';
-import type { JobRecord, JobStatus } from '../shared/schema-types.js';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import type { JobEvent, JobRecord, Owner } from '../shared/schema-types.js';
+import { projectJob, type LiveProgress } from './job-state.js';
+import { isWrongLastSequence } from './nats-errors.js';
+import { STREAMS, subjects } from './subjects.js';
 
-export const TERMINAL: ReadonlySet<JobStatus> = new Set(['done', 'failed', 'canceled', 'timeout']);
-export const isTerminal = (status: JobStatus) => TERMINAL.has(status);
+export const TERMINAL_STATUSES = ['done', 'failed', 'canceled', 'timeout'] as const;
+export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
+export const TERMINAL: ReadonlySet<string> = new Set(TERMINAL_STATUSES);
+export const isTerminal = (status: string): status is TerminalStatus => TERMINAL.has(status);
+export const TERMINAL_EVENT: Record<TerminalStatus, JobEvent['type']> = {
+  done: 'job.done', failed: 'job.failed', canceled: 'job.canceled', timeout: 'job.timeout',
+};
+export const isTerminalEvent = (type: JobEvent['type']) => type.startsWith('job.') && type !== 'job.accepted';
 
-/** A record as read, with the revision a compare-and-set must name. */
-export interface VersionedRecord {
-  record: JobRecord;
-  revision: number;
-}
+/** A stable, subject-safe token for a caller (sub + tenant). */
+export const ownerHash = (owner: Owner): string =>
+  createHash('sha256').update(`${owner.tenant ?? ''}\u0000${owner.sub}`).digest('hex').slice(0, 32);
+
+/** The record's key: the owner first, so a caller's jobs are one subject filter. */
+export const jobKey = (owner: Owner, jobId: string) => `${ownerHash(owner)}.${jobId}`;
 
 export class JobStore {
-  constructor(private readonly kv: KV) {}
+  constructor(private readonly kv: KV, private readonly js: JetStreamClient, private readonly jsm: JetStreamManager) {}
 
-  async create(record: JobRecord): Promise<void> {
-    await this.kv.create(record.jobId, JSON.stringify(record));
+  /** Stores the record as submitted; returns its revision (the order of submissions). */
+  async create(record: JobRecord): Promise<number> {
+    return this.kv.create(jobKey(record.owner, record.jobId), JSON.stringify(record));
   }
 
-  async get(jobId: string): Promise<JobRecord | null> {
-    return (await this.read(jobId))?.record ?? null;
+  /** Withdraws a job that never started (refused by the quota after its record was written). */
+  async withdraw(owner: Owner, jobId: string): Promise<void> {
+    await this.kv.delete(jobKey(owner, jobId));
   }
 
-  async read(jobId: string): Promise<VersionedRecord | null> {
-    const entry = await this.kv.get(jobId);
+  /** The record as submitted, or null (no such job, or not this caller's). */
+  submitted(owner: Owner, jobId: string): Promise<JobRecord | null> {
+    return this.submittedByKey(jobKey(owner, jobId));
+  }
+
+  async submittedByKey(key: string): Promise<JobRecord | null> {
+    const entry = await this.kv.get(key);
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) return null;
-    return { record: entry.json<JobRecord>(), revision: entry.revision };
+    return entry.json<JobRecord>();
+  }
+
+  /** The job as it stands now: record + events (+ live progress the caller holds). */
+  async get(owner: Owner, jobId: string, live?: LiveProgress): Promise<JobRecord | null> {
+    const [record, end] = await Promise.all([this.submitted(owner, jobId), this.terminal(jobId)]);
+    if (!record) return null;
+    // A done job's provenance names every step; other jobs need their step events, which the
+    // caller may have seen go by (then nothing more is read).
+    const steps = end?.type === 'job.done' ? [] : live?.complete ? live.stepEvents : await this.stepEvents(jobId);
+    return projectJob(record, steps, end, live);
+  }
+
+  /** The job's terminal event, or null while it runs (one direct get, no consumer). */
+  async terminal(jobId: string): Promise<JobEvent | null> {
+    const message = await this.jsm.direct.getMessage(STREAMS.events, { last_by_subj: subjects.endEvent(jobId) });
+    return message ? message.json<JobEvent>() : null;
+  }
+
+  /** The job's durable step events, in order. */
+  async stepEvents(jobId: string): Promise<JobEvent[]> {
+    const subject = subjects.stepEvents(jobId);
+    const last = await this.jsm.direct.getMessage(STREAMS.events, { last_by_subj: subject });
+    if (!last) return [];
+    const events: JobEvent[] = [];
+    // An ordered consumer (ephemeral, in server memory) reads up to the last one known.
+    const consumer = await this.js.consumers.get(STREAMS.events, { filter_subjects: subject });
+    const messages = await consumer.consume();
+    try {
+      for await (const m of messages) {
+        events.push(m.json<JobEvent>());
+        if (m.seq >= last.seq) break;
+      }
+    } finally {
+      await messages.close().catch(() => undefined);
+    }
+    return events;
+  }
+
+  /** Job ids of a caller, oldest first (ULIDs sort by time). */
+  async jobIds(owner: Owner): Promise<string[]> {
+    const prefix = `${ownerHash(owner)}.`;
+    const ids: string[] = [];
+    for await (const key of await this.kv.keys(`${prefix}>`)) ids.push(key.slice(prefix.length));
+    return ids.sort();
   }
 
   /**
-   * Applies `change` to the current record and writes it if nobody wrote in between;
-   * otherwise reads again and retries. `change` returns null to leave the record as it is.
-   * `known` is a recent read to start from (one round trip less; a stale one just costs the
-   * retry). Returns the record as stored afterwards, with its revision (null if the job
-   * does not exist).
+   * Publishes the job's terminal event unless it already has one: the expected last sequence
+   * 0 on photolab.events.<jobId>.end lets exactly one of several racers (last step, cancel,
+   * deadline sweep, a failing step) write it, for as long as the events are kept. Returns the
+   * event as stored when this call wrote it, null when another had.
    */
-  async update(jobId: string, change: (record: JobRecord) => JobRecord | null, known?: VersionedRecord | null): Promise<VersionedRecord | null> {
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const current = attempt === 0 && known ? known : await this.read(jobId);
-      if (!current) return null;
-      const next = change(structuredClone(current.record));
-      if (next === null) return current;
-      try {
-        const revision = await this.kv.update(jobId, JSON.stringify(next), current.revision);
-        return { record: next, revision };
-      } catch (error) {
-        if (!/wrong last sequence/i.test(String(error))) throw error;
-        if (attempt > 0) await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
-      }
+  async end(event: JobEvent & { eventId: string }): Promise<{ event: JobEvent; seq: number } | null> {
+    try {
+      const ack = await this.js.publish(subjects.endEvent(event.jobId), JSON.stringify(event), {
+        expect: { lastSubjectSequence: 0 },
+        headers: eventHeaders(event.type),
+      });
+      return { event, seq: ack.seq };
+    } catch (error) {
+      if (!isWrongLastSequence(error)) throw error;
+      // Someone's end is stored. Ours, when an earlier try of this very call was stored and its
+      // ack lost (a reconnect): then we did win.
+      const stored = await this.terminal(event.jobId);
+      return stored?.eventId === event.eventId ? { event: stored, seq: 0 } : null;
     }
-    throw new AppError(503, 'job_store_contention', `could not update job ${jobId}: too many concurrent writers`);
   }
+}
+
+/** Operators filter on the header with the NATS CLI (`nats sub ... --headers-only`). */
+export function eventHeaders(type: string) {
+  const h = natsHeaders();
+  h.set('Photolab-Event', type);
+  return h;
 }

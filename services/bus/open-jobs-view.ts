@@ -1,71 +1,113 @@
 /**
- * Every caller's unfinished jobs, held in memory from a watch of photolab-open-jobs.
+ * Every caller's unfinished jobs, held in memory by the edge for the concurrent-job quota
+ * (every submission) and the deadline sweep (every few seconds), from what is written anyway:
+ *   - job records created (KV photolab-jobs), followed from JOB_MAX_DEADLINE_MS + a margin ago:
+ *     no job older than that can still be unfinished once the sweep has seen it;
+ *   - terminal events (photolab.events.*.end) over the same window.
+ * Both through ordered consumers (ephemeral, nothing written). There is no bucket of open jobs
+ * to keep in step any more: a job is open from its record until its end.
  *
- * Why: the concurrent-job quota is checked on every submission and the deadline sweep runs
- * every few seconds. Listing the bucket's keys for each (an ordered consumer per call) cost
- * in proportion to the caller's open jobs and was the largest part of a small upload's cost
- * (bench: ingest). The watch pushes every change once; counting is then a map lookup.
- *
- * Exactness: each entry keeps its revision (the open-jobs stream's sequence number, one total
- * order for all edges). A submission that reserved its slot at revision r waits until this
- * view has applied r, then counts the caller's entries up to r: of several edges racing for
- * the last slot, the one that reserved first wins and the others see it.
+ * Exactness: each entry keeps its record's revision (the KV stream's sequence, one total order
+ * for all edges). A submission whose record got revision r waits until this view has applied r,
+ * then counts the caller's entries up to r: of several edges racing for the last slot, the one
+ * that submitted first wins and the others see it. Ends may arrive a moment after the record:
+ * the quota re-checks the terminal event of each counted entry before it refuses.
  */
-import { KvWatchInclude, type KV } from '@nats-io/kv';
+import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import type { Logger } from '../shared/logger.js';
-import type { OpenJob } from './job-index.js';
+import type { JobRecord } from '../shared/schema-types.js';
+import { BUCKETS, STREAMS, subjects } from './subjects.js';
 
-export interface OpenEntry extends OpenJob {
+export interface OpenJob {
+  ownerHash: string;
+  jobId: string;
+  deadline: number;
+  /** Revision of the job's record. */
   revision: number;
 }
 
+/** Jobs this much older than the longest deadline are not followed (the sweep ended them). */
+const MARGIN_MS = 10 * 60_000;
+
 export class OpenJobsView {
-  private readonly byOwner = new Map<string, Map<string, OpenEntry>>();
+  private readonly byOwner = new Map<string, Map<string, OpenJob>>();
+  private readonly ended = new Map<string, number>();
   private applied = 0;
   private waiters: { revision: number; done: (ok: boolean) => void }[] = [];
   private stopped = false;
+  private readonly feeds: ConsumerMessages[] = [];
+  private pruner?: NodeJS.Timeout;
 
-  private constructor(private readonly iterator: AsyncIterable<import('@nats-io/kv').KvWatchEntry> & { stop(): void }, private readonly log: Logger) {}
+  private constructor(private readonly log: Logger) {}
 
-  /** Starts the watch and waits until the bucket's current content is in memory. */
-  static async start(kv: KV, log: Logger, timeoutMs = 10_000): Promise<OpenJobsView> {
-    const iterator = await kv.watch({ key: '>', include: KvWatchInclude.LastValue });
-    const view = new OpenJobsView(iterator, log);
-    void view.follow();
-    const lastSeq = (await kv.status()).streamInfo.state.last_seq;
-    if (!(await view.caughtUp(lastSeq, timeoutMs))) throw new Error(`open-jobs view did not load revision ${lastSeq} within ${timeoutMs} ms`);
+  static async start(js: JetStreamClient, maxDeadlineMs: number, log: Logger): Promise<OpenJobsView> {
+    const view = new OpenJobsView(log);
+    const since = new Date(Date.now() - maxDeadlineMs - MARGIN_MS).toISOString();
+    const records = await js.consumers.get(`KV_${BUCKETS.jobs}`, {
+      filter_subjects: `$KV.${BUCKETS.jobs}.>`, deliver_policy: DeliverPolicy.StartTime, opt_start_time: since,
+    });
+    const ends = await js.consumers.get(STREAMS.events, {
+      filter_subjects: subjects.endEventsAll, deliver_policy: DeliverPolicy.StartTime, opt_start_time: since, headers_only: true,
+    });
+    const [recordFeed, endFeed] = await Promise.all([records.consume(), ends.consume()]);
+    view.feeds.push(recordFeed, endFeed);
+    void view.follow(recordFeed, (m) => view.applyRecord(m.subject, m.seq, m.headers?.get('KV-Operation') ?? '', () => m.json<JobRecord>()));
+    void view.follow(endFeed, (m) => view.applyEnd(m.subject.split('.')[2]!));
+    view.pruner = setInterval(() => view.prune(maxDeadlineMs + MARGIN_MS), 60_000);
+    view.pruner.unref();
     return view;
   }
 
-  private async follow(): Promise<void> {
+  private async follow(feed: ConsumerMessages, apply: (m: JsMsg) => void): Promise<void> {
     try {
-      for await (const entry of this.iterator) this.apply(entry);
+      for await (const m of feed) {
+        try {
+          apply(m);
+        } catch (error) {
+          this.log.warn({ err: error, subject: m.subject }, 'open-jobs view: entry not understood');
+        }
+      }
     } catch (error) {
-      if (!this.stopped) this.log.warn({ err: error }, 'open-jobs watch ended; quota falls back to listing');
+      if (!this.stopped) this.log.warn({ err: error }, 'open-jobs view: feed ended; the quota reads the bus instead');
     }
   }
 
-  private apply(entry: { key: string; revision: number; operation: string }): void {
-    const [ownerHash, jobId, deadline] = entry.key.split('.');
-    if (ownerHash && jobId && deadline) {
-      const jobs = this.byOwner.get(ownerHash) ?? new Map<string, OpenEntry>();
-      if (entry.operation === 'PUT') {
-        jobs.set(jobId, { ownerHash, jobId, deadline: Number(deadline), revision: entry.revision });
+  private applyRecord(subject: string, seq: number, operation: string, record: () => JobRecord): void {
+    // $KV.photolab-jobs.<ownerHash>.<jobId>
+    const [ownerHash, jobId] = subject.split('.').slice(2);
+    if (ownerHash && jobId) {
+      if (operation === 'DEL' || operation === 'PURGE') this.remove(ownerHash, jobId);
+      else if (!this.ended.has(jobId)) {
+        const jobs = this.byOwner.get(ownerHash) ?? new Map<string, OpenJob>();
+        jobs.set(jobId, { ownerHash, jobId, deadline: record().deadline, revision: seq });
         this.byOwner.set(ownerHash, jobs);
-      } else {
-        jobs.delete(jobId);
-        if (jobs.size === 0) this.byOwner.delete(ownerHash);
       }
     }
-    this.applied = Math.max(this.applied, entry.revision);
-    if (this.waiters.length && this.waiters.some((w) => w.revision <= this.applied)) {
+    this.applied = Math.max(this.applied, seq);
+    if (this.waiters.some((w) => w.revision <= this.applied)) {
       const ready = this.waiters.filter((w) => w.revision <= this.applied);
       this.waiters = this.waiters.filter((w) => w.revision > this.applied);
       for (const w of ready) w.done(true);
     }
   }
 
-  /** Resolves true once every change up to `revision` is applied; false after `timeoutMs`. */
+  private applyEnd(jobId: string): void {
+    this.ended.set(jobId, Date.now());
+    for (const [ownerHash, jobs] of this.byOwner) if (jobs.has(jobId)) this.remove(ownerHash, jobId);
+  }
+
+  private remove(ownerHash: string, jobId: string): void {
+    const jobs = this.byOwner.get(ownerHash);
+    jobs?.delete(jobId);
+    if (jobs && jobs.size === 0) this.byOwner.delete(ownerHash);
+  }
+
+  private prune(windowMs: number): void {
+    const old = Date.now() - windowMs;
+    for (const [jobId, at] of this.ended) if (at < old) this.ended.delete(jobId);
+  }
+
+  /** Resolves true once every record up to `revision` is applied; false after `timeoutMs`. */
   caughtUp(revision: number, timeoutMs: number): Promise<boolean> {
     if (revision <= this.applied) return Promise.resolve(true);
     if (this.stopped) return Promise.resolve(false);
@@ -79,15 +121,22 @@ export class OpenJobsView {
     });
   }
 
-  /** Unfinished jobs of one caller (by owner hash) or of everyone, reserved at or before `upTo`. */
-  entries(ownerHash?: string, upTo = Infinity): OpenEntry[] {
-    const owners = ownerHash === undefined ? [...this.byOwner.values()] : [this.byOwner.get(ownerHash) ?? new Map<string, OpenEntry>()];
+  /** Unfinished jobs of one caller (by owner hash) or of everyone, submitted at or before `upTo`. */
+  entries(ownerHash?: string, upTo = Infinity): OpenJob[] {
+    const owners = ownerHash === undefined ? [...this.byOwner.values()] : [this.byOwner.get(ownerHash) ?? new Map<string, OpenJob>()];
     return owners.flatMap((jobs) => [...jobs.values()].filter((e) => e.revision <= upTo));
+  }
+
+  /** Forget a job (it ended, as the caller found out first). */
+  forget(ownerHash: string, jobId: string): void {
+    this.ended.set(jobId, Date.now());
+    this.remove(ownerHash, jobId);
   }
 
   stop(): void {
     this.stopped = true;
-    this.iterator.stop();
+    clearInterval(this.pruner);
+    for (const feed of this.feeds) void feed.close().catch(() => undefined);
     for (const w of this.waiters) w.done(false);
     this.waiters = [];
   }

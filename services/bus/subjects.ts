@@ -7,25 +7,31 @@ export const STREAMS = {
   stages: 'PHOTOLAB_STAGES',
   /** Raw frames between steps, in chunks: photolab.frames.<jobId>.<index>.<chunk>. Memory, TTL. */
   frames: 'PHOTOLAB_FRAMES',
-  /** Job events for clients: photolab.events.<jobId>. Kept for replay. */
+  /**
+   * A job's durable history, the one place each fact of a job is persisted (docs/messaging.md):
+   * photolab.events.<jobId>.step (step.finished / skipped / retrying, each with its stage-run
+   * metric) and photolab.events.<jobId>.end (the one terminal event, with the job's metric).
+   * Progress (job.accepted, step.started) goes to photolab.progress.<jobId> over core NATS
+   * only: live clients see it, nothing stores it. (It is outside photolab.events.> because
+   * nats-server 2.9 takes a consumer filter only as a subset of one stream subject.) Clients replay, the metrics sink and the
+   * edge's job view all read this stream.
+   */
   events: 'PHOTOLAB_EVENTS',
   /** Messages a step gave up on: photolab.dlq.<step>. */
   deadLetters: 'PHOTOLAB_DLQ',
   /** Encoded images (uploads, results, caller blobs): photolab.blobs.<name>.<chunk>|meta. File, TTL. */
   blobs: 'PHOTOLAB_BLOBS',
-  /** Stage-run and job metrics on their way to ClickHouse: photolab.metrics.stage|job. */
-  metrics: 'PHOTOLAB_METRICS',
 } as const;
 
 export const BUCKETS = {
-  /** KV: job records by job id. */
+  /**
+   * KV: the job as submitted, key <ownerHash>.<jobId>, written once when the job is accepted
+   * (its status and progress are in PHOTOLAB_EVENTS). The owner prefix makes a caller's job
+   * list a key listing and another caller's job simply absent.
+   */
   jobs: 'photolab-jobs',
   /** KV: idempotency keys -> job id. */
   idempotency: 'photolab-idempotency',
-  /** KV: per-caller job list, keys <ownerHash>.<jobId> (listed with a subject filter, never the whole jobs bucket). */
-  jobIndex: 'photolab-job-index',
-  /** KV: unfinished jobs, keys <ownerHash>.<jobId>.<deadline ms>; deleted when the job ends (quota, deadline sweep). */
-  openJobs: 'photolab-open-jobs',
   /** KV (memory, TTL 30 s): live stage processes, <step>.<worker> -> StagePresence. */
   stages: 'photolab-stages',
 } as const;
@@ -40,16 +46,23 @@ export const subjects = {
   blobsAll: 'photolab.blobs.>',
   framesOfJob: (jobId: string) => `photolab.frames.${jobId}.>`,
   framesAll: 'photolab.frames.>',
-  events: (jobId: string) => `photolab.events.${jobId}`,
-  eventsAll: 'photolab.events.*',
+  /** Durable step facts of one job (step.finished, step.skipped, step.retrying). */
+  stepEvents: (jobId: string) => `photolab.events.${jobId}.step`,
+  /** The job's one terminal event (job.done|failed|canceled|timeout). */
+  endEvent: (jobId: string) => `photolab.events.${jobId}.end`,
+  /** Live progress (job.accepted, step.started): core NATS, never stored. */
+  progressEvents: (jobId: string) => `photolab.progress.${jobId}`,
+  /** Every stored event of one job. */
+  jobEvents: (jobId: string) => `photolab.events.${jobId}.*`,
+  stepEventsAll: 'photolab.events.*.step',
+  endEventsAll: 'photolab.events.*.end',
+  progressAll: 'photolab.progress.*',
+  eventsAll: 'photolab.events.>',
   deadLetter: (step: string) => `photolab.dlq.${step}`,
   deadLettersAll: 'photolab.dlq.>',
-  stageMetric: 'photolab.metrics.stage',
-  jobMetric: 'photolab.metrics.job',
-  metricsAll: 'photolab.metrics.>',
 } as const;
 
-/** The durable consumer of the metrics sink on PHOTOLAB_METRICS. */
+/** The durable consumer of the metrics sink on PHOTOLAB_EVENTS (stage and job rows come from the events). */
 export const METRICS_CONSUMER = 'metrics-sink';
 
 /** The durable consumer that the replicas of one step share. */

@@ -8,6 +8,7 @@ import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, 
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from '../shared/config.js';
+import { isAlreadyExists, isConsumerNotFound, isStreamNotFound } from './nats-errors.js';
 import { BUCKETS, STREAMS, stageConsumer, subjects } from './subjects.js';
 
 const NS_PER_MS = 1_000_000;
@@ -35,6 +36,7 @@ export function streamConfigs(config: Config): Partial<StreamConfig>[] {
       allow_direct: true,
     },
     {
+      // Only the durable facts: progress (photolab.progress.*) stays core NATS.
       name: STREAMS.events,
       subjects: [subjects.eventsAll],
       retention: RetentionPolicy.Limits,
@@ -60,17 +62,15 @@ export function streamConfigs(config: Config): Partial<StreamConfig>[] {
       storage: StorageType.File,
       max_age: seconds(30 * 24 * 3600),
     },
-    {
-      name: STREAMS.metrics,
-      subjects: [subjects.metricsAll],
-      retention: RetentionPolicy.Workqueue,
-      storage: StorageType.File,
-      duplicate_window: seconds(120),
-    },
   ];
 }
 
-async function ensureStream(jsm: JetStreamManager, wanted: Partial<StreamConfig>): Promise<void> {
+/** PHOTOLAB_EVENTS, which the metrics sink also ensures (it may start before any other service). */
+export function eventsStreamConfig(config: Config): Partial<StreamConfig> {
+  return streamConfigs(config).find((s) => s.name === STREAMS.events)!;
+}
+
+export async function ensureStream(jsm: JetStreamManager, wanted: Partial<StreamConfig>): Promise<void> {
   try {
     const info = await jsm.streams.info(wanted.name!);
     const current = info.config as unknown as Record<string, unknown>;
@@ -81,8 +81,12 @@ async function ensureStream(jsm: JetStreamManager, wanted: Partial<StreamConfig>
       await jsm.streams.update(wanted.name!, updatable);
     }
   } catch (error) {
-    if ((error as { name?: string }).name !== 'StreamNotFoundError' && !/stream not found/i.test(String(error))) throw error;
-    await jsm.streams.add(wanted as StreamConfig);
+    if (!isStreamNotFound(error)) throw error;
+    try {
+      await jsm.streams.add(wanted as StreamConfig);
+    } catch (addError) {
+      if (!isAlreadyExists(addError)) throw addError;
+    }
   }
 }
 
@@ -103,12 +107,12 @@ export async function ensureStageConsumer(jsm: JetStreamManager, step: string, c
     await jsm.consumers.info(STREAMS.stages, durable);
     await jsm.consumers.update(STREAMS.stages, durable, { ack_wait: wanted.ack_wait, max_deliver: wanted.max_deliver, max_ack_pending: wanted.max_ack_pending });
   } catch (error) {
-    if (!/consumer not found/i.test(String(error)) && (error as { name?: string }).name !== 'ConsumerNotFoundError') throw error;
+    if (!isConsumerNotFound(error)) throw error;
     try {
       await jsm.consumers.add(STREAMS.stages, wanted);
     } catch (addError) {
       // Another replica created it between our info and add.
-      if (!/already (exists|in use)/i.test(String(addError))) throw addError;
+      if (!isAlreadyExists(addError)) throw addError;
     }
   }
 }
@@ -117,9 +121,7 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   for (const stream of streamConfigs(config)) await ensureStream(jsm, stream);
   for (const step of steps) await ensureStageConsumer(jsm, step, config);
   const kvm = new Kvm(nc);
-  await kvm.create(BUCKETS.jobs, { history: 1, storage: StorageType.File, ttl: 30 * 24 * 3600 * 1000 });
+  // A job is its record plus its events: both are kept equally long.
+  await kvm.create(BUCKETS.jobs, { history: 1, storage: StorageType.File, ttl: config.eventsTtlS * 1000 });
   await kvm.create(BUCKETS.idempotency, { history: 1, storage: StorageType.File, ttl: 24 * 3600 * 1000 });
-  await kvm.create(BUCKETS.jobIndex, { history: 1, storage: StorageType.File, ttl: 30 * 24 * 3600 * 1000 });
-  // Open-job entries live at most a deadline (plus a sweep); the short TTL also drops their delete markers soon.
-  await kvm.create(BUCKETS.openJobs, { history: 1, storage: StorageType.File, ttl: 2 * config.jobMaxDeadlineMs });
 }

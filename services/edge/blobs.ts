@@ -5,7 +5,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Bus } from '../bus/bus.js';
-import { ownerHash } from '../bus/job-index.js';
+import { ownerHash } from '../bus/job-store.js';
 import { AppError, notFound } from '../shared/errors.js';
 import { newId } from '../shared/ids.js';
 import type { BlobRef, Owner } from '../shared/schema-types.js';

@@ -1,10 +1,9 @@
 /**
  * Ends jobs that passed their deadline even when nothing else would notice: a job whose step
  * waits in a queue that no stage consumes never reaches the runner's own deadline checks.
- * Every DEADLINE_SWEEP_MS the edge looks at the unfinished jobs (photolab-open-jobs, where the
- * deadline is part of the key: no record reads; held in memory by the edge's watch) and times
- * out the late ones. Several edges may sweep at once; finishJob's compare-and-set lets exactly
- * one of them end each job.
+ * Every DEADLINE_SWEEP_MS the edge looks at the unfinished jobs (held in memory: OpenJobsView)
+ * and times out the late ones. Several edges may sweep at once; the terminal event's expected
+ * sequence lets exactly one of them end each job.
  */
 import type { Bus } from '../bus/bus.js';
 import type { Logger } from '../shared/logger.js';
@@ -14,12 +13,9 @@ export function startDeadlineSweep(bus: Bus, jobs: JobsService, intervalMs: numb
   let running: Promise<void> | undefined;
   const sweep = async () => {
     const now = Date.now();
-    const late = (await bus.jobIndex.openJobs()).filter((entry) => entry.deadline < now);
+    const late = (await jobs.openJobs()).filter((entry) => entry.deadline < now);
     for (const entry of late) {
-      const ended = await jobs.timeOut(entry.jobId);
-      if (ended) log.info({ jobId: entry.jobId }, 'job timed out (deadline sweep)');
-      // Ended now or long ago (a lost index delete): either way it is no longer open.
-      await bus.jobIndex.removeOpen(entry).catch(() => undefined);
+      if (await jobs.timeOutEntry(entry)) log.info({ jobId: entry.jobId }, 'job timed out (deadline sweep)');
     }
   };
   const timer = setInterval(() => {

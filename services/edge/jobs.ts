@@ -5,10 +5,12 @@
  */
 import { createHash } from 'node:crypto';
 import type { Bus } from '../bus/bus.js';
-import { publishEvent } from '../bus/events.js';
-import { isTerminal } from '../bus/job-store.js';
+import { publishProgress } from '../bus/events.js';
+import { isTerminal, ownerHash } from '../bus/job-store.js';
+import { isWrongLastSequence } from '../bus/nats-errors.js';
+import type { OpenJob, OpenJobsView } from '../bus/open-jobs-view.js';
 import { msgIds, subjects, uploadBlobName } from '../bus/subjects.js';
-import { finishJob } from '../runner/job-lifecycle.js';
+import { finishJob, type Outcome } from '../runner/job-lifecycle.js';
 import { validatePipeline } from '../runner/pipeline.js';
 import type { StageDefinition } from '../runner/stage.js';
 import type { Config } from '../shared/config.js';
@@ -19,6 +21,7 @@ import type { BlobRef, JobMessage, JobRecord, JobStatus, Owner } from '../shared
 import { sameOwner } from './auth.js';
 import { assertPixelLimit } from './image-size.js';
 import type { BacklogGate } from './limits.js';
+import type { LiveJobs } from './live-jobs.js';
 
 export interface SubmitRequest {
   pipeline: unknown;
@@ -29,6 +32,8 @@ export interface SubmitRequest {
   deadlineMs?: number;
   idempotencyKey?: string;
   requestId?: string;
+  /** Called once the job exists and before its first step is published (a WebSocket follows it from there). */
+  beforeStart?(job: JobRecord): Promise<void>;
 }
 
 export interface ListRequest {
@@ -38,8 +43,6 @@ export interface ListRequest {
   cursor?: string;
 }
 
-/** A quota slot reserved this long ago whose job record never came is an abandoned submission. */
-const ABANDONED_RESERVATION_MS = 60_000;
 const JOB_ID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const RESULT_CONFLICT: Record<JobStatus, string> = {
   pending: 'job_not_completed', running: 'job_not_completed', done: '', failed: 'job_failed', canceled: 'job_canceled', timeout: 'job_timeout',
@@ -52,12 +55,21 @@ export class JobsService {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly backlog?: BacklogGate,
+    /** Unfinished jobs in memory (quota, deadline sweep); without it the bus is asked. */
+    private readonly open?: OpenJobsView,
+    /** Running jobs' progress as it went by (GET shows running steps without reads). */
+    private readonly live?: LiveJobs,
   ) {}
 
   get steps(): ReadonlyMap<string, StageDefinition> {
     return this.stages;
   }
 
+  /**
+   * Accepts a job. Written: the upload (one message up to 4 MB), the record (which is also the
+   * quota reservation and the caller's job list entry), the first step's message; job.accepted
+   * goes out live only. The upload and the record are written at the same time.
+   */
   async submit(owner: Owner, request: SubmitRequest): Promise<{ job: JobRecord; created: boolean }> {
     const pipeline = validatePipeline(request.pipeline, this.stages);
     for (const [i, item] of pipeline.entries()) {
@@ -86,95 +98,98 @@ export class JobsService {
     let idempotencyKvKey: string | undefined;
     if (request.idempotencyKey) {
       idempotencyKvKey = idempotencyKey(owner, request.idempotencyKey);
-      const existing = await this.claimIdempotencyKey(idempotencyKvKey, jobId);
-      if (existing) {
-        if (!sameOwner(existing.owner, owner)) throw conflict('idempotency_key_in_use', 'this Idempotency-Key belongs to another job');
-        return { job: existing, created: false };
-      }
+      const existing = await this.claimIdempotencyKey(owner, idempotencyKvKey, jobId);
+      if (existing) return { job: existing, created: false };
     }
-    let recordCreated = false;
+    const input = request.input ?? this.bus.blobs.refFor(uploadBlobName(jobId), request.image, 'application/octet-stream');
+    const job: JobRecord = {
+      jobId, owner, status: 'pending', pipeline, createdAt: now, deadline, input,
+      steps: pipeline.map((item, index) => ({ index, step: item.step, status: 'pending' })),
+    };
+    if (request.idempotencyKey) job.idempotencyKey = request.idempotencyKey;
+    let revision: number | undefined;
     try {
-      // The quota slot and the upload are independent: both are written before the record.
-      const [reserved, stored] = await Promise.allSettled([
-        this.reserveSlot(owner, jobId, deadline),
-        request.input ? Promise.resolve(request.input) : this.bus.blobs.put(uploadBlobName(jobId), request.image, 'application/octet-stream'),
+      const [created, stored] = await Promise.allSettled([
+        this.bus.jobs.create(job),
+        request.input ? Promise.resolve(request.input) : this.bus.blobs.put(input.name, request.image, input.contentType, input),
       ]);
-      if (reserved.status === 'rejected') {
-        if (stored.status === 'fulfilled' && !request.input) await this.bus.blobs.delete(stored.value.name).catch(() => undefined);
-        throw reserved.reason;
-      }
+      if (created.status === 'fulfilled') revision = created.value;
+      if (created.status === 'rejected') throw created.reason;
       if (stored.status === 'rejected') throw stored.reason;
-      const input = stored.value;
-      const job: JobRecord = {
-        jobId, owner, status: 'pending', pipeline, createdAt: now, deadline, input,
-        steps: pipeline.map((item, index) => ({ index, step: item.step, status: 'pending' })),
-      };
-      if (request.idempotencyKey) job.idempotencyKey = request.idempotencyKey;
-      await this.bus.jobs.create(job);
-      recordCreated = true;
+      await this.checkQuota(owner, jobId, revision!);
+      await request.beforeStart?.(job);
       const first: JobMessage = {
-        v: 1, jobId, owner, pipeline, index: 0, input, findings: {}, provenance: [], deadline,
+        v: 1, jobId, owner, pipeline, index: 0, input, findings: {}, provenance: [], deadline, source: input,
         submittedAt: now, enqueuedAt: now, ...(request.requestId ? { requestId: request.requestId } : {}),
       };
       // job.accepted goes out before the first step can be taken, so it precedes step.started.
-      await Promise.all([
-        this.bus.jobIndex.add(job),
-        publishEvent(this.bus.js, { type: 'job.accepted', jobId, at: now, steps: pipeline.length }, 'accepted'),
-      ]);
+      publishProgress(this.bus.nc, { type: 'job.accepted', jobId, at: now, steps: pipeline.length });
       await this.bus.js.publish(subjects.stage(pipeline[0]!.step), JSON.stringify(first), { msgID: msgIds.step(jobId, 0) });
       this.log.info({ jobId, sub: owner.sub, steps: pipeline.map((s) => s.step) }, 'job accepted');
       return { job, created: true };
     } catch (error) {
-      // A job that never came to exist must not hold a quota slot or an idempotency key.
-      // One whose record exists keeps its open entry: the deadline sweep ends it.
-      if (!recordCreated) {
-        await this.bus.jobIndex.markFinished({ jobId, owner, deadline }).catch(() => undefined);
-        if (idempotencyKvKey) await this.bus.idempotency.delete(idempotencyKvKey).catch(() => undefined);
-      }
+      // A job refused or broken before its first step went out leaves nothing behind: no record
+      // (it would count against the quota and show in the list), no upload, no idempotency key.
+      if (revision !== undefined) await this.bus.jobs.withdraw(owner, jobId).catch(() => undefined);
+      this.open?.forget(ownerHash(owner), jobId);
+      if (!request.input) await this.bus.blobs.delete(input.name).catch(() => undefined);
+      if (idempotencyKvKey) await this.bus.idempotency.delete(idempotencyKvKey).catch(() => undefined);
       throw error;
     }
   }
 
   /**
-   * Marks the job open (its entry also drives the deadline sweep) and checks the caller's
-   * concurrent-job quota. The slot is reserved first and then counted, so of two submissions
-   * racing for the last slot only the earlier reservation wins.
+   * The caller's concurrent-job quota, counted after the record (the reservation) is written:
+   * of two submissions racing for the last slot only the earlier record wins. Entries whose
+   * end the view has not applied yet are checked against their terminal event before refusing.
    */
-  private async reserveSlot(owner: Owner, jobId: string, deadline: number): Promise<void> {
-    const revision = await this.bus.jobIndex.markOpen({ jobId, owner, deadline });
+  private async checkQuota(owner: Owner, jobId: string, revision: number): Promise<void> {
     const max = this.config.maxConcurrentJobs;
     if (max <= 0) return;
-    let open = await this.bus.jobIndex.openJobs(owner, revision);
+    let open = await this.openJobs(owner, revision);
     if (open.length <= max) return;
-    // Entries of jobs that already ended (a finish whose index delete was lost), or whose
-    // submission was abandoned long ago, do not count. An entry without a record is usually a
-    // submission still on its way (slot reserved, upload being stored): that one counts.
     const stillOpen = await Promise.all(open.map(async (entry) => {
       if (entry.jobId === jobId) return true;
-      const job = await this.bus.jobs.get(entry.jobId);
-      if (job ? !isTerminal(job.status) : Date.now() - idTime(entry.jobId) < ABANDONED_RESERVATION_MS) return true;
-      await this.bus.jobIndex.removeOpen(entry).catch(() => undefined);
+      if (!(await this.bus.jobs.terminal(entry.jobId))) return true;
+      this.open?.forget(entry.ownerHash, entry.jobId);
       return false;
     }));
     open = open.filter((_, i) => stillOpen[i]);
     if (open.length <= max) return;
-    await this.bus.jobIndex.markFinished({ jobId, owner, deadline });
     throw new AppError(429, 'too_many_jobs', `you have ${open.length - 1} unfinished jobs; the limit is ${max}. Wait for one to finish or cancel one`,
       { details: { retryAfterS: 5, unfinished: open.length - 1, limit: max } });
   }
 
+  /**
+   * Unfinished jobs, of one caller or everyone, submitted up to `upTo` (a record revision).
+   * From the view in memory; without one, or when it does not catch up within 2 s, from the
+   * caller's records and their terminal events (in proportion to the caller's recent jobs).
+   */
+  async openJobs(owner?: Owner, upTo?: number): Promise<OpenJob[]> {
+    if (this.open && (upTo === undefined || await this.open.caughtUp(upTo, 2000))) return this.open.entries(owner && ownerHash(owner), upTo);
+    if (!owner) return [];
+    const since = Date.now() - this.config.jobMaxDeadlineMs - 10 * 60_000;
+    const ids = (await this.bus.jobs.jobIds(owner)).filter((id) => idTime(id) >= since);
+    const entries = await Promise.all(ids.map(async (id) => {
+      const [record, end] = await Promise.all([this.bus.jobs.submitted(owner, id), this.bus.jobs.terminal(id)]);
+      return record && !end ? { ownerHash: ownerHash(owner), jobId: id, deadline: record.deadline, revision: 0 } : null;
+    }));
+    return entries.filter((e): e is OpenJob => e !== null);
+  }
+
   /** Returns the job that already holds this key, or null if the key is now ours. */
-  private async claimIdempotencyKey(kvKey: string, jobId: string): Promise<JobRecord | null> {
+  private async claimIdempotencyKey(owner: Owner, kvKey: string, jobId: string): Promise<JobRecord | null> {
     try {
       await this.bus.idempotency.create(kvKey, jobId);
       return null;
     } catch (error) {
-      if (!/wrong last sequence|key exists/i.test(String(error))) throw error;
+      if (!isWrongLastSequence(error)) throw error;
     }
     const existingId = (await this.bus.idempotency.get(kvKey))?.string();
-    // The first request may still be creating its job record: give it a moment.
+    // The first request may still be creating its job record: give it a moment. (The key is
+    // per caller, so the job found is the caller's own.)
     for (let i = 0; existingId && i < 100; i++) {
-      const job = await this.bus.jobs.get(existingId);
+      const job = await this.bus.jobs.get(owner, existingId, this.live?.get(existingId));
       if (job) return job;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -183,7 +198,7 @@ export class JobsService {
 
   /** The caller's job; someone else's job is reported as not found. */
   async get(owner: Owner, jobId: string): Promise<JobRecord> {
-    const job = JOB_ID.test(jobId) ? await this.bus.jobs.get(jobId) : null;
+    const job = JOB_ID.test(jobId) ? await this.bus.jobs.get(owner, jobId, this.live?.get(jobId)) : null;
     if (!job || !sameOwner(job.owner, owner)) throw notFound('job_not_found', `no job ${jobId}`);
     return this.expireIfLate(job);
   }
@@ -191,13 +206,26 @@ export class JobsService {
   /** A job past its deadline that nothing ended yet ends now (lazily, on read). */
   private async expireIfLate(job: JobRecord): Promise<JobRecord> {
     if (isTerminal(job.status) || Date.now() <= job.deadline) return job;
-    const ended = await this.timeOut(job.jobId);
-    return ended ?? (await this.bus.jobs.get(job.jobId)) ?? job;
+    await this.timeOut(job);
+    return (await this.bus.jobs.get(job.owner, job.jobId, this.live?.get(job.jobId))) ?? job;
   }
 
-  /** Ends a job as timeout; null when something else ended it first. */
-  timeOut(jobId: string): Promise<JobRecord | null> {
-    return finishJob(this.bus, jobId, { status: 'timeout', error: { code: 'job_timeout', message: 'the job passed its deadline' } });
+  /** Ends a job as timeout; false when something else ended it first. */
+  async timeOut(job: JobRecord): Promise<boolean> {
+    return (await this.end(job, { status: 'timeout', error: { code: 'job_timeout', message: 'the job passed its deadline' } })) !== null;
+  }
+
+  /** Ends a job (cancel, timeout) from its record; null when something else ended it first. */
+  private end(job: JobRecord, outcome: Outcome) {
+    return finishJob(this.bus, { jobId: job.jobId, owner: job.owner, pipeline: job.pipeline, createdAt: job.createdAt, inputBytes: job.input.bytes }, outcome, this.config.hostId);
+  }
+
+  /** The deadline sweep's way in: the late job by its open entry. */
+  async timeOutEntry(entry: OpenJob): Promise<boolean> {
+    const job = await this.bus.jobs.submittedByKey(`${entry.ownerHash}.${entry.jobId}`);
+    const ended = job ? await this.timeOut(job) : false;
+    this.open?.forget(entry.ownerHash, entry.jobId);
+    return ended;
   }
 
   async result(owner: Owner, jobId: string): Promise<{ job: JobRecord; bytes?: Buffer; contentType?: string }> {
@@ -213,12 +241,10 @@ export class JobsService {
   async cancel(owner: Owner, jobId: string): Promise<JobRecord> {
     const job = await this.get(owner, jobId);
     if (isTerminal(job.status)) throw conflict('job_not_cancelable', `job ${jobId} already ended: ${job.status}`, { status: job.status });
-    const ended = await finishJob(this.bus, jobId, { status: 'canceled', error: { code: 'job_canceled', message: 'canceled by the caller' } });
-    if (!ended) {
-      const now = await this.bus.jobs.get(jobId);
-      throw conflict('job_not_cancelable', `job ${jobId} already ended: ${now?.status}`, { status: now?.status });
-    }
-    return ended;
+    const ended = await this.end(job, { status: 'canceled', error: { code: 'job_canceled', message: 'canceled by the caller' } });
+    const now = (await this.bus.jobs.get(owner, jobId, this.live?.get(jobId))) ?? job;
+    if (!ended) throw conflict('job_not_cancelable', `job ${jobId} already ended: ${now.status}`, { status: now.status });
+    return now;
   }
 
   /**
@@ -228,7 +254,7 @@ export class JobsService {
    */
   async list(owner: Owner, request: ListRequest): Promise<{ jobs: JobRecord[]; nextCursor?: string }> {
     const before = request.cursor === undefined ? undefined : decodeCursor(request.cursor);
-    const ids = await this.bus.jobIndex.jobIds(owner);
+    const ids = await this.bus.jobs.jobIds(owner);
     let end = ids.length;
     if (before !== undefined) {
       end = 0;
@@ -240,7 +266,7 @@ export class JobsService {
     let scanned = 0;
     while (next >= 0 && jobs.length < request.limit && scanned < scanLimit) {
       const batch = ids.slice(Math.max(0, next - (request.limit - jobs.length) + 1), next + 1).reverse();
-      const records = await Promise.all(batch.map((id) => this.bus.jobs.get(id)));
+      const records = await Promise.all(batch.map((id) => this.bus.jobs.get(owner, id, this.live?.get(id))));
       for (const record of records) {
         next--;
         scanned++;

@@ -14,6 +14,8 @@ import { httpObserver } from './http/routes/observability.js';
 import { Registry } from '../metrics/prometheus.js';
 import type { HttpOptions, Request } from './http/uws-http.js';
 import { JobsService } from './jobs.js';
+import { LiveJobs } from './live-jobs.js';
+import { OpenJobsView } from '../bus/open-jobs-view.js';
 import { BacklogGate, RateLimiter } from './limits.js';
 import { mountWebSocket, type GatewayStats } from './ws/gateway.js';
 
@@ -32,8 +34,10 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
   const bus = await connectBus(config, log, 'photolab-edge', { steps });
   const auth = createAuthenticator(config);
   const backlog = new BacklogGate(bus.jsm, steps, config.maxBacklog);
-  await bus.jobIndex.watchOpen(log);
-  const jobs = new JobsService(bus, stages, config, log, backlog);
+  const open = await OpenJobsView.start(bus.js, config.jobMaxDeadlineMs, log);
+  const live = new LiveJobs();
+  live.start(bus.nc);
+  const jobs = new JobsService(bus, stages, config, log, backlog, open, live);
   const blobs = await CallerBlobs.open(bus, bus.nc, config.maxUploadBytes);
   const rateLimiter = new RateLimiter(config.rateLimitPerMinute);
   const prune = setInterval(() => rateLimiter.prune(), 60_000);
@@ -67,7 +71,8 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
     async close() {
       clearInterval(prune);
       await sweep.stop();
-      bus.jobIndex.unwatchOpen();
+      open.stop();
+      live.stop();
       uWS.us_listen_socket_close(listenSocket);
       gateway.closeAll();
       app.close();

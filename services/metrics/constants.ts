@@ -1,11 +1,13 @@
 /** The metrics side's names on the bus, taken from services/bus/subjects.ts (one source of truth). */
 import { METRICS_CONSUMER, STAGE_CONSUMER_PREFIX, STREAMS, subjects } from '../bus/subjects.js';
 
-export const METRICS_STREAM = STREAMS.metrics;
+/**
+ * The sink reads the jobs' events: each step event carries its stage-run row (`run`), each
+ * terminal event its job row (`summary`). No metric is written a second time for the sink.
+ */
+export const METRICS_STREAM = STREAMS.events;
 export const METRICS_SUBJECTS = {
-  stage: subjects.stageMetric,
-  job: subjects.jobMetric,
-  all: subjects.metricsAll,
+  all: subjects.eventsAll,
 } as const;
 export { METRICS_CONSUMER, STAGE_CONSUMER_PREFIX };
 /** Where messages that can never be inserted go (stream PHOTOLAB_DLQ captures photolab.dlq.>). */

@@ -1,5 +1,5 @@
 /**
- * The metrics service process: drains PHOTOLAB_METRICS into ClickHouse (MetricsSink) and answers
+ * The metrics service process: reads the jobs' events (PHOTOLAB_EVENTS) into ClickHouse (MetricsSink) and answers
  * stats requests (serveStats) from the same store, since embedded chDB lives in one process.
  *
  *   NATS_URL=nats://127.0.0.1:4222 node dist/services/metrics/main.js
@@ -19,6 +19,7 @@ import { runUntilStopped } from '../shared/lifecycle.js';
 import { createLogger } from '../shared/logger.js';
 import { openMetricsStore, storeOptionsFromConfig, type MetricsStore } from './clickhouse.js';
 import { MetricsSink } from './sink.js';
+import { eventsStreamConfig } from '../bus/topology.js';
 import { serveStats } from './stats.js';
 
 const log = createLogger('metrics');
@@ -74,6 +75,7 @@ async function main(): Promise<void> {
     ackWaitMs,
     retryMaxMs,
     logger: log,
+    streamConfig: eventsStreamConfig(config),
     afterInsert: crashAfterInsert
       ? (batch) => {
           log.warn({ batch }, 'METRICS_SINK_CRASH_AFTER_INSERT: inserted, killing myself before the ack');

@@ -1,11 +1,11 @@
 /**
- * Metrics messages -> ClickHouse rows. A message is checked against its JSON Schema
- * (schemas/messages/stage-metric|job-metric.schema.json) and then against what the columns can
+ * Job events -> ClickHouse rows. An event is checked against its JSON Schema
+ * (schemas/messages/job-event.schema.json, whose `run` and `summary` are the stage-metric and
+ * job-metric schemas) and then against what the columns can
  * hold (unsigned integers, DateTime range), so that an insert never fails because of one row.
  */
-import type { JobMetric, StageMetric } from '../shared/schema-types.js';
+import type { JobEvent, JobMetric, StageMetric } from '../shared/schema-types.js';
 import { describeErrors, schemaValidator } from '../shared/schemas.js';
-import { METRICS_SUBJECTS } from './constants.js';
 
 export interface StageRunRow {
   run_id: string;
@@ -157,25 +157,28 @@ export function jobRow(m: JobMetric, ingestedAtMs: number): JobRow {
   };
 }
 
+/** The stored subjects of a job's events: photolab.events.<jobId>.step|end. */
+const EVENT_SUBJECT = /^photolab\.events\.[^.]+\.(step|end)$/;
+
 /**
- * Parses one message of stream PHOTOLAB_METRICS into the row to insert. Throws
- * InvalidMetricError for anything that cannot become a row (unknown subject, not JSON,
+ * Parses one message of stream PHOTOLAB_EVENTS into the rows it carries: a stage run (`run`,
+ * on step events and on job.failed), a job (`summary`, on terminal events), both, or none.
+ * Throws InvalidMetricError for anything that cannot become rows (unknown subject, not JSON,
  * schema violation, out-of-range value).
  */
-export function parseMetricMessage(subject: string, data: Uint8Array, ingestedAtMs = Date.now()): MetricRecord {
-  if (subject !== METRICS_SUBJECTS.stage && subject !== METRICS_SUBJECTS.job) {
-    throw new InvalidMetricError('unknown_metric_subject', `no metrics record is published on ${subject} (expected ${METRICS_SUBJECTS.stage} or ${METRICS_SUBJECTS.job})`);
+export function parseMetricMessage(subject: string, data: Uint8Array, ingestedAtMs = Date.now()): MetricRecord[] {
+  if (!EVENT_SUBJECT.test(subject)) {
+    throw new InvalidMetricError('unknown_metric_subject', `no metrics are read from ${subject} (expected photolab.events.<jobId>.step or .end)`);
   }
   let value: unknown;
   try {
     value = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));
   } catch (error) {
-    throw new InvalidMetricError('invalid_json', `metrics message on ${subject} is not JSON: ${(error as Error).message}`);
+    throw new InvalidMetricError('invalid_json', `event on ${subject} is not JSON: ${(error as Error).message}`);
   }
-  if (subject === METRICS_SUBJECTS.stage) {
-    const m = validate<StageMetric>('messages/stage-metric.schema.json', value, 'StageMetric');
-    return { kind: 'stage', id: m.runId, row: stageRunRow(m, ingestedAtMs) };
-  }
-  const m = validate<JobMetric>('messages/job-metric.schema.json', value, 'JobMetric');
-  return { kind: 'job', id: m.jobId, row: jobRow(m, ingestedAtMs) };
+  const event = validate<JobEvent>('messages/job-event.schema.json', value, 'JobEvent');
+  const records: MetricRecord[] = [];
+  if (event.run) records.push({ kind: 'stage', id: event.run.runId, row: stageRunRow(event.run, ingestedAtMs) });
+  if (event.summary) records.push({ kind: 'job', id: event.summary.jobId, row: jobRow(event.summary, ingestedAtMs) });
+  return records;
 }

@@ -1,6 +1,7 @@
 /**
- * The metrics sink: drains stream PHOTOLAB_METRICS through the durable pull consumer
- * `metrics-sink` into ClickHouse, in batches bounded by size (batchRows) and time (batchMs,
+ * The metrics sink: reads the jobs' events (stream PHOTOLAB_EVENTS, where each step event
+ * carries its stage-run row and each terminal event its job row) through the durable pull
+ * consumer `metrics-sink` into ClickHouse, in batches bounded by size (batchRows) and time (batchMs,
  * counted from the batch's first message; JetStream pulls last at least 1 s, so a batchMs below
  * 1000 acts as about 1000).
  *
@@ -18,15 +19,16 @@
 import {
   AckPolicy,
   DeliverPolicy,
-  RetentionPolicy,
-  StorageType,
   jetstream,
   jetstreamManager,
   type Consumer,
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
+  type StreamConfig,
 } from '@nats-io/jetstream';
+import { isAlreadyExists, isConsumerNotFound } from '../bus/nats-errors.js';
+import { ensureStream } from '../bus/topology.js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { DeadLetter } from '../shared/schema-types.js';
 import type { Logger } from '../shared/logger.js';
@@ -51,8 +53,8 @@ export interface MetricsSinkOptions {
   /** First and longest delay between insert retries while ClickHouse is down, ms. */
   retryInitialMs?: number;
   retryMaxMs?: number;
-  /** Create PHOTOLAB_METRICS when it does not exist (default true; the bus topology normally has). */
-  ensureStream?: boolean;
+  /** PHOTOLAB_EVENTS as the bus topology defines it (eventsStreamConfig): created when absent. */
+  streamConfig?: Partial<StreamConfig>;
   /** How long stop() still tries to insert the batch in hand before giving it back (nak), ms. */
   stopFlushMs?: number;
   /** Counters and gauges of the sink are registered here when given. */
@@ -72,35 +74,8 @@ export interface MetricsSinkStats {
 
 interface Pending {
   msg: JsMsg;
-  record: MetricRecord;
-}
-
-/** PHOTOLAB_METRICS as the bus topology defines it; created only when absent. */
-export const METRICS_STREAM_CONFIG = {
-  name: METRICS_STREAM,
-  subjects: [METRICS_SUBJECTS.all],
-  retention: RetentionPolicy.Workqueue,
-  storage: StorageType.File,
-  duplicate_window: 120_000 * NS_PER_MS,
-};
-
-function isNotFound(error: unknown, what: 'stream' | 'consumer'): boolean {
-  const name = (error as { name?: string }).name ?? '';
-  return name === (what === 'stream' ? 'StreamNotFoundError' : 'ConsumerNotFoundError') || new RegExp(`${what} not found`, 'i').test(String(error));
-}
-
-/** Creates stream PHOTOLAB_METRICS (subjects photolab.metrics.>, work queue, file) if it is absent; leaves an existing one alone. */
-export async function ensureMetricsStream(jsm: JetStreamManager): Promise<void> {
-  try {
-    await jsm.streams.info(METRICS_STREAM);
-  } catch (error) {
-    if (!isNotFound(error, 'stream')) throw error;
-    try {
-      await jsm.streams.add(METRICS_STREAM_CONFIG);
-    } catch (addError) {
-      if (!/already in use|already exists/i.test(String(addError))) throw addError;
-    }
-  }
+  /** The rows this message carries (a message with none is acked at once). */
+  records: MetricRecord[];
 }
 
 /** Creates (or updates the tunables of) the durable pull consumer `metrics-sink`. */
@@ -112,22 +87,23 @@ export async function ensureMetricsConsumer(jsm: JetStreamManager, options: { ac
       await jsm.consumers.update(METRICS_STREAM, METRICS_CONSUMER, tunables);
     }
   } catch (error) {
-    if (!isNotFound(error, 'consumer')) throw error;
+    if (!isConsumerNotFound(error)) throw error;
     try {
       await jsm.consumers.add(METRICS_STREAM, {
         durable_name: METRICS_CONSUMER,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
+        filter_subject: METRICS_SUBJECTS.all,
         ...tunables,
       });
     } catch (addError) {
-      if (!/already (exists|in use)/i.test(String(addError))) throw addError;
+      if (!isAlreadyExists(addError)) throw addError;
     }
   }
 }
 
 export class MetricsSink {
-  private readonly opts: Required<Omit<MetricsSinkOptions, 'logger' | 'registry' | 'afterInsert'>> & Pick<MetricsSinkOptions, 'logger' | 'afterInsert'>;
+  private readonly opts: Required<Omit<MetricsSinkOptions, 'logger' | 'registry' | 'afterInsert' | 'streamConfig'>> & Pick<MetricsSinkOptions, 'logger' | 'afterInsert' | 'streamConfig'>;
   private readonly log?: Logger;
   private js?: JetStreamClient;
   private loop?: Promise<void>;
@@ -148,7 +124,6 @@ export class MetricsSink {
       ackWaitMs: 30_000,
       retryInitialMs: 250,
       retryMaxMs: 15_000,
-      ensureStream: true,
       stopFlushMs: 5_000,
       ...options,
     };
@@ -171,7 +146,7 @@ export class MetricsSink {
     if (this.loop) throw new Error('MetricsSink already started');
     const jsm = await jetstreamManager(this.opts.nc);
     this.jsm = jsm;
-    if (this.opts.ensureStream) await ensureMetricsStream(jsm);
+    if (this.opts.streamConfig) await ensureStream(jsm, this.opts.streamConfig);
     await ensureMetricsConsumer(jsm, { ackWaitMs: this.opts.ackWaitMs, maxAckPending: Math.max(1000, this.opts.batchRows * 2) });
     this.js = jetstream(this.opts.nc);
     this.stopping = false;
@@ -237,11 +212,15 @@ export class MetricsSink {
       if (wait <= 0) break;
       const messages = await consumer.fetch({ max_messages: batchRows - batch.length, expires: Math.max(1000, wait) });
       for await (const msg of messages) {
-        let record: MetricRecord;
+        let records: MetricRecord[];
         try {
-          record = parseMetricMessage(msg.subject, msg.data);
+          records = parseMetricMessage(msg.subject, msg.data);
         } catch (error) {
           await this.deadLetter(msg, error);
+          continue;
+        }
+        if (records.length === 0) {
+          msg.ack(); // an event without rows (an old terminal event, say): nothing to insert
           continue;
         }
         if (seqs.has(msg.seq)) {
@@ -250,7 +229,7 @@ export class MetricsSink {
           continue;
         }
         seqs.add(msg.seq);
-        batch.push({ msg, record });
+        batch.push({ msg, records });
         deadline ??= Date.now() + batchMs;
       }
     }
@@ -260,35 +239,38 @@ export class MetricsSink {
 
   /** Inserts the batch (retrying while ClickHouse is down), then acks it. */
   private async flush(batch: Pending[]): Promise<void> {
-    let stage = batch.filter((p) => p.record.kind === 'stage');
-    let job = batch.filter((p) => p.record.kind === 'job');
+    const rows = (kind: MetricRecord['kind']) => batch.flatMap((pending) => pending.records.filter((r) => r.kind === kind).map((record) => ({ pending, record })));
+    let stage = rows('stage');
+    let job = rows('job');
     let attempt = 0;
     let lastWorking = Date.now();
     const keepAlive = () => {
       if (Date.now() - lastWorking < this.opts.ackWaitMs / 3) return;
-      for (const p of [...stage, ...job]) p.msg.working();
+      for (const p of batch) p.msg.working();
       lastWorking = Date.now();
     };
+    const rejected = new Set<Pending>();
     for (;;) {
       try {
         if (!this.migrated) {
           await migrate(this.opts.store, { logger: this.log });
           this.migrated = true;
         }
+        // A message is acked once every row it carries is in; a crash in between inserts the
+        // batch again, which the ReplacingMergeTree tables fold (reads use FINAL).
         if (stage.length > 0) {
-          stage = await this.insert(STAGE_RUNS_TABLE, stage);
-          this.stats.stageRows += stage.length;
-          this.counters.rows?.inc({ table: STAGE_RUNS_TABLE }, stage.length);
-          await this.ackAll(stage);
+          const kept = await this.insert(STAGE_RUNS_TABLE, stage, rejected);
+          this.stats.stageRows += kept;
+          this.counters.rows?.inc({ table: STAGE_RUNS_TABLE }, kept);
           stage = [];
         }
         if (job.length > 0) {
-          job = await this.insert(JOBS_TABLE, job);
-          this.stats.jobRows += job.length;
-          this.counters.rows?.inc({ table: JOBS_TABLE }, job.length);
-          await this.ackAll(job);
+          const kept = await this.insert(JOBS_TABLE, job, rejected);
+          this.stats.jobRows += kept;
+          this.counters.rows?.inc({ table: JOBS_TABLE }, kept);
           job = [];
         }
+        await this.ackAll(batch.filter((p) => !rejected.has(p)));
         this.stats.batches++;
         this.counters.batches?.inc();
         this.counters.held?.set(0);
@@ -304,7 +286,7 @@ export class MetricsSink {
           this.log?.warn({ err: this.stats.lastError, attempt, rows: held }, 'metrics sink: insert failed; keeping the batch un-acked and retrying');
         }
         if (this.stopping && Date.now() >= this.stopDeadline) {
-          for (const p of [...stage, ...job]) p.msg.nak();
+          for (const p of batch) if (!rejected.has(p)) p.msg.nak();
           await this.opts.nc.flush().catch(() => undefined);
           this.log?.warn({ rows: held }, 'metrics sink: stopping with ClickHouse unreachable; batch given back to the stream');
           return;
@@ -320,10 +302,8 @@ export class MetricsSink {
   /** Acks after the test hook (which may end the process between insert and ack). */
   private async ackAll(pendings: Pending[]): Promise<void> {
     if (this.opts.afterInsert) {
-      await this.opts.afterInsert({
-        stage: pendings.filter((p) => p.record.kind === 'stage').length,
-        job: pendings.filter((p) => p.record.kind === 'job').length,
-      });
+      const rows = pendings.flatMap((p) => p.records);
+      await this.opts.afterInsert({ stage: rows.filter((r) => r.kind === 'stage').length, job: rows.filter((r) => r.kind === 'job').length });
     }
     for (const p of pendings) p.msg.ack();
     // Make sure the acks left this process before we count the batch as done.
@@ -332,26 +312,28 @@ export class MetricsSink {
 
   /**
    * Inserts the rows of one table. When ClickHouse rejects the rows as data (never expected:
-   * records are validated first), inserts them one by one and dead-letters those it rejects.
-   * Returns the pendings whose rows are now in the table.
+   * records are validated first), inserts them one by one and dead-letters the messages whose
+   * rows it rejects (added to `rejected`, never acked). Returns how many rows are now in.
    */
-  private async insert(table: string, pendings: Pending[]): Promise<Pending[]> {
+  private async insert(table: string, items: { pending: Pending; record: MetricRecord }[], rejected: Set<Pending>): Promise<number> {
     const { store } = this.opts;
     try {
-      await store.client.insert({ table: store.table(table), values: pendings.map((p) => p.record.row), format: 'JSONEachRow' });
-      return pendings;
+      await store.client.insert({ table: store.table(table), values: items.map((i) => i.record.row), format: 'JSONEachRow' });
+      return items.length;
     } catch (error) {
       if (!isDataError(error)) throw error;
       this.log?.warn({ err: String((error as Error).message), table }, 'metrics sink: ClickHouse rejected a batch as data; inserting row by row');
     }
-    const kept: Pending[] = [];
-    for (const p of pendings) {
+    let kept = 0;
+    for (const item of items) {
+      if (rejected.has(item.pending)) continue;
       try {
-        await store.client.insert({ table: store.table(table), values: [p.record.row], format: 'JSONEachRow' });
-        kept.push(p);
+        await store.client.insert({ table: store.table(table), values: [item.record.row], format: 'JSONEachRow' });
+        kept++;
       } catch (error) {
         if (!isDataError(error)) throw error;
-        await this.deadLetter(p.msg, new InvalidMetricError('rejected_by_clickhouse', String((error as Error).message)));
+        rejected.add(item.pending);
+        await this.deadLetter(item.pending.msg, new InvalidMetricError('rejected_by_clickhouse', String((error as Error).message)));
       }
     }
     return kept;

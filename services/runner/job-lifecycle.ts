@@ -1,70 +1,68 @@
 /**
  * Ending a job, the same way wherever it ends: the last step (done), a step that gives up
  * (failed), the edge (canceled), or whoever sees the deadline pass (timeout).
- * The compare-and-set on the job record makes exactly one of several racers the winner;
- * only the winner publishes the terminal event and the job's metrics record.
+ * One write: the terminal event on photolab.events.<jobId>.end, which also carries the job's
+ * metrics row (`summary`). JobStore.end lets exactly one of several racers write it.
  */
+import { randomUUID } from 'node:crypto';
 import type { Bus } from '../bus/bus.js';
-import { publishEvent } from '../bus/events.js';
-import { isTerminal } from '../bus/job-store.js';
-import { subjects } from '../bus/subjects.js';
-import { config } from '../shared/config.js';
-import type { ErrorInfo, JobEvent, JobMetric, JobRecord, ResultInfo } from '../shared/schema-types.js';
+import { TERMINAL_EVENT, type TerminalStatus } from '../bus/job-store.js';
+import type { ErrorInfo, JobEvent, JobMetric, Owner, PipelineStep, ResultInfo, StageMetric } from '../shared/schema-types.js';
 
-export type TerminalStatus = 'done' | 'failed' | 'canceled' | 'timeout';
+export type { TerminalStatus };
 
-const EVENT_OF: Record<TerminalStatus, JobEvent['type']> = {
-  done: 'job.done', failed: 'job.failed', canceled: 'job.canceled', timeout: 'job.timeout',
-};
-
-export async function finishJob(bus: Bus, jobId: string, outcome: { status: TerminalStatus; error?: ErrorInfo; result?: ResultInfo }): Promise<JobRecord | null> {
-  let won = false;
-  const now = Date.now();
-  const updated = await bus.jobs.update(jobId, (job) => {
-    if (isTerminal(job.status)) return null;
-    won = true;
-    job.status = outcome.status;
-    job.finishedAt = now;
-    if (outcome.error) job.error = outcome.error;
-    if (outcome.result) job.result = outcome.result;
-    for (const step of job.steps) {
-      if (step.status === 'pending' || step.status === 'running') {
-        step.status = outcome.status === 'failed' && step.status === 'running' ? 'failed' : outcome.status === 'done' ? step.status : 'canceled';
-      }
-    }
-    return job;
-  });
-  if (!won || !updated) return null;
-  const record = updated.record;
-  const event: JobEvent = { type: EVENT_OF[outcome.status], jobId, at: now, steps: record.pipeline.length };
-  if (outcome.error) event.error = outcome.error;
-  if (outcome.result) event.result = outcome.result;
-  // Independent of each other, so one round trip for all. The caller's concurrent-job quota
-  // counts unfinished jobs; a lost delete is repaired by the edge's sweep.
-  await Promise.all([
-    publishEvent(bus.js, event, 'terminal'),
-    publishJobMetric(bus, record),
-    bus.jobIndex.markFinished(record).catch(() => undefined),
-    bus.frames.deleteJob(jobId).catch(() => undefined),
-  ]);
-  return record;
+/** What ending a job needs to know of it: the routing slip and the record both have it. */
+export interface JobFacts {
+  jobId: string;
+  owner: Owner;
+  pipeline: PipelineStep[];
+  createdAt: number;
+  /** Size of the original upload. */
+  inputBytes: number;
 }
 
-async function publishJobMetric(bus: Bus, job: JobRecord): Promise<void> {
-  const metric: JobMetric = {
+export interface Outcome {
+  status: TerminalStatus;
+  error?: ErrorInfo;
+  result?: ResultInfo;
+  /** The failing attempt's stage run (job.failed): its stage_runs row travels with the end. */
+  run?: StageMetric;
+  /** The step index the job ended at, when a step ended it. */
+  index?: number;
+}
+
+/** Publishes the job's end; returns the event when this call ended the job, null when something else had. */
+export async function finishJob(bus: Bus, job: JobFacts, outcome: Outcome, host: string): Promise<JobEvent | null> {
+  const at = Date.now();
+  const event: JobEvent & { eventId: string } = {
+    type: TERMINAL_EVENT[outcome.status], jobId: job.jobId, at, steps: job.pipeline.length, eventId: randomUUID(),
+    summary: jobMetric(job, outcome, at, host),
+  };
+  if (outcome.index !== undefined) event.index = outcome.index;
+  if (outcome.error) event.error = outcome.error;
+  if (outcome.result) event.result = outcome.result;
+  if (outcome.run) event.run = outcome.run;
+  const stored = await bus.jobs.end(event);
+  if (!stored) return null;
+  // Frames of the job's steps are of no use any more (they also expire by FRAME_TTL_S).
+  await bus.frames.deleteJob(job.jobId).catch(() => undefined);
+  return stored.event;
+}
+
+function jobMetric(job: JobFacts, outcome: Outcome, at: number, host: string): JobMetric {
+  return {
     jobId: job.jobId,
     sub: job.owner.sub,
     tenant: job.owner.tenant ?? '',
-    status: job.status as TerminalStatus,
-    errorCode: job.error?.code ?? '',
+    status: outcome.status,
+    errorCode: outcome.error?.code ?? '',
     steps: job.pipeline.length,
     pipeline: job.pipeline.map((s) => s.step).join('>'),
-    inputBytes: job.input.bytes,
-    outputBytes: job.result?.image?.bytes ?? 0,
-    totalMs: (job.finishedAt ?? Date.now()) - job.createdAt,
-    host: config.hostId,
+    inputBytes: job.inputBytes,
+    outputBytes: outcome.result?.image?.bytes ?? 0,
+    totalMs: Math.max(0, at - job.createdAt),
+    host,
     createdAt: job.createdAt,
-    finishedAt: job.finishedAt ?? Date.now(),
+    finishedAt: at,
   };
-  await bus.js.publish(subjects.jobMetric, JSON.stringify(metric), { msgID: job.jobId });
 }

@@ -1,28 +1,34 @@
 /**
  * The one place where a step meets the bus. For each message on photolab.stage.<step>:
- *   check the job is still live -> load the input (blob or frame) -> run the stage function
- *   (keeping the message alive) -> store the output -> publish the next step (awaiting the
- *   JetStream ack) -> events, job record, metrics -> ack the input.
- * Errors: retried with a growing delay up to MAX_ATTEMPTS, then the job fails with a clear
- * error and the message goes to photolab.dlq.<step>. Canceled or timed-out jobs are skipped.
+ *   has the job ended? (in memory; one direct get for jobs older than this process) ->
+ *   load the input (blob or frame) -> step.started (live only) -> run the stage function
+ *   (keeping the message alive, aborted by a cancel) -> decideNext: continue here with the
+ *   frame in memory, or store the output and publish the next step, or end the job -> ack.
  *
- * Every publish carries a message id derived from (job, step index), and the input is acked
- * last, so a step that dies anywhere in between runs again without forking the job or
- * duplicating its events.
+ * What it writes per step, each once (docs/messaging.md): the step's event on
+ * photolab.events.<jobId>.step, which carries the stage-run metric too; the next step's
+ * message (or, after the last step, the result and the terminal event); the frame or result.
+ * No job record is read or written: the routing slip carries what a step needs.
+ *
+ * Errors: retried with a growing delay up to MAX_ATTEMPTS (step.retrying, a durable fact),
+ * then the job fails and the message goes to photolab.dlq.<step>. Every publish carries a
+ * message id derived from (job, step index) and the input is acked last, so a step that dies
+ * anywhere in between runs again without forking the job or duplicating its facts.
  */
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../bus/bus.js';
-import { publishEvent } from '../bus/events.js';
+import { publishProgress, publishStepEvent } from '../bus/events.js';
 import { frameId } from '../bus/frames/frame-store.js';
-import { isTerminal, type VersionedRecord } from '../bus/job-store.js';
+import type { JobEnds } from '../bus/job-ends.js';
 import { msgIds, resultBlobName, STREAMS, stageConsumer, subjects } from '../bus/subjects.js';
 import type { Config } from '../shared/config.js';
 import { AppError, toAppError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import type { BlobRef, DeadLetter, FrameRef, JobMessage, JobRecord, Provenance, ResultInfo, StageMetric } from '../shared/schema-types.js';
+import type { BlobRef, DeadLetter, FrameRef, JobMessage, Provenance, ResultInfo, StageMetric } from '../shared/schema-types.js';
 import { schemaValidator, describeErrors } from '../shared/schemas.js';
+import { decideNext } from './decide-next.js';
 import type { EncodedImage, Frame } from './frame.js';
-import { finishJob } from './job-lifecycle.js';
+import { finishJob, type JobFacts } from './job-lifecycle.js';
 import { conditionHolds } from './pipeline.js';
 import type { PreparedStage, StageDefinition, StageResult } from './stage.js';
 
@@ -30,8 +36,8 @@ const validateJobMessage = schemaValidator<JobMessage>('messages/job-message.sch
 
 /** Thrown inside a run when the job ended meanwhile; not an error of the step. */
 class JobEnded extends Error {
-  constructor(readonly status: JobRecord['status']) {
-    super(`job ended: ${status}`);
+  constructor(readonly how: string) {
+    super(`job ended: ${how}`);
   }
 }
 
@@ -52,12 +58,35 @@ export interface RunnerHooks {
   beforeAck?(message: JobMessage): Promise<void> | void;
 }
 
-/** The steps this process can run, for continuing a job locally (see runStep). */
-export type ColocatedSteps = Map<string, { stage: StageDefinition; prepared: PreparedStage<Record<string, unknown>> }>;
+export interface HostedStep {
+  stage: StageDefinition;
+  prepared: PreparedStage<Record<string, unknown>>;
+}
 
-/** The step a message is at now: a chain continued in this process moves it on. */
+/** The steps this process can run, for continuing a job locally (decideNext 'continue'). */
+export type ColocatedSteps = Map<string, HostedStep>;
+
+export interface StageRunnerOptions {
+  bus: Bus;
+  /** The step whose subject this runner consumes. */
+  step: string;
+  /** Every step this process hosts (the consumed one included). */
+  hosted: ColocatedSteps;
+  /** The process's view of ended jobs (one subscription shared by its runners). */
+  ends: JobEnds;
+  config: Config;
+  log: Logger;
+  hooks?: RunnerHooks;
+  observer?: RunObserver;
+}
+
+type Input = { frame?: Frame; encoded?: EncodedImage };
+
+/** Where a job stands while this process works on it. */
 interface Position {
   message: JobMessage;
+  /** The frame of the previous step, when the job continues in this process. */
+  carried?: Frame;
 }
 
 export class StageRunner {
@@ -65,46 +94,34 @@ export class StageRunner {
   private readonly inFlight = new Set<Promise<void>>();
   private stopping = false;
   private processed = 0;
+  private readonly bus: Bus;
+  private readonly config: Config;
+  private readonly log: Logger;
 
-  constructor(
-    private readonly bus: Bus,
-    private readonly stage: StageDefinition,
-    private readonly prepared: PreparedStage<Record<string, unknown>>,
-    private readonly config: Config,
-    private readonly log: Logger,
-    private readonly hooks: RunnerHooks = {},
-    private readonly observer?: RunObserver,
-    /**
-     * Other steps hosted by this process. When the next step of a job is one of them (and
-     * STAGE_FUSION is on) the job continues here with the frame in memory: no frame store,
-     * no step message, no consumer hop. The first step's message is held (in-progress acks)
-     * until the chain hands on through the bus or ends, so a crash re-runs the chain.
-     */
-    private readonly colocated: ColocatedSteps = new Map(),
-  ) {}
-
-  private host(step: string): { stage: StageDefinition; prepared: PreparedStage<Record<string, unknown>> } {
-    if (step === this.stage.step) return { stage: this.stage, prepared: this.prepared };
-    const local = this.colocated.get(step);
-    if (!local) throw new AppError(500, 'misrouted_message', `step ${step} is not hosted by the ${this.stage.step} runner`);
-    return local;
+  constructor(private readonly options: StageRunnerOptions) {
+    ({ bus: this.bus, config: this.config, log: this.log } = options);
+    if (!options.hosted.has(options.step)) throw new Error(`runner for ${options.step}: the step is not among the hosted ones`);
   }
 
-  /** Whether the job can go on to `nextIndex` here instead of through the bus. */
-  private continuesHere(message: JobMessage, nextIndex: number): boolean {
-    const next = message.pipeline[nextIndex];
-    return this.config.stageFusion && next !== undefined && this.colocated.has(next.step) && this.colocated.get(next.step)!.stage.input === 'frame';
+  get step(): string {
+    return this.options.step;
   }
 
   get handled(): number {
     return this.processed;
   }
 
+  private host(step: string): HostedStep {
+    const hosted = this.options.hosted.get(step);
+    if (!hosted) throw new AppError(500, 'misrouted_message', `step ${step} is not hosted by the ${this.step} runner`);
+    return hosted;
+  }
+
   async start(): Promise<void> {
-    const consumer = await this.bus.js.consumers.get(STREAMS.stages, stageConsumer(this.stage.step));
+    const consumer = await this.bus.js.consumers.get(STREAMS.stages, stageConsumer(this.step));
     const concurrency = Math.max(1, this.config.stageConcurrency);
     this.messages = await consumer.consume({ max_messages: concurrency });
-    this.log.info({ step: this.stage.step, concurrency }, 'stage consuming');
+    this.log.info({ concurrency }, 'stage consuming');
     void this.loop(concurrency);
   }
 
@@ -142,45 +159,180 @@ export class StageRunner {
       return;
     }
     const current = message.pipeline[message.index];
-    if (!current || current.step !== this.stage.step) {
-      await this.deadLetter(msg, message, new AppError(400, 'misrouted_message', `message for step ${current?.step} at index ${message.index} arrived at ${this.stage.step}`));
+    if (!current || current.step !== this.step) {
+      await this.deadLetter(msg, message, new AppError(400, 'misrouted_message', `message for step ${current?.step} at index ${message.index} arrived at ${this.step}`));
       return;
     }
     const attempt = msg.info.deliveryCount;
     const log = this.log.child({ jobId: message.jobId, index: message.index, attempt });
-    this.observer?.started();
-    const startedAt = Date.now();
+    this.options.observer?.started();
     const position: Position = { message };
+    let startedAt = Date.now();
     try {
-      await this.runStep(msg, message, attempt, log, position);
+      if (await this.options.ends.hasEnded(message.jobId, message.submittedAt ?? 0)) {
+        log.info('job already ended; step skipped');
+        msg.ack();
+        return;
+      }
+      await this.runChain(msg, position, attempt, log, (t) => (startedAt = t));
       this.processed++;
     } catch (raw) {
       await this.handleFailure(msg, position.message, attempt, startedAt, log, raw);
     } finally {
-      this.observer?.settled();
+      this.options.observer?.settled();
     }
+  }
+
+  /**
+   * Runs the step the message is at and, while decideNext says 'continue', the following ones
+   * hosted here; then hands the job on or ends it, and acks the message.
+   */
+  private async runChain(msg: JsMsg, position: Position, attempt: number, log: Logger, markStart: (t: number) => void): Promise<void> {
+    for (;;) {
+      const message = position.message;
+      const { jobId, index, pipeline } = message;
+      const item = pipeline[index]!;
+      const { stage, prepared } = this.host(item.step);
+      const params = (item.params ?? {}) as Record<string, unknown>;
+      if (Date.now() > message.deadline) {
+        await this.finish(message, { status: 'timeout', error: { code: 'job_timeout', message: `the job passed its deadline before step ${index} (${item.step})`, step: item.step }, index });
+        msg.ack();
+        return;
+      }
+      const startedAt = Date.now();
+      markStart(startedAt);
+
+      let output: { frame?: Frame; ref?: BlobRef | FrameRef; result?: StageResult; input?: Input };
+      let provenance: Provenance;
+      let event: 'step.finished' | 'step.skipped';
+      if (!conditionHolds(item.when, message.findings)) {
+        // Skipped: the input passes through unchanged.
+        provenance = { index, step: item.step, params, status: 'skipped', reason: `condition ${item.when} did not hold`, attempt, host: this.config.hostId, startedAt, finishedAt: startedAt, ms: 0 };
+        output = position.carried ? { frame: position.carried } : { ref: message.input };
+        event = 'step.skipped';
+      } else {
+        publishProgress(this.bus.nc, { type: 'step.started', jobId, at: startedAt, step: item.step, index, steps: pipeline.length, attempt });
+        const input = position.carried ? { frame: position.carried } : await this.loadInput(stage, message.input);
+        const result = await this.runStage(msg, message, prepared, input, params, log);
+        const finishedAt = Date.now();
+        provenance = {
+          index, step: item.step, params, status: 'done', ms: finishedAt - startedAt, startedAt, finishedAt, attempt,
+          host: this.config.hostId, worker: `${this.config.hostId}/${process.pid}`, ...result.provenance,
+        };
+        output = { frame: stage.output === 'frame' ? result.frame : undefined, result, input };
+        event = 'step.finished';
+        if (stage.output === 'frame' && !result.frame) throw new AppError(500, 'no_output', `${item.step} returned no frame`);
+        if (stage.output === 'encoded' && !result.encoded) throw new AppError(500, 'no_output', `${item.step} returned no encoded image`);
+      }
+      // A cancel or the deadline may have come while the step ran: its output is discarded.
+      if (this.options.ends.seenEnded(jobId)) throw new JobEnded('canceled');
+      if (Date.now() > message.deadline) {
+        await this.finish(message, { status: 'timeout', error: { code: 'job_timeout', message: `the job passed its deadline during step ${index} (${item.step})`, step: item.step }, index });
+        throw new JobEnded('timeout');
+      }
+
+      const findings = { ...message.findings, ...output.result?.findings };
+      const run = this.stageRun(message, attempt, provenance, event === 'step.finished' ? 'ok' : 'skipped', '', output.input, output.result);
+      const history = [...message.provenance, provenance];
+      const hostedNext = pipeline[index + 1] && this.options.hosted.get(pipeline[index + 1]!.step);
+      const move = decideNext({
+        index, length: pipeline.length, output: stage.output, frameInHand: output.frame !== undefined,
+        nextHostedInput: hostedNext?.stage.input, fusion: this.config.stageFusion,
+      });
+      const stepEvent = {
+        type: event, jobId, at: Date.now(), step: item.step, index, steps: pipeline.length, attempt, run,
+        ...(event === 'step.finished' ? { ms: provenance.ms } : { reason: provenance.reason }),
+        ...(output.result?.findings ? { findings: output.result.findings } : {}),
+      };
+
+      if (move === 'continue') {
+        await publishStepEvent(this.bus.js, stepEvent, `${index}:${event === 'step.finished' ? 'finished' : 'skipped'}`);
+        position.message = { ...message, index: index + 1, findings, provenance: history, enqueuedAt: Date.now() };
+        position.carried = output.frame;
+        continue;
+      }
+
+      // Store what the next step (or the client) needs, while the step's fact is written.
+      const [stored] = await Promise.all([
+        this.storeOutput(message, stage.output, output, move === 'finish'),
+        publishStepEvent(this.bus.js, stepEvent, `${index}:${event === 'step.finished' ? 'finished' : 'skipped'}`),
+      ]);
+      if (move === 'publish') {
+        if (!stored.ref) throw new AppError(500, 'no_output', `step ${item.step} gave no output for the next step`);
+        const next: JobMessage = { ...message, index: index + 1, input: stored.ref, findings, provenance: history, enqueuedAt: Date.now() };
+        await this.bus.js.publish(subjects.stage(pipeline[index + 1]!.step), JSON.stringify(next), { msgID: msgIds.step(jobId, index + 1) });
+        await stored.durable;
+      } else {
+        const result: ResultInfo = { findings, provenance: history };
+        if (stored.ref?.kind === 'blob') {
+          result.image = stored.ref;
+          result.url = `/api/jobs/${jobId}/result`;
+        }
+        const ended = await this.finish(message, { status: 'done', result });
+        if (!ended) {
+          // Canceled or timed out at the last moment: the result it would have had goes.
+          if (stored.ref?.kind === 'blob') await this.bus.blobs.delete(stored.ref.name).catch(() => undefined);
+          log.info('job ended before its result was stored; result discarded');
+        }
+      }
+      await this.options.hooks?.beforeAck?.(message);
+      await msg.ackAck().catch(() => msg.ack());
+      return;
+    }
+  }
+
+  /** Runs the stage function with the message kept alive and a cancel able to abort it. */
+  private async runStage(msg: JsMsg, message: JobMessage, prepared: HostedStep['prepared'], input: Input, params: Record<string, unknown>, log: Logger): Promise<StageResult> {
+    const abort = new AbortController();
+    const keepAlive = setInterval(() => msg.working(), Math.max(1000, Math.floor(this.config.ackWaitMs / 3)));
+    const stopListening = this.options.ends.onEnd(message.jobId, (type) => abort.abort(new JobEnded(type)));
+    const deadline = setTimeout(() => abort.abort(new JobEnded('timeout')), Math.max(0, message.deadline - Date.now()));
+    try {
+      const result = await prepared.run(input, params, {
+        log, signal: abort.signal, findings: message.findings, inputFormat: message.findings.image?.format,
+        heartbeat: () => msg.working(),
+      });
+      await this.options.hooks?.afterRun?.(message);
+      return result;
+    } catch (error) {
+      // A step aborted by the end of its job reports the end, whatever it threw.
+      if (abort.signal.aborted && abort.signal.reason instanceof JobEnded) throw abort.signal.reason;
+      throw error;
+    } finally {
+      clearInterval(keepAlive);
+      clearTimeout(deadline);
+      stopListening();
+    }
+  }
+
+  private finish(message: JobMessage, outcome: Parameters<typeof finishJob>[2]) {
+    return finishJob(this.bus, jobFacts(message), outcome, this.config.hostId);
   }
 
   private async handleFailure(msg: JsMsg, message: JobMessage, attempt: number, startedAt: number, log: Logger, raw: unknown): Promise<void> {
     const current = message.pipeline[message.index]!;
     if (raw instanceof JobEnded) {
-      log.info({ status: raw.status }, 'job ended while the step ran; output discarded');
+      log.info({ how: raw.how }, 'job ended while the step ran; output discarded');
       msg.ack();
       return;
     }
     const error = toAppError(raw);
-    await this.recordRun(message, attempt, startedAt, Date.now(), 'error', error.code, undefined, undefined, undefined);
+    const provenance: Provenance = { index: message.index, step: current.step, params: current.params ?? {}, status: 'done', attempt, startedAt, finishedAt: Date.now() };
+    const run = this.stageRun(message, attempt, provenance, 'error', error.code);
     if (error.retryable && attempt < this.config.maxAttempts) {
       const delay = this.config.retryDelayMs * 2 ** (attempt - 1);
       log.warn({ err: error, delay }, 'step failed; retrying');
-      await publishEvent(this.bus.js, { type: 'step.retrying', jobId: message.jobId, at: Date.now(), step: current.step, index: message.index, attempt, error: { ...error.toInfo(), step: current.step } }, `${message.index}:retry:${attempt}`).catch(() => undefined);
+      await publishStepEvent(this.bus.js, {
+        type: 'step.retrying', jobId: message.jobId, at: Date.now(), step: current.step, index: message.index, attempt, run,
+        error: { ...error.toInfo(), step: current.step },
+      }, `${message.index}:retry:${attempt}`).catch((e) => log.warn({ err: e }, 'step.retrying not stored'));
       msg.nak(delay);
       return;
     }
     // A bad input is the caller's problem, not an operator's: warn, not error.
     (error.status < 500 ? log.warn.bind(log) : log.error.bind(log))({ err: error }, 'step failed; job fails');
     try {
-      await finishJob(this.bus, message.jobId, { status: 'failed', error: { ...error.toInfo(), step: current.step } });
+      await this.finish(message, { status: 'failed', error: { ...error.toInfo(), step: current.step }, run, index: message.index });
       await this.deadLetter(msg, message, error);
     } catch (finishError) {
       // NATS itself is failing: leave the message for redelivery rather than lose it.
@@ -189,149 +341,7 @@ export class StageRunner {
     }
   }
 
-  /**
-   * Runs the step the message is at. `carried` is the frame of the previous step when the job
-   * continues in this process (its job-ended check was just made after that step), and
-   * `known` the job record as that step left it.
-   */
-  private async runStep(msg: JsMsg, message: JobMessage, attempt: number, log: Logger, position: Position, carried?: Frame, known?: VersionedRecord | null): Promise<void> {
-    position.message = message;
-    const { jobId, index, pipeline } = message;
-    const item = pipeline[index]!;
-    const { stage, prepared } = this.host(item.step);
-    const params = (item.params ?? {}) as Record<string, unknown>;
-    const isLast = index === pipeline.length - 1;
-    if (!carried) {
-      known = await this.bus.jobs.read(jobId);
-      if (!known) {
-        log.warn('job record not found (expired or deleted); message dropped');
-        msg.term();
-        return;
-      }
-      if (isTerminal(known.record.status)) {
-        log.info({ status: known.record.status }, 'job already ended; step skipped');
-        msg.ack();
-        return;
-      }
-    }
-    if (Date.now() > message.deadline) {
-      await finishJob(this.bus, jobId, { status: 'timeout', error: { code: 'job_timeout', message: `the job passed its deadline before step ${index} (${item.step})`, step: item.step } });
-      msg.ack();
-      return;
-    }
-
-    const startedAt = Date.now();
-    if (!conditionHolds(item.when, message.findings)) {
-      const provenance: Provenance = { index, step: item.step, params, status: 'skipped', reason: `condition ${item.when} did not hold`, attempt, host: this.config.hostId };
-      const [marked] = await Promise.all([
-        this.markStep(jobId, index, 'skipped', startedAt, 0, attempt, known),
-        publishEvent(this.bus.js, { type: 'step.skipped', jobId, at: Date.now(), step: item.step, index, steps: pipeline.length, reason: provenance.reason }, `${index}:skipped`),
-        this.recordRun(message, attempt, startedAt, Date.now(), 'skipped', '', undefined, undefined, undefined),
-      ]);
-      const skippedOn = { ...message, provenance: [...message.provenance, provenance] };
-      if (carried && !isLast && this.continuesHere(message, index + 1)) {
-        return this.runStep(msg, { ...skippedOn, index: index + 1 }, attempt, log, position, carried, marked);
-      }
-      // A frame carried in memory must be stored before the bus can hand it on.
-      const stored = carried && !isLast ? await this.bus.frames.put(frameId(jobId, index), carried) : undefined;
-      await this.handOn(msg, message, stored?.ref ?? message.input, { ...message.findings }, skippedOn.provenance, isLast, stored?.durable);
-      return;
-    }
-
-    // The job record, the started event and loading the input are independent: one round trip
-    // time instead of three (bench: overhead section). All settle before the run or the error.
-    const [marked, started, loaded] = await Promise.allSettled([
-      this.markStep(jobId, index, 'running', startedAt, undefined, attempt, known),
-      publishEvent(this.bus.js, { type: 'step.started', jobId, at: startedAt, step: item.step, index, steps: pipeline.length, attempt }, `${index}:started`),
-      carried ? Promise.resolve({ frame: carried }) : this.loadInput(stage, message.input),
-    ]);
-    if (marked.status === 'rejected') throw marked.reason;
-    if (started.status === 'rejected') throw started.reason;
-    if (loaded.status === 'rejected') throw loaded.reason;
-    const input = loaded.value;
-    const abort = new AbortController();
-    const keepAlive = setInterval(() => msg.working(), Math.max(1000, Math.floor(this.config.ackWaitMs / 3)));
-    const watch = setInterval(() => {
-      void this.bus.jobs.get(jobId).then((j) => {
-        if (j && isTerminal(j.status)) abort.abort(new JobEnded(j.status));
-        else if (Date.now() > message.deadline) abort.abort(new JobEnded('timeout'));
-      }).catch(() => undefined);
-    }, 1000);
-    let result: StageResult;
-    try {
-      result = await prepared.run(input, params, {
-        log, signal: abort.signal, findings: message.findings, inputFormat: message.findings.image?.format,
-        heartbeat: () => msg.working(),
-      });
-      await this.hooks.afterRun?.(message);
-    } finally {
-      clearInterval(keepAlive);
-      clearInterval(watch);
-    }
-    const runMs = Date.now() - startedAt;
-
-    // The job may have been canceled or timed out while we worked: then the output is discarded.
-    // The check runs while the output is stored (one round trip less); an output stored for a
-    // job that ended meanwhile is deleted again.
-    const continueHere = !isLast && stage.output === 'frame' && result.frame !== undefined && this.continuesHere(message, index + 1);
-    const [checked, stored] = await Promise.allSettled([
-      this.bus.jobs.read(jobId),
-      continueHere ? Promise.resolve({} as { ref?: BlobRef | FrameRef; durable?: Promise<void> }) : this.storeOutput(stage, message, result, isLast),
-    ]);
-    const after = checked.status === 'fulfilled' ? checked.value : null;
-    const ended = checked.status === 'fulfilled' && (!after || isTerminal(after.record.status));
-    if (ended || Date.now() > message.deadline) {
-      if (stored.status === 'fulfilled') await this.discardOutput(message, stored.value);
-      if (ended) throw new JobEnded(after?.record.status ?? 'canceled');
-      await finishJob(this.bus, jobId, { status: 'timeout', error: { code: 'job_timeout', message: `the job passed its deadline during step ${index} (${item.step})`, step: item.step } });
-      throw new JobEnded('timeout');
-    }
-    if (checked.status === 'rejected') throw checked.reason;
-    if (stored.status === 'rejected') throw stored.reason;
-    const outputRef = stored.value;
-
-    const findings = { ...message.findings, ...result.findings };
-    const provenance: Provenance = {
-      index, step: item.step, params, status: 'done', ms: runMs, attempt, host: this.config.hostId, worker: `${this.config.hostId}/${process.pid}`, ...result.provenance,
-    };
-    const finished = { type: 'step.finished' as const, jobId, at: Date.now(), step: item.step, index, steps: pipeline.length, ms: runMs, attempt, ...(result.findings ? { findings: result.findings } : {}) };
-    // Record, event and metric are independent of each other; all are written before the next
-    // step is published, so a client still sees step.finished before the next step.started.
-    const [done] = await Promise.all([
-      this.markStep(jobId, index, 'done', startedAt, runMs, attempt, after),
-      publishEvent(this.bus.js, finished, `${index}:finished`),
-      this.recordRun(message, attempt, startedAt, startedAt + runMs, 'ok', '', input, result, provenance),
-    ]);
-    if (continueHere) {
-      const next: JobMessage = { ...message, index: index + 1, findings, provenance: [...message.provenance, provenance], enqueuedAt: Date.now() };
-      return this.runStep(msg, next, attempt, log, position, result.frame, done);
-    }
-    await this.handOn(msg, message, outputRef.ref, findings, [...message.provenance, provenance], isLast, outputRef.durable);
-  }
-
-  /** Publishes the next step (or ends the job after the last), then acks the input. */
-  private async handOn(msg: JsMsg, message: JobMessage, input: BlobRef | FrameRef | undefined, findings: JobMessage['findings'],
-    provenance: Provenance[], isLast: boolean, durable: Promise<void> | undefined): Promise<void> {
-    const { jobId, index, pipeline } = message;
-    if (isLast) {
-      const result: ResultInfo = { findings, provenance };
-      if (input && input.kind === 'blob') {
-        result.image = input;
-        result.url = `/api/jobs/${jobId}/result`;
-      }
-      await finishJob(this.bus, jobId, { status: 'done', result });
-    } else {
-      if (!input) throw new AppError(500, 'no_output', `step ${pipeline[index]!.step} gave no output for the next step`);
-      const next: JobMessage = { ...message, index: index + 1, input, findings, provenance, enqueuedAt: Date.now() };
-      const nextStep = pipeline[index + 1]!.step;
-      await this.bus.js.publish(subjects.stage(nextStep), JSON.stringify(next), { msgID: msgIds.step(jobId, index + 1) });
-    }
-    await durable;
-    await this.hooks.beforeAck?.(message);
-    await msg.ackAck().catch(() => msg.ack());
-  }
-
-  private async loadInput(stage: StageDefinition, ref: BlobRef | FrameRef): Promise<{ frame?: Frame; encoded?: EncodedImage }> {
+  private async loadInput(stage: StageDefinition, ref: BlobRef | FrameRef): Promise<Input> {
     if (stage.input === 'encoded') {
       if (ref.kind !== 'blob') throw new AppError(400, 'invalid_message', `${stage.step} needs an encoded image`, { retryable: false });
       const bytes = await this.bus.blobs.get(ref);
@@ -341,63 +351,38 @@ export class StageRunner {
     return { frame: await this.bus.frames.get(ref) };
   }
 
-  /** Drops an output stored for a job that ended while the step ran (best effort). */
-  private async discardOutput(message: JobMessage, stored: { ref?: BlobRef | FrameRef; durable?: Promise<void> }): Promise<void> {
-    if (!stored.ref) return;
-    await stored.durable?.catch(() => undefined);
-    if (stored.ref.kind === 'blob') await this.bus.blobs.delete(stored.ref.name).catch(() => undefined);
-    else await this.bus.frames.deleteJob(message.jobId).catch(() => undefined);
-  }
-
-  private async storeOutput(stage: StageDefinition, message: JobMessage, result: StageResult, isLast: boolean): Promise<{ ref?: BlobRef | FrameRef; durable?: Promise<void> }> {
-    if (stage.output === 'encoded') {
-      if (!result.encoded) throw new AppError(500, 'no_output', `${stage.step} returned no encoded image`);
-      return { ref: await this.bus.blobs.put(resultBlobName(message.jobId), result.encoded.bytes, result.encoded.contentType) };
+  /** The output as the next step or the client reads it: a stored frame, the result blob, or the input ref passed through. */
+  private async storeOutput(message: JobMessage, kind: StageDefinition['output'], output: { frame?: Frame; ref?: BlobRef | FrameRef; result?: StageResult }, last: boolean): Promise<{ ref?: BlobRef | FrameRef; durable?: Promise<void> }> {
+    if (kind === 'encoded' && output.result?.encoded) {
+      const { bytes, contentType } = output.result.encoded;
+      return { ref: await this.bus.blobs.put(resultBlobName(message.jobId), bytes, contentType) };
     }
-    if (!result.frame) throw new AppError(500, 'no_output', `${stage.step} returned no frame`);
-    if (isLast) return {}; // a pipeline ending on a frame step (e.g. decode -> detect) returns findings only
-    const stored = await this.bus.frames.put(frameId(message.jobId, message.index), result.frame);
-    return stored;
+    if (output.frame) {
+      // A pipeline ending on a frame step (decode -> detect) returns findings only.
+      if (last) return {};
+      return this.bus.frames.put(frameId(message.jobId, message.index), output.frame);
+    }
+    return { ref: output.ref };
   }
 
-  /** Updates the step in the job record; returns the record as stored (for the next update). */
-  private markStep(jobId: string, index: number, status: 'running' | 'done' | 'skipped', startedAt: number, ms: number | undefined, attempt: number,
-    known?: VersionedRecord | null): Promise<VersionedRecord | null> {
-    return this.bus.jobs.update(jobId, (job) => {
-      if (isTerminal(job.status)) return null;
-      const step = job.steps[index];
-      if (!step) return null;
-      step.status = status;
-      step.attempt = attempt;
-      step.startedAt ??= startedAt;
-      if (status !== 'running') {
-        step.finishedAt = Date.now();
-        if (ms !== undefined) step.ms = ms;
-      }
-      if (job.status === 'pending') {
-        job.status = 'running';
-        job.startedAt = startedAt;
-      }
-      return job;
-    }, known);
-  }
-
-  private async recordRun(message: JobMessage, attempt: number, startedAt: number, finishedAt: number, status: StageMetric['status'], errorCode: string,
-    input: { frame?: Frame; encoded?: EncodedImage } | undefined, result: StageResult | undefined, provenance: Provenance | undefined): Promise<void> {
+  /** The stage_runs row of this attempt; it travels inside the step's event. */
+  private stageRun(message: JobMessage, attempt: number, p: Provenance, status: StageMetric['status'], errorCode: string, input?: Input, result?: StageResult): StageMetric {
     const pixels = (f?: Frame) => (f ? f.width * f.height : 0);
-    const metric: StageMetric = {
+    const startedAt = p.startedAt ?? Date.now();
+    const finishedAt = p.finishedAt ?? Date.now();
+    const run: StageMetric = {
       runId: `${message.jobId}:${message.index}:${attempt}`,
       jobId: message.jobId,
       sub: message.owner.sub,
       tenant: message.owner.tenant ?? '',
-      step: message.pipeline[message.index]!.step,
+      step: p.step,
       index: message.index,
       attempt,
       status,
       errorCode,
-      model: provenance?.model ?? '',
-      modelSha256: provenance?.modelSha256 ?? '',
-      provider: provenance?.provider ?? '',
+      model: p.model ?? '',
+      modelSha256: p.modelSha256 ?? '',
+      provider: p.provider ?? '',
       inputPixels: pixels(input?.frame) || (message.input.kind === 'frame' ? message.input.width * message.input.height : 0),
       outputPixels: pixels(result?.frame),
       inputBytes: input?.encoded?.bytes.length ?? input?.frame?.data.length ?? 0,
@@ -408,15 +393,13 @@ export class StageRunner {
       startedAt,
       finishedAt,
     };
-    this.observer?.finished(status, metric.runMs);
-    // Metrics must never fail a job: a lost metrics publish is logged, not retried here.
-    await this.bus.js.publish(subjects.stageMetric, JSON.stringify(metric), { msgID: metric.runId })
-      .catch((error) => this.log.warn({ err: error }, 'stage metric not published'));
+    this.options.observer?.finished(status, run.runMs);
+    return run;
   }
 
   private async deadLetter(msg: JsMsg, message: Partial<JobMessage> | undefined, error: AppError): Promise<void> {
     const letter: DeadLetter = {
-      step: this.stage.step,
+      step: this.step,
       subject: msg.subject,
       error: error.toInfo(),
       attempts: msg.info.deliveryCount,
@@ -424,8 +407,17 @@ export class StageRunner {
       payload: msg.string(),
     };
     if (message?.jobId) letter.jobId = message.jobId;
-    await this.bus.js.publish(subjects.deadLetter(this.stage.step), JSON.stringify(letter));
+    await this.bus.js.publish(subjects.deadLetter(this.step), JSON.stringify(letter));
     this.log.warn({ code: error.code, jobId: message?.jobId }, 'message dead-lettered');
     msg.term();
   }
+}
+
+/** What ending the job needs, from its routing slip. */
+export function jobFacts(message: JobMessage): JobFacts {
+  return {
+    jobId: message.jobId, owner: message.owner, pipeline: message.pipeline,
+    createdAt: message.submittedAt ?? message.enqueuedAt ?? Date.now(),
+    inputBytes: message.source?.bytes ?? (message.input.kind === 'blob' ? message.input.bytes : 0),
+  };
 }

@@ -77,7 +77,7 @@ export interface PipelineStep {
   when?: StepCondition;
 }
 /**
- * Claim check for an encoded image (upload, result, caller blob) on stream PHOTOLAB_BLOBS: chunks on photolab.blobs.<name with / as .>.<n>, this reference as JSON on ....meta.
+ * Claim check for an encoded image (upload, result, caller blob) on stream PHOTOLAB_BLOBS: chunks on photolab.blobs.<name with / as .>.<n>, this reference as JSON in the header Photolab-Blob of chunk 0 (written last).
  *
  * This interface was referenced by `Common`'s JSON-Schema
  * via the `definition` "BlobRef".
@@ -203,6 +203,14 @@ export interface Provenance {
   provider?: string;
   note?: string;
   ms?: number;
+  /**
+   * epoch ms
+   */
+  startedAt?: number;
+  /**
+   * epoch ms
+   */
+  finishedAt?: number;
   attempt?: number;
   host?: string;
   /**
@@ -506,7 +514,7 @@ export interface DeadLetter {
   payload: string;
 }
 /**
- * Published on photolab.events.<jobId> (stream PHOTOLAB_EVENTS). Nats-Msg-Id is <jobId>:<seq-key> so a re-run step never duplicates an event.
+ * A job's history. Durable facts go to stream PHOTOLAB_EVENTS: step.finished / step.skipped / step.retrying on photolab.events.<jobId>.step (Nats-Msg-Id <jobId>:<index>:<kind>[:<attempt>], so a re-run step never duplicates one) and the one terminal event on photolab.events.<jobId>.end (published with Nats-Expected-Last-Subject-Sequence 0: exactly one ever). job.accepted and step.started are live progress on photolab.events.<jobId>.progress, core NATS only.
  */
 export interface JobEvent {
   type:
@@ -539,6 +547,12 @@ export interface JobEvent {
   findings?: Findings;
   result?: ResultInfo;
   error?: ErrorInfo;
+  /**
+   * terminal events: who published it, so a publisher whose write raced another's can tell whether its own was stored
+   */
+  eventId?: string;
+  run?: StageMetric;
+  summary?: JobMetric;
 }
 /**
  * This interface was referenced by `JobEvent`'s JSON-Schema
@@ -552,6 +566,62 @@ export interface ResultInfo {
   url?: string;
   findings: Findings;
   provenance: Provenance[];
+}
+/**
+ * the stage run this event reports (step.finished, step.skipped, step.retrying, and job.failed for the failing attempt): the metrics sink's stage_runs row
+ */
+export interface StageMetric {
+  /**
+   * <jobId>:<index>:<attempt>
+   */
+  runId: string;
+  jobId: string;
+  sub: string;
+  tenant: string;
+  step: string;
+  index: number;
+  attempt: number;
+  status: "ok" | "error" | "skipped" | "canceled";
+  errorCode: string;
+  model: string;
+  modelSha256: string;
+  provider: string;
+  inputPixels: number;
+  outputPixels: number;
+  inputBytes: number;
+  outputBytes: number;
+  queueWaitMs: number;
+  runMs: number;
+  host: string;
+  /**
+   * epoch ms
+   */
+  startedAt: number;
+  /**
+   * epoch ms
+   */
+  finishedAt: number;
+}
+/**
+ * terminal events: the metrics sink's jobs row
+ */
+export interface JobMetric {
+  jobId: string;
+  sub: string;
+  tenant: string;
+  status: "done" | "failed" | "canceled" | "timeout";
+  errorCode: string;
+  steps: number;
+  /**
+   * step names joined by '>'
+   */
+  pipeline: string;
+  inputBytes: number;
+  outputBytes: number;
+  totalMs: number;
+  host: string;
+  createdAt: number;
+  finishedAt: number;
 }
 /**
  * Published on photolab.stage.<step> (stream PHOTOLAB_STAGES). The routing slip: the whole pipeline plus the index of the step to run now. Nats-Msg-Id is <jobId>:<index>, so a redelivered step never forks the job.
@@ -581,11 +651,27 @@ export interface JobMessage {
    */
   enqueuedAt?: number;
   requestId?: string;
+  source?: BlobRef1;
 }
 /**
- * One finished job, published on photolab.metrics.job (stream PHOTOLAB_METRICS) and inserted into ClickHouse table jobs by the metrics sink. Nats-Msg-Id and dedup key: jobId.
+ * Claim check for an encoded image (upload, result, caller blob) on stream PHOTOLAB_BLOBS: chunks on photolab.blobs.<name with / as .>.<n>, this reference as JSON in the header Photolab-Blob of chunk 0 (written last).
  */
-export interface JobMetric {
+export interface BlobRef1 {
+  kind: "blob";
+  stream: string;
+  /**
+   * uploads/<jobId>, results/<jobId> or blobs/<ownerHash>/<blobId>
+   */
+  name: string;
+  bytes: number;
+  chunks: number;
+  sha256: string;
+  contentType?: string;
+}
+/**
+ * One finished job, carried as `summary` by the job's terminal event on PHOTOLAB_EVENTS and inserted into ClickHouse table jobs by the metrics sink. Dedup key: jobId.
+ */
+export interface JobMetric1 {
   jobId: string;
   sub: string;
   tenant: string;
@@ -604,7 +690,7 @@ export interface JobMetric {
   finishedAt: number;
 }
 /**
- * Value of key <jobId> in KV bucket photolab-jobs: the job's current state. Updated with compare-and-set.
+ * The job as API clients and the edge see it. Stored in KV bucket photolab-jobs under <ownerHash>.<jobId> once, as submitted (status pending, steps pending); status, steps, result and error are projected from the job's events (services/bus/job-state.ts).
  */
 export interface JobRecord {
   jobId: JobId;
@@ -622,9 +708,9 @@ export interface JobRecord {
   error?: ErrorInfo;
 }
 /**
- * One stage run (one attempt of one step), published on photolab.metrics.stage (stream PHOTOLAB_METRICS) and inserted into ClickHouse table stage_runs by the metrics sink. Nats-Msg-Id and ClickHouse dedup key: runId.
+ * One stage run (one attempt of one step), carried as `run` by the step's event on PHOTOLAB_EVENTS (step.finished, step.skipped, step.retrying, job.failed) and inserted into ClickHouse table stage_runs by the metrics sink. ClickHouse dedup key: runId.
  */
-export interface StageMetric {
+export interface StageMetric1 {
   /**
    * <jobId>:<index>:<attempt>
    */

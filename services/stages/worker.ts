@@ -5,6 +5,7 @@
  * consumer, so each message goes to one of them.
  */
 import { connectBus } from '../bus/bus.js';
+import { JobEnds } from '../bus/job-ends.js';
 import { announceStage } from '../bus/stage-presence.js';
 import { StageRunner, type ColocatedSteps, type RunnerHooks } from '../runner/stage-runner.js';
 import type { PreparedStage } from '../runner/stage.js';
@@ -31,10 +32,12 @@ export async function startStageWorker(steps: string | string[], config: Config 
   }
   const bus = await connectBus(config, log, `photolab-stage-${name}`, { steps: stepList });
   const registry = new Registry();
-  const runners = stepList.map((step) => {
-    const { stage, prepared } = colocated.get(step)!;
-    return new StageRunner(bus, stage, prepared, config, log.child({ step }), testPauses(), stageObserver(registry, step), colocated);
-  });
+  const ends = new JobEnds(bus.nc, bus.jobs);
+  ends.start();
+  const hooks = testPauses();
+  const runners = stepList.map((step) => new StageRunner({
+    bus, step, hosted: colocated, ends, config, log: log.child({ step }), hooks, observer: stageObserver(registry, step),
+  }));
   for (const runner of runners) await runner.start();
   const closeMetrics = config.stageMetricsPort > 0
     ? await serveStageMetrics(config.stageMetricsPort, config.httpHost, registry, bus.jsm, stepList)
@@ -52,6 +55,7 @@ export async function startStageWorker(steps: string | string[], config: Config 
     async stop() {
       clearInterval(sweep);
       await Promise.all(runners.map((r) => r.stop()));
+      ends.stop();
       await Promise.all(leaves.map((leave) => leave()));
       await closeMetrics?.();
       for (const { prepared } of colocated.values()) await prepared.close?.();

@@ -1,7 +1,7 @@
-/** Synthetic StageMetric / JobMetric messages for the metrics tests, published like the runner does. */
+/** Synthetic job events carrying StageMetric / JobMetric rows for the metrics tests, published like the runner does. */
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { JobMetric, StageMetric } from '../../services/shared/schema-types.js';
+import type { JobEvent, JobMetric, StageMetric } from '../../services/shared/schema-types.js';
 
 export const STEPS = ['decode', 'upscale', 'encode'];
 const MODEL_OF: Record<string, string> = { decode: '', upscale: 'sr-nomos-compact-x2', encode: '' };
@@ -54,11 +54,25 @@ export function jobMetric(jobId: string, now: number, steps = STEPS.length): Job
   };
 }
 
-export const jobIdOf = (prefix: string, n: number) => `${prefix}${String(n).padStart(6, '0')}`;
+/** A job id of the real shape (26 Crockford base32 characters), readable in test output. */
+export const jobIdOf = (prefix: string, n: number) => `${prefix}${String(n).padStart(26 - prefix.length, '0')}`;
+
+/** The step event that carries a stage run, on the subject the runner publishes it to. */
+export function stageEvent(m: StageMetric, jobId = m.jobId): { subject: string; event: JobEvent } {
+  return {
+    subject: `photolab.events.${jobId}.step`,
+    event: { type: m.status === 'skipped' ? 'step.skipped' : m.status === 'error' ? 'step.retrying' : 'step.finished', jobId, at: m.finishedAt, step: m.step, index: m.index, attempt: m.attempt, ms: m.runMs, run: m },
+  };
+}
+
+/** The terminal event that carries a job row. */
+export function jobEvent(m: JobMetric, jobId = m.jobId): { subject: string; event: JobEvent } {
+  return { subject: `photolab.events.${jobId}.end`, event: { type: 'job.done', jobId, at: m.finishedAt, steps: m.steps, eventId: 'fixture', summary: m } };
+}
 
 /**
- * Publishes, for jobs first..first+count-1, one StageMetric per step (Nats-Msg-Id runId) and
- * one JobMetric (Nats-Msg-Id jobId). Returns the numbers of messages.
+ * Publishes, for jobs first..first+count-1, one step event per step (with its StageMetric) and
+ * one terminal event (with its JobMetric), as the runner does. Returns the numbers of rows.
  */
 export async function publishJobs(nc: NatsConnection, prefix: string, first: number, count: number, now: number): Promise<{ stage: number; job: number }> {
   const js = jetstream(nc);
@@ -66,10 +80,11 @@ export async function publishJobs(nc: NatsConnection, prefix: string, first: num
   for (let n = first; n < first + count; n++) {
     const jobId = jobIdOf(prefix, n);
     for (let i = 0; i < STEPS.length; i++) {
-      const m = stageMetric(jobId, n, i, now);
-      acks.push(js.publish('photolab.metrics.stage', JSON.stringify(m), { msgID: m.runId }));
+      const { subject, event } = stageEvent(stageMetric(jobId, n, i, now));
+      acks.push(js.publish(subject, JSON.stringify(event), { msgID: `${jobId}:${i}:finished` }));
     }
-    acks.push(js.publish('photolab.metrics.job', JSON.stringify(jobMetric(jobId, now)), { msgID: jobId }));
+    const { subject, event } = jobEvent(jobMetric(jobId, now));
+    acks.push(js.publish(subject, JSON.stringify(event), { msgID: `${jobId}:end` }));
   }
   await Promise.all(acks);
   return { stage: count * STEPS.length, job: count };

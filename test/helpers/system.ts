@@ -42,7 +42,10 @@ export interface TestSystem {
   spawnWorker(step: string, env?: Record<string, string>): ChildProcess;
   submit(image: Buffer, pipeline: unknown, options?: { sub?: string; filename?: string }): Promise<JobView>;
   waitForJob(jobId: string, options?: { sub?: string; timeoutMs?: number }): Promise<JobView>;
+  /** The job's stored history (PHOTOLAB_EVENTS): step facts and the end, in order. */
   events(jobId: string): Promise<JobEvent[]>;
+  /** Everything of the job that went over the wire since the system started, live progress included. */
+  liveEvents(jobId: string): JobEvent[];
   /** Stops every worker process spawned so far. */
   stopSpawned(): Promise<void>;
   stop(): Promise<void>;
@@ -70,6 +73,17 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
   const baseUrl = `http://127.0.0.1:${edge.port}`;
   const nc = await connect({ servers: nats.url });
   const js = jetstream(nc);
+  // Progress (job.accepted, step.started) is never stored: the tests see it the way a live client does.
+  const live = new Map<string, JobEvent[]>();
+  for (const subject of [subjects.eventsAll, subjects.progressAll]) {
+    nc.subscribe(subject, {
+      callback: (_error, m) => {
+        const event = m.json<JobEvent>();
+        live.set(event.jobId, [...(live.get(event.jobId) ?? []), event]);
+      },
+    });
+  }
+  await nc.flush();
   const workers: { stop(): Promise<void> }[] = [];
   const children: ChildProcess[] = [];
 
@@ -112,12 +126,13 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
         await new Promise((r) => setTimeout(r, 50));
       }
     },
+    liveEvents: (jobId) => [...(live.get(jobId) ?? [])],
     async events(jobId) {
       const jsm = await jetstreamManager(nc);
       const events: JobEvent[] = [];
-      const consumer = await js.consumers.get(STREAMS.events, { filter_subjects: subjects.events(jobId) });
-      const info = await jsm.streams.info(STREAMS.events, { subjects_filter: subjects.events(jobId) });
-      const count = info.state.subjects?.[subjects.events(jobId)] ?? 0;
+      const consumer = await js.consumers.get(STREAMS.events, { filter_subjects: subjects.jobEvents(jobId) });
+      const info = await jsm.streams.info(STREAMS.events, { subjects_filter: subjects.jobEvents(jobId) });
+      const count = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
       if (count === 0) return events;
       const messages = await consumer.fetch({ max_messages: count, expires: 2000 });
       for await (const m of messages) {

@@ -159,9 +159,10 @@ describe('jobs API', () => {
     assert.deepEqual(burst.map((a) => a.status).sort(), [200, 200, 200, 200, 200, 202]);
     const jobId = [...ids][0]!;
     await system.waitForJob(jobId, { sub });
-    const events = await system.events(jobId);
+    const events = system.liveEvents(jobId);
     assert.equal(events.filter((e) => e.type === 'job.accepted').length, 1);
     assert.equal(events.filter((e) => e.type === 'step.started' && e.step === 'decode').length, 1);
+    assert.equal((await system.events(jobId)).filter((e) => e.type === 'step.finished' && e.step === 'decode').length, 1);
     const listed = await request(url('/api/jobs?limit=100'), { headers: await auth(sub) });
     assert.deepEqual(listed.body.jobs.map((j: JobView) => j.jobId).sort(), [first.body.jobId, jobId].sort());
   });
@@ -194,7 +195,7 @@ describe('jobs API', () => {
     // The queue may hold upscale messages of earlier (canceled) jobs: they are skipped.
     const created = await createJob(STUCK, { image: tiny, sub: 'canceler' });
     const jobId = created.body.jobId as string;
-    await waitFor(async () => (await system.events(jobId)).some((e) => e.type === 'step.started' && e.step === 'upscale'), 'upscale to start', 30_000);
+    await waitFor(() => system.liveEvents(jobId).some((e) => e.type === 'step.started' && e.step === 'upscale'), 'upscale to start', 30_000);
     const canceled = await request(url(`/api/jobs/${jobId}/cancel`), { method: 'POST', headers: await auth('canceler') });
     assert.equal(canceled.status, 200);
     // Wait until the upscale worker acked the message (it finished its pause and discarded the output).

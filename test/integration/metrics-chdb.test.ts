@@ -13,7 +13,9 @@ import { openMetricsStore, type MetricsStore } from '../../services/metrics/clic
 import { METRICS_CONSUMER, METRICS_STREAM } from '../../services/metrics/constants.js';
 import { migrate } from '../../services/metrics/migrations.js';
 import { parseMetricMessage } from '../../services/metrics/records.js';
-import { MetricsSink, ensureMetricsStream } from '../../services/metrics/sink.js';
+import { MetricsSink } from '../../services/metrics/sink.js';
+import { ensureStream, eventsStreamConfig } from '../../services/bus/topology.js';
+import { loadConfig } from '../../services/shared/config.js';
 import { queryStats, requestStats, serveStats } from '../../services/metrics/stats.js';
 import { Registry } from '../../services/metrics/prometheus.js';
 import { readStageBacklog, registerBacklogGauges, totalBacklog } from '../../services/metrics/backlog.js';
@@ -21,7 +23,7 @@ import { AckPolicy, RetentionPolicy, StorageType, jetstream } from '@nats-io/jet
 import { AppError } from '../../services/shared/errors.js';
 import { schemaValidator } from '../../services/shared/schemas.js';
 import type { DeadLetter } from '../../services/shared/schema-types.js';
-import { STEPS, jobIdOf, publishJobs, runMsOf, stageMetric, waitFor } from '../helpers/metrics-fixtures.js';
+import { STEPS, jobIdOf, publishJobs, runMsOf, stageEvent, stageMetric, waitFor } from '../helpers/metrics-fixtures.js';
 import { startMetricsNats, type TestNatsServer } from '../helpers/server-binaries.js';
 
 async function count(store: MetricsStore, table: string, final = true): Promise<number> {
@@ -61,12 +63,13 @@ describe('metrics on chDB', () => {
 
   test('N jobs give exactly N x steps stage rows and N job rows; bad messages are dead-lettered', async () => {
     const jsm = await jetstreamManager(nc);
-    await ensureMetricsStream(jsm);
-    await ensureMetricsStream(jsm); // idempotent
+    const streamConfig = eventsStreamConfig(loadConfig({}));
+    await ensureStream(jsm, streamConfig);
+    await ensureStream(jsm, streamConfig); // idempotent
     const info = await jsm.streams.info(METRICS_STREAM);
-    assert.equal(info.config.retention, 'workqueue');
+    assert.equal(info.config.retention, 'limits', 'the events are the jobs\' history: the sink reads them, it does not take them');
     assert.equal(info.config.storage, 'file');
-    assert.deepEqual(info.config.subjects, ['photolab.metrics.>']);
+    assert.deepEqual(info.config.subjects, ['photolab.events.>']);
 
     const dead: DeadLetter[] = [];
     const dlqSub = nc.subscribe('photolab.dlq.metrics', { callback: (_e, m) => { dead.push(m.json<DeadLetter>()); } });
@@ -77,10 +80,12 @@ describe('metrics on chDB', () => {
     const N = 30;
     const published = await publishJobs(nc, 'CHDB', 0, N, now);
     // Bad ones: not JSON, schema violation, negative size, unknown subject under the stream.
-    nc.publish('photolab.metrics.stage', 'not json');
-    nc.publish('photolab.metrics.stage', JSON.stringify({ runId: 'x' }));
-    nc.publish('photolab.metrics.stage', JSON.stringify({ ...stageMetric('BAD', 0, 0, now), inputBytes: -1 }));
-    nc.publish('photolab.metrics.other', JSON.stringify({}));
+    // Bad ones: not JSON, schema violation, negative size, an event of the wrong shape.
+    const bad = stageEvent(stageMetric(jobIdOf('BAD', 0), 0, 0, now));
+    nc.publish(bad.subject, 'not json');
+    nc.publish(bad.subject, JSON.stringify({ ...bad.event, run: { runId: 'x' } }));
+    nc.publish(bad.subject, JSON.stringify({ ...bad.event, run: { ...bad.event.run, inputBytes: -1 } }));
+    nc.publish(bad.subject, JSON.stringify({ ...bad.event, type: 'no.such.event' }));
     await nc.flush();
 
     await waitFor('all rows in ClickHouse', async () => (await count(store, 'stage_runs')) === published.stage && (await count(store, 'jobs')) === published.job, 30_000,
@@ -92,7 +97,7 @@ describe('metrics on chDB', () => {
     assert.equal(await count(store, 'jobs'), N);
     const validate = schemaValidator<DeadLetter>('messages/dead-letter.schema.json');
     for (const d of dead) assert.ok(validate(d), JSON.stringify(validate.errors));
-    assert.deepEqual(dead.map((d) => d.error.code).sort(), ['invalid_json', 'invalid_metric', 'invalid_metric', 'unknown_metric_subject']);
+    assert.deepEqual(dead.map((d) => d.error.code).sort(), ['invalid_json', 'invalid_metric', 'invalid_metric', 'invalid_metric']);
     assert.match(dead.find((d) => d.payload.includes('-1'))!.error.message, /inputBytes/);
 
     // Everything acked or terminated: nothing left for the consumer.
@@ -107,7 +112,10 @@ describe('metrics on chDB', () => {
 
   test('a batch inserted twice (redelivery) shows once, in counts and in stats', async () => {
     const before = await count(store, 'stage_runs');
-    const rows = [0, 1, 2].map((n) => parseMetricMessage('photolab.metrics.stage', Buffer.from(JSON.stringify(stageMetric(jobIdOf('CHDB', n), n, 0, now)))).row);
+    const rows = [0, 1, 2].map((n) => {
+      const { subject, event } = stageEvent(stageMetric(jobIdOf('CHDB', n), n, 0, now));
+      return parseMetricMessage(subject, Buffer.from(JSON.stringify(event)))[0]!.row;
+    });
     await store.client.insert({ table: store.table('stage_runs'), values: rows, format: 'JSONEachRow' });
     assert.equal(await count(store, 'stage_runs', false) >= before + 3, true, 'the copies are really there');
     assert.equal(await count(store, 'stage_runs'), before, 'FINAL folds them');

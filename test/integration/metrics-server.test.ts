@@ -14,7 +14,9 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { openMetricsStore, type MetricsStore } from '../../services/metrics/clickhouse.js';
 import { METRICS_CONSUMER, METRICS_STREAM } from '../../services/metrics/constants.js';
 import { migrate } from '../../services/metrics/migrations.js';
-import { MetricsSink, ensureMetricsStream } from '../../services/metrics/sink.js';
+import { MetricsSink } from '../../services/metrics/sink.js';
+import { ensureStream, eventsStreamConfig } from '../../services/bus/topology.js';
+import { loadConfig } from '../../services/shared/config.js';
 import { queryStats } from '../../services/metrics/stats.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { STEPS, publishJobs, waitFor } from '../helpers/metrics-fixtures.js';
@@ -53,7 +55,7 @@ describe('metrics on clickhouse-server 18.16', () => {
     nats = await startMetricsNats();
     nc = await connect({ servers: nats.url });
     jsm = await jetstreamManager(nc);
-    await ensureMetricsStream(jsm);
+    await ensureStream(jsm, eventsStreamConfig(loadConfig({})));
     store = await openMetricsStore({ url: ch.url, database: 'photolab_test', requestTimeoutMs: 3000 });
   });
   after(async () => {

@@ -1,15 +1,16 @@
 /**
  * The in-memory view of unfinished jobs (quota and deadline sweep) against a real nats-server,
- * with two connections standing for two edges: it loads what is already there, follows puts
- * and deletes from either, and counts racing reservations in the order the stream gave them.
+ * with two connections standing for two edges: it loads the job records already there, follows
+ * new records and terminal events from either, and counts racing submissions in the order the
+ * records stream gave them.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { connectBus, type Bus } from '../../services/bus/bus.js';
-import { ownerHash } from '../../services/bus/job-index.js';
-import { Kvm } from '@nats-io/kv';
+import { ownerHash } from '../../services/bus/job-store.js';
 import { OpenJobsView } from '../../services/bus/open-jobs-view.js';
-import { BUCKETS } from '../../services/bus/subjects.js';
+import { finishJob } from '../../services/runner/job-lifecycle.js';
+import type { JobRecord, Owner } from '../../services/shared/schema-types.js';
 import { loadConfig } from '../../services/shared/config.js';
 import { newId } from '../../services/shared/ids.js';
 import { createLogger } from '../../services/shared/logger.js';
@@ -37,32 +38,54 @@ after(async () => {
 });
 
 async function watch(bus: Bus): Promise<OpenJobsView> {
-  const view = await OpenJobsView.start(await new Kvm(bus.nc).open(BUCKETS.openJobs), log);
+  const view = await OpenJobsView.start(bus.js, 60 * 60_000, log);
   views.push(view);
   return view;
 }
 
+/** A job record as the edge writes it at submission; returns its revision. */
+function submit(bus: Bus, job: { jobId: string; owner: Owner; deadline: number }): Promise<number> {
+  const record: JobRecord = {
+    ...job, status: 'pending', pipeline: [{ step: 'decode' }, { step: 'encode' }], createdAt: Date.now(), steps: [],
+    input: { kind: 'blob', stream: 'PHOTOLAB_BLOBS', name: `uploads/${job.jobId}`, bytes: 1, chunks: 1, sha256: '0'.repeat(64) },
+  };
+  return bus.jobs.create(record);
+}
+
+function end(bus: Bus, job: { jobId: string; owner: Owner }) {
+  return finishJob(bus, { ...job, pipeline: [{ step: 'decode' }], createdAt: Date.now(), inputBytes: 1 }, { status: 'canceled' }, 'test');
+}
+
 test('a view started late loads the open entries already there, per caller', async () => {
   const early = [newId(), newId()];
-  for (const jobId of early) await edgeA.jobIndex.markOpen({ jobId, owner: alice, deadline: Date.now() + 60_000 });
-  await edgeA.jobIndex.markOpen({ jobId: newId(), owner: bob, deadline: Date.now() + 60_000 });
+  for (const jobId of early) await submit(edgeA, { jobId, owner: alice, deadline: Date.now() + 60_000 });
+  const last = await submit(edgeA, { jobId: newId(), owner: bob, deadline: Date.now() + 60_000 });
   const view = await watch(edgeB);
+  assert.equal(await view.caughtUp(last, 5000), true);
   assert.deepEqual(view.entries(ownerHash(alice)).map((e) => e.jobId).sort(), [...early].sort());
   assert.equal(view.entries(ownerHash(bob)).length, 1);
   assert.equal(view.entries(ownerHash({ sub: 'nobody' })).length, 0);
 });
 
-test('puts and deletes from another edge show up once the view has caught up with their revision', async () => {
+test('records and ends from another edge show up once the view has caught up', async () => {
   const view = await watch(edgeA);
   const jobId = newId();
   const deadline = Date.now() + 60_000;
-  const revision = await edgeB.jobIndex.markOpen({ jobId, owner: bob, deadline });
+  const revision = await submit(edgeB, { jobId, owner: bob, deadline });
   assert.equal(await view.caughtUp(revision, 5000), true);
   assert.ok(view.entries(ownerHash(bob)).some((e) => e.jobId === jobId && e.deadline === deadline && e.revision === revision));
-  await edgeB.jobIndex.markFinished({ jobId, owner: bob, deadline });
-  const marker = await edgeB.jobIndex.markOpen({ jobId: newId(), owner: { sub: 'marker' }, deadline });
+  assert.ok(await end(edgeB, { jobId, owner: bob }), 'the first end wins');
+  assert.equal(await end(edgeA, { jobId, owner: bob }), null, 'a second end, from another edge, does not');
+  const deadlineOf = Date.now() + 5000;
+  while (view.entries(ownerHash(bob)).some((e) => e.jobId === jobId) && Date.now() < deadlineOf) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(!view.entries(ownerHash(bob)).some((e) => e.jobId === jobId), 'the ended job is gone');
+  // A withdrawn submission (refused by the quota) goes too.
+  const withdrawn = newId();
+  await submit(edgeB, { jobId: withdrawn, owner: bob, deadline });
+  await edgeB.jobs.withdraw(bob, withdrawn);
+  const marker = await submit(edgeB, { jobId: newId(), owner: { sub: 'marker' }, deadline });
   assert.equal(await view.caughtUp(marker, 5000), true);
-  assert.ok(!view.entries(ownerHash(bob)).some((e) => e.jobId === jobId), 'the finished job is gone');
+  assert.ok(!view.entries(ownerHash(bob)).some((e) => e.jobId === withdrawn), 'the withdrawn job is gone');
 });
 
 test('racing reservations from two edges count in stream order: each sees exactly those before it', async () => {
@@ -72,7 +95,7 @@ test('racing reservations from two edges count in stream order: each sees exactl
   const reservations = await Promise.all(Array.from({ length: 12 }, (_, i) => {
     const jobId = newId();
     const bus = i % 2 ? edgeA : edgeB;
-    return bus.jobIndex.markOpen({ jobId, owner: racer, deadline }).then((revision) => ({ jobId, revision, view: i % 2 ? viewA : viewB }));
+    return submit(bus, { jobId, owner: racer, deadline }).then((revision) => ({ jobId, revision, view: i % 2 ? viewA : viewB }));
   }));
   const ordered = [...reservations].sort((x, y) => x.revision - y.revision);
   for (const [position, r] of ordered.entries()) {
@@ -87,8 +110,8 @@ test('entries() of everyone carry the deadlines the sweep looks for', async () =
   const now = Date.now();
   const gone = { jobId: newId(), owner: { sub: 'late-1' }, deadline: now - 1000 };
   const fine = { jobId: newId(), owner: { sub: 'late-2' }, deadline: now + 60_000 };
-  await edgeB.jobIndex.markOpen(gone);
-  assert.equal(await view.caughtUp(await edgeB.jobIndex.markOpen(fine), 5000), true);
+  await submit(edgeB, gone);
+  assert.equal(await view.caughtUp(await submit(edgeB, fine), 5000), true);
   const late = view.entries().filter((e) => e.deadline < now).map((e) => e.jobId);
   assert.ok(late.includes(gone.jobId));
   assert.ok(!late.includes(fine.jobId));

@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { BUCKETS, STREAMS } from '../../services/bus/subjects.js';
+import { jobKey } from '../../services/bus/job-store.js';
 import { schemaValidator } from '../../services/shared/schemas.js';
 import { fixture } from '../helpers/paths.js';
 import { startSystem, type TestSystem } from '../helpers/system.js';
@@ -21,10 +22,10 @@ after(async () => system?.stop());
 
 test('live events on photolab.events.> are JSON job events; the KV record and step messages are readable', async () => {
   const seen: unknown[] = [];
-  const sub = system.nc.subscribe('photolab.events.>');
-  void (async () => {
-    for await (const m of sub) seen.push(JSON.parse(m.string()));
-  })();
+  // `nats sub 'photolab.events.>'` (the stored facts) and `nats sub 'photolab.progress.>'` (live progress).
+  const subs = ['photolab.events.>', 'photolab.progress.>'].map((subject) => system.nc.subscribe(subject, {
+    callback: (_e, m) => { seen.push(JSON.parse(m.string())); },
+  }));
   const stepMessages: unknown[] = [];
   const stageSub = system.nc.subscribe('photolab.stage.>');
   void (async () => {
@@ -34,7 +35,7 @@ test('live events on photolab.events.> are JSON job events; the KV record and st
   const job = await system.waitForJob((await system.submit(readFileSync(fixture('dog.jpg')), [{ step: 'decode' }, { step: 'encode' }])).jobId);
   assert.equal(job.status, 'done');
   await new Promise((r) => setTimeout(r, 200));
-  sub.unsubscribe();
+  for (const sub of subs) sub.unsubscribe();
   stageSub.unsubscribe();
 
   const validEvent = schemaValidator('messages/job-event.schema.json');
@@ -44,15 +45,24 @@ test('live events on photolab.events.> are JSON job events; the KV record and st
   assert.equal(stepMessages.length, 2, 'one routing slip per step');
   for (const message of stepMessages) assert.ok(validStep(message), JSON.stringify(validStep.errors));
 
-  const kv = await new Kvm(system.nc).open(BUCKETS.jobs);
-  const record = (await kv.get(job.jobId))!.json();
-  assert.ok(schemaValidator('messages/job-record.schema.json')(record));
+  assert.deepEqual((seen as { type: string }[]).map((e) => e.type), ['job.accepted', 'step.started', 'step.finished', 'step.started', 'step.finished', 'job.done']);
 
-  // `nats stream get PHOTOLAB_BLOBS --last-for photolab.blobs.results.<jobId>.meta`: the result's description, JSON.
-  const jsmBlobs = await jetstreamManager(system.nc);
+  // `nats kv get photolab-jobs <ownerHash>.<jobId>` (`nats kv ls photolab-jobs` lists the keys): the record as submitted.
+  const kv = await new Kvm(system.nc).open(BUCKETS.jobs);
+  const record = (await kv.get(jobKey({ sub: 'alice' }, job.jobId)))!.json();
+  assert.ok(schemaValidator('messages/job-record.schema.json')(record));
+  // `nats stream get PHOTOLAB_EVENTS --last-for photolab.events.<jobId>.end`: how it ended, JSON.
+  const jsmEvents = await jetstreamManager(system.nc);
+  const end = await jsmEvents.streams.getMessage(STREAMS.events, { last_by_subj: `photolab.events.${job.jobId}.end` });
+  assert.equal(end!.json<{ type: string }>().type, 'job.done');
+
+  // `nats stream get PHOTOLAB_BLOBS --last-for photolab.blobs.results.<jobId>.0`: the result's bytes, and its description
+  // (a BlobRef as JSON) in the header Photolab-Blob.
   for (const kind of ['uploads', 'results']) {
-    const meta = await jsmBlobs.streams.getMessage(STREAMS.blobs, { last_by_subj: `photolab.blobs.${kind}.${job.jobId}.meta` });
-    assert.ok(schemaValidator('common.schema.json#/definitions/BlobRef')(meta!.json()), `${kind} description is a BlobRef`);
+    const chunk = await jsmEvents.streams.getMessage(STREAMS.blobs, { last_by_subj: `photolab.blobs.${kind}.${job.jobId}.0` });
+    const description = JSON.parse(chunk!.header!.get('Photolab-Blob')) as { bytes: number };
+    assert.ok(schemaValidator('common.schema.json#/definitions/BlobRef')(description), `${kind} description is a BlobRef`);
+    assert.equal(description.bytes, chunk!.data.length, 'a small blob is one message');
   }
 
   const jsm = await jetstreamManager(system.nc);

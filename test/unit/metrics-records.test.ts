@@ -5,13 +5,20 @@ import { parseStatsQuery, stageStatsSql, jobStatsSql } from '../../services/metr
 import { assertIdentifier, clickhouseErrorCode, isDataError } from '../../services/metrics/clickhouse.js';
 import { checkMigrations, migrations } from '../../services/metrics/migrations.js';
 import { AppError } from '../../services/shared/errors.js';
-import { jobMetric, stageMetric } from '../helpers/metrics-fixtures.js';
+import { jobEvent, jobIdOf, jobMetric, stageEvent, stageMetric } from '../helpers/metrics-fixtures.js';
 
 const NOW = 1_700_000_000_123;
 const enc = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v));
 
-test('StageMetric and JobMetric become rows', () => {
-  const s = parseMetricMessage('photolab.metrics.stage', enc(stageMetric('J1', 3, 1, NOW)), 42);
+const J = jobIdOf('J', 1);
+const asStage = (m: unknown) => { const e = stageEvent(stageMetric(J, 0, 0, NOW)); return [e.subject, { ...e.event, run: m }] as const; };
+const asJob = (m: unknown) => { const e = jobEvent(jobMetric(J, NOW)); return [e.subject, { ...e.event, summary: m }] as const; };
+
+test('step events carry stage runs, terminal events carry jobs; both become rows', () => {
+  const [subject, event] = asStage(stageMetric('J1', 3, 1, NOW));
+  const [s, ...others] = parseMetricMessage(subject, enc(event), 42);
+  assert.equal(others.length, 0);
+  assert.ok(s);
   assert.equal(s.kind, 'stage');
   assert.equal(s.id, 'J1:1:1');
   assert.deepEqual({ ...s.row }, {
@@ -20,7 +27,9 @@ test('StageMetric and JobMetric become rows', () => {
     output_bytes: 2000, queue_wait_ms: 1.5, run_ms: 23, host: 'test-host', started_at_ms: NOW - 100, finished_at_ms: NOW,
     finished_at: 1_700_000_000, ingested_at_ms: 42,
   });
-  const j = parseMetricMessage('photolab.metrics.job', enc(jobMetric('J1', NOW)));
+  const [jobSubject, jobEv] = asJob(jobMetric('J1', NOW));
+  const [j] = parseMetricMessage(jobSubject, enc(jobEv));
+  assert.ok(j);
   assert.equal(j.kind, 'job');
   assert.equal(j.id, 'J1');
   assert.equal((j.row as { pipeline: string }).pipeline, 'decode>upscale>encode');
@@ -28,20 +37,26 @@ test('StageMetric and JobMetric become rows', () => {
 
 test('messages that can never be rows are refused with a code', () => {
   const cases: [string, unknown, string, RegExp][] = [
-    ['photolab.metrics.stage', 'nope', 'invalid_json', /not JSON/],
-    ['photolab.metrics.stage', { runId: 'x' }, 'invalid_metric', /required property 'jobId'/],
-    ['photolab.metrics.stage', { ...stageMetric('J', 0, 0, NOW), extra: 1 }, 'invalid_metric', /additional/],
-    ['photolab.metrics.stage', { ...stageMetric('J', 0, 0, NOW), status: 'weird' }, 'invalid_metric', /status/],
-    ['photolab.metrics.stage', { ...stageMetric('J', 0, 0, NOW), outputBytes: -5 }, 'invalid_metric', /outputBytes/],
-    ['photolab.metrics.stage', { ...stageMetric('J', 0, 0, NOW), index: 70000 }, 'invalid_metric', /index/],
-    ['photolab.metrics.stage', { ...stageMetric('J', 0, 0, NOW), finishedAt: 5 }, 'invalid_metric', /finishedAt/],
-    ['photolab.metrics.stage', { ...stageMetric('J', 0, 0, NOW), runMs: -1 }, 'invalid_metric', /runMs/],
-    ['photolab.metrics.job', { ...jobMetric('J', NOW), jobId: '' }, 'invalid_metric', /jobId/],
+    ['photolab.events.' + J + '.step', 'nope', 'invalid_json', /not JSON/],
+    ['stage', { runId: 'x' }, 'invalid_metric', /required property 'jobId'/],
+    ['stage', { ...stageMetric('J', 0, 0, NOW), extra: 1 }, 'invalid_metric', /additional/],
+    ['stage', { ...stageMetric('J', 0, 0, NOW), status: 'weird' }, 'invalid_metric', /status/],
+    ['stage', { ...stageMetric('J', 0, 0, NOW), outputBytes: -5 }, 'invalid_metric', /outputBytes/],
+    ['stage', { ...stageMetric('J', 0, 0, NOW), index: 70000 }, 'invalid_metric', /index/],
+    ['stage', { ...stageMetric('J', 0, 0, NOW), finishedAt: 5 }, 'invalid_metric', /finishedAt/],
+    ['stage', { ...stageMetric('J', 0, 0, NOW), runMs: -1 }, 'invalid_metric', /runMs/],
+    ['job', { ...jobMetric('J', NOW), jobId: '' }, 'invalid_metric', /jobId/],
     ['photolab.metrics.nope', {}, 'unknown_metric_subject', /photolab\.metrics\.nope/],
+    ['photolab.events.' + J + '.progress', {}, 'unknown_metric_subject', /progress/],
   ];
-  for (const [subject, value, code, message] of cases) {
-    assert.throws(() => parseMetricMessage(subject, enc(value)), (e: unknown) => e instanceof InvalidMetricError && e.code === code && message.test(e.message), `${subject} ${JSON.stringify(value).slice(0, 80)}`);
+  for (const [kind, value, code, message] of cases) {
+    const [subject, event] = kind === 'stage' ? asStage(value) : kind === 'job' ? asJob(value) : [kind, value] as const;
+    assert.throws(() => parseMetricMessage(subject, enc(typeof value === 'string' ? value : event)), (e: unknown) => e instanceof InvalidMetricError && e.code === code && message.test(e.message), `${subject} ${JSON.stringify(value).slice(0, 80)}`);
   }
+  // A failing last attempt's end carries both rows; an event without either carries none.
+  const failed = { ...jobEvent(jobMetric(J, NOW)).event, type: 'job.failed', run: stageMetric(J, 0, 2, NOW, 'error') };
+  assert.deepEqual(parseMetricMessage(`photolab.events.${J}.end`, enc(failed)).map((r) => r.kind), ['stage', 'job']);
+  assert.deepEqual(parseMetricMessage(`photolab.events.${J}.end`, enc({ type: 'job.canceled', jobId: J, at: NOW })), []);
 });
 
 test('stats window: defaults, ISO and epoch input, clear 400s', () => {

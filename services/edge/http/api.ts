@@ -4,7 +4,7 @@
  * docs/api.md documents every route; schemas/http/ has every body.
  */
 import type { TemplatedApp } from 'uWebSockets.js';
-import { ownerHash } from '../../bus/job-index.js';
+import { ownerHash } from '../../bus/job-store.js';
 import { AppError } from '../../shared/errors.js';
 import type { Owner } from '../../shared/schema-types.js';
 import { bearerToken } from '../auth.js';

@@ -12,11 +12,10 @@
  * with 4008.
  */
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
-import type { ConsumerMessages } from '@nats-io/jetstream';
-import { ownerHash } from '../../bus/job-index.js';
+import { ownerHash } from '../../bus/job-store.js';
 import { STREAMS, subjects } from '../../bus/subjects.js';
 import { AppError, toAppError } from '../../shared/errors.js';
-import type { JobEvent, Owner, WsClientMessage, WsServerMessage } from '../../shared/schema-types.js';
+import type { JobEvent, JobRecord, Owner, WsClientMessage, WsServerMessage } from '../../shared/schema-types.js';
 import { schemaValidator, describeErrors } from '../../shared/schemas.js';
 import type { EdgeDeps } from '../deps.js';
 import { bearerToken } from '../auth.js';
@@ -24,7 +23,8 @@ import { decodeBase64Image } from '../http/body.js';
 import { Outbox, type OutboxStats } from './outbox.js';
 
 const validateClientMessage = schemaValidator<WsClientMessage>('ws/client-message.schema.json');
-const PROGRESS_EVENTS = new Set<JobEvent['type']>(['step.started', 'step.retrying']);
+/** Droppable for a slow reader: live progress, and retries (a retry's outcome follows anyway). */
+const PROGRESS_EVENTS = new Set<JobEvent['type']>(['job.accepted', 'step.started', 'step.retrying']);
 const TERMINAL_EVENTS = new Set<JobEvent['type']>(['job.done', 'job.failed', 'job.canceled', 'job.timeout']);
 const AUTH_TIMEOUT_MS = 10_000;
 export const WS_CLOSE_SLOW_CONSUMER = 4008;
@@ -33,7 +33,7 @@ export const WS_CLOSE_UNAUTHORIZED = 4001;
 interface Connection {
   owner?: Owner;
   token?: string;
-  subscriptions: Map<string, ConsumerMessages>;
+  subscriptions: Map<string, { close(): Promise<void> }>;
   closed: boolean;
   authTimer?: NodeJS.Timeout;
 }
@@ -146,15 +146,24 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
         let input;
         if (!bytes && msg.blobId) ({ bytes, ref: input } = await deps.blobs.read(owner, msg.blobId));
         if (!bytes) throw new AppError(400, 'image_required', 'send the image in a binary frame after the JSON header, as base64 "image", or as "blobId"');
-        const { job } = await deps.jobs.submit(owner, { pipeline: msg.pipeline, image: bytes, input, deadlineMs: msg.deadlineMs });
+        // Live progress is not stored: listen before the first step can start.
+        let progress: ProgressFeed | undefined;
+        const { job } = await deps.jobs.submit(owner, {
+          pipeline: msg.pipeline, image: bytes, input, deadlineMs: msg.deadlineMs,
+          beforeStart: async (created) => {
+            progress = openProgress(created.jobId);
+            await deps.bus.nc.flush();
+          },
+        });
         send(ws, { type: 'submitted', jobId: job.jobId, ...(msg.clientRef ? { clientRef: msg.clientRef } : {}) });
-        await subscribe(ws, job.jobId, msg.result ?? 'url');
+        await subscribe(ws, job, msg.result ?? 'url', progress);
         return;
       }
-      case 'subscribe':
-        await withJobId(msg.jobId, () => deps.jobs.get(owner, msg.jobId)); // 404 unless the caller owns it
-        await subscribe(ws, msg.jobId, msg.result ?? 'url');
+      case 'subscribe': {
+        const job = await withJobId(msg.jobId, () => deps.jobs.get(owner, msg.jobId)); // 404 unless the caller owns it
+        await subscribe(ws, job, msg.result ?? 'url');
         return;
+      }
       case 'unsubscribe':
         await data.subscriptions.get(msg.jobId)?.close();
         data.subscriptions.delete(msg.jobId);
@@ -168,32 +177,85 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     }
   }
 
-  async function subscribe(ws: Socket, jobId: string, resultMode: 'url' | 'binary'): Promise<void> {
+  /**
+   * Follows a job for this client: job.accepted (from the record, as the record is that fact),
+   * live progress (core NATS: step.started), and the job's stored facts from the beginning
+   * (ordered consumer on photolab.events.<jobId>.*: every step fact and the end, exactly once
+   * and in order, also after a reconnect).
+   */
+  /** A job's live progress, held until the client's feed is ready for it. */
+  interface ProgressFeed {
+    attach(forward: (event: JobEvent) => void): void;
+    close(): void;
+  }
+
+  function openProgress(jobId: string): ProgressFeed {
+    const held: JobEvent[] = [];
+    let target: ((event: JobEvent) => void) | undefined;
+    const sub = deps.bus.nc.subscribe(subjects.progressEvents(jobId), {
+      callback: (error, m) => {
+        if (error) return;
+        try {
+          const event = m.json<JobEvent>();
+          // job.accepted comes from the record (subscribe), whenever the client attaches.
+          if (event.type === 'job.accepted') return;
+          if (target) target(event);
+          else held.push(event);
+        } catch {
+          // not an event: nothing to forward
+        }
+      },
+    });
+    return {
+      attach(forward) {
+        target = forward;
+        for (const event of held.splice(0)) forward(event);
+      },
+      close: () => sub.unsubscribe(),
+    };
+  }
+
+  async function subscribe(ws: Socket, job: JobRecord, resultMode: 'url' | 'binary', opened?: ProgressFeed): Promise<void> {
     const data = ws.getUserData();
-    if (data.subscriptions.has(jobId) || data.closed) return;
-    const since = Date.now();
-    const consumer = await deps.bus.js.consumers.get(STREAMS.events, { filter_subjects: subjects.events(jobId) });
-    const messages = await consumer.consume();
-    if (data.closed) {
-      await messages.close().catch(() => undefined);
+    const jobId = job.jobId;
+    if (data.subscriptions.has(jobId) || data.closed) {
+      opened?.close();
       return;
     }
-    data.subscriptions.set(jobId, messages);
+    const since = Date.now();
+    const forward = (event: JobEvent, live: boolean) => {
+      const message: WsServerMessage = { type: 'event', event, ...(!live && event.at < since ? { replayed: true } : {}) };
+      return outbox.sendText(ws, JSON.stringify(message), PROGRESS_EVENTS.has(event.type) ? 'droppable' : 'essential');
+    };
+    const progress = opened ?? openProgress(jobId);
+    const consumer = await deps.bus.js.consumers.get(STREAMS.events, { filter_subjects: subjects.jobEvents(jobId) });
+    const messages = await consumer.consume();
+    const close = async () => {
+      progress.close();
+      await messages.close().catch(() => undefined);
+    };
+    if (data.closed) {
+      await close();
+      return;
+    }
+    data.subscriptions.set(jobId, { close });
     send(ws, { type: 'subscribed', jobId });
+    forward({ type: 'job.accepted', jobId, at: job.createdAt, steps: job.pipeline.length }, false);
+    progress.attach((event) => {
+      if (!data.closed) forward(event, true);
+    });
     void (async () => {
       for await (const m of messages) {
         if (data.closed) break;
         const event = m.json<JobEvent>();
-        const message: WsServerMessage = { type: 'event', event, ...(event.at < since ? { replayed: true } : {}) };
-        const sent = outbox.sendText(ws, JSON.stringify(message), PROGRESS_EVENTS.has(event.type) ? 'droppable' : 'essential');
-        if (sent === 'closed') break;
+        if (forward(event, false) === 'closed') break;
         if (TERMINAL_EVENTS.has(event.type)) {
           if (event.type === 'job.done') await sendResult(ws, jobId, resultMode, event);
           break;
         }
       }
-      await messages.close().catch(() => undefined);
-      if (data.subscriptions.get(jobId) === messages) data.subscriptions.delete(jobId);
+      await close();
+      if (data.subscriptions.get(jobId)?.close === close) data.subscriptions.delete(jobId);
     })().catch((error) => deps.log.warn({ err: error, jobId }, 'event forwarding stopped'));
   }
 

@@ -39,9 +39,8 @@ export function mountPlayeRoutes(app: TemplatedApp, ctx: ApiContext): void {
     const pipeline = playePipeline(endpoint, options, ctx.jobs.steps);
     const { job } = await ctx.jobs.submit(caller, { pipeline, image, idempotencyKey: req.headers['idempotency-key'] || undefined, requestId: req.requestId });
     if (/\brespond-async\b/i.test(req.headers.prefer ?? '')) return queued(job);
-    const ended = await waitForJobEnd(ctx.bus, job.jobId, ctx.config.syncWaitMs);
-    if (!ended) return queued(job);
-    return answer(ctx, endpoint, ended);
+    if (!(await waitForJobEnd(ctx.bus, job.jobId, ctx.config.syncWaitMs))) return queued(job);
+    return answer(ctx, endpoint, await ctx.jobs.get(caller, job.jobId));
   }, ctx.http);
 }
 
