@@ -276,7 +276,9 @@ export class StageRunner {
         }
       }
       await this.options.hooks?.beforeAck?.(message);
-      await msg.ackAck().catch(() => msg.ack());
+      // A plain ack: a lost one only means a redelivery, whose re-published facts and next step
+      // are dropped as duplicates (message ids, 2-minute window, ack_wait well inside it).
+      msg.ack();
       return;
     }
   }

@@ -65,6 +65,11 @@ test('live events on photolab.events.> are JSON job events; the KV record and st
     assert.equal(description.bytes, chunk!.data.length, 'a small blob is one message');
   }
 
+  // One write per fact: two step events and the end; the upload and the result one message each.
+  const stored = async (stream: string, filter: string) => Object.values((await jsmEvents.streams.info(stream, { subjects_filter: filter })).state.subjects ?? {}).reduce((a, b) => a + b, 0);
+  assert.equal(await stored(STREAMS.events, `photolab.events.${job.jobId}.*`), 3);
+  assert.equal(await stored(STREAMS.blobs, `photolab.blobs.*.${job.jobId}.>`), 2);
+
   const jsm = await jetstreamManager(system.nc);
   const streams: string[] = [];
   for await (const info of jsm.streams.list()) streams.push(info.config.name);
