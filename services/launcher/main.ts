@@ -46,6 +46,7 @@ async function main(): Promise<void> {
       maxPayload: config.natsMaxPayload,
       maxMemoryStore: config.frameStreamMaxBytes + 512 * 1024 * 1024,
       logFile: path.join(config.dataDir, 'nats', 'nats-server.log'),
+      goMaxProcs: config.natsGoMaxProcs,
     });
     env.NATS_URL = nats.url;
     // Everything runs on this machine: frames need not cross the bus (BENCHMARKS.md: local vs auto).

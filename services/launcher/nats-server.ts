@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
+import { loadConfig } from '../shared/config.js';
 
 export interface NatsServerOptions {
   port?: number;
@@ -16,6 +17,8 @@ export interface NatsServerOptions {
   maxMemoryStore?: number;
   /** Where nats-server writes its log; inherit to share the caller's stderr. */
   logFile?: string;
+  /** GOMAXPROCS of the server (NATS_GOMAXPROCS); 0 leaves Go's default (every core). */
+  goMaxProcs?: number;
 }
 
 export interface RunningNatsServer {
@@ -76,7 +79,9 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
   ].join('\n'));
   const args = ['-c', configFile];
   if (options.logFile) args.push('-l', options.logFile);
-  const child = spawn(binary, args, { stdio: ['ignore', 'ignore', options.logFile ? 'ignore' : 'inherit'] });
+  const goMaxProcs = options.goMaxProcs ?? loadConfig().natsGoMaxProcs;
+  const env = goMaxProcs > 0 ? { ...process.env, GOMAXPROCS: String(goMaxProcs) } : process.env;
+  const child = spawn(binary, args, { env, stdio: ['ignore', 'ignore', options.logFile ? 'ignore' : 'inherit'] });
   let exited = false;
   child.once('exit', () => {
     exited = true;

@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
-import * as ort from 'onnxruntime-node';
+import { ort, type Ort } from './onnx.js';
 import { config } from '../shared/config.js';
 import { AppError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
@@ -23,13 +23,13 @@ export interface LoadedModel {
   inputNames: readonly string[];
   outputNames: readonly string[];
   entry: ModelEntry;
-  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>>;
+  run(feeds: Record<string, Ort.Tensor>): Promise<Record<string, Ort.Tensor>>;
 }
 
 /** Sessions by "<modelsDir>\0<id>": a promise, so concurrent first calls share one load. */
 const sessions = new Map<string, Promise<LoadedModel>>();
 /** The live sessions, so releaseModels() can free their native memory. */
-const liveSessions = new Set<ort.InferenceSession>();
+const liveSessions = new Set<Ort.InferenceSession>();
 /** File digests by "<path>\0<size>\0<mtime>": hashing a 300 MB model once per process is plenty. */
 const digests = new Map<string, Promise<string>>();
 
@@ -104,7 +104,7 @@ async function createModel(id: string, options: { modelsDir: string; log?: Logge
     entry,
     async run(feeds) {
       try {
-        return (await session.run(feeds)) as Record<string, ort.Tensor>;
+        return (await session.run(feeds)) as Record<string, Ort.Tensor>;
       } catch (error) {
         throw new AppError(500, 'model_run_failed', `model "${id}" failed: ${(error as Error).message}`, { cause: error, retryable: false });
       }
@@ -119,8 +119,8 @@ function modelCorrupt(entry: ModelEntry, file: string, why: string): AppError {
 }
 
 /** The execution provider configurations to try, in order; CPU always ends the list. */
-export function providerChain(providers: readonly string[] = config.onnxProviders): { name: string; config: ort.InferenceSession.ExecutionProviderConfig }[] {
-  const chain: { name: string; config: ort.InferenceSession.ExecutionProviderConfig }[] = [];
+export function providerChain(providers: readonly string[] = config.onnxProviders): { name: string; config: Ort.InferenceSession.ExecutionProviderConfig }[] {
+  const chain: { name: string; config: Ort.InferenceSession.ExecutionProviderConfig }[] = [];
   for (const raw of providers) {
     const name = raw.toLowerCase();
     if (chain.some((c) => c.name === name)) continue;
@@ -128,7 +128,7 @@ export function providerChain(providers: readonly string[] = config.onnxProvider
       const cuda: Record<string, unknown> = { name: 'cuda', deviceId: config.cudaDeviceId };
       // Passed through to the CUDA provider's options by onnxruntime-node builds that read them.
       if (config.cudaMemLimitBytes > 0) cuda.gpu_mem_limit = String(config.cudaMemLimitBytes);
-      chain.push({ name, config: cuda as unknown as ort.InferenceSession.ExecutionProviderConfig });
+      chain.push({ name, config: cuda as unknown as Ort.InferenceSession.ExecutionProviderConfig });
     } else if (name === 'cpu') {
       chain.push({ name, config: 'cpu' });
     }
@@ -137,12 +137,12 @@ export function providerChain(providers: readonly string[] = config.onnxProvider
   return chain;
 }
 
-async function createSession(file: string, entry: ModelEntry, log?: Logger): Promise<{ session: ort.InferenceSession; provider: string }> {
+async function createSession(file: string, entry: ModelEntry, log?: Logger): Promise<{ session: Ort.InferenceSession; provider: string }> {
   const unknown = config.onnxProviders.filter((p) => !['cuda', 'cpu'].includes(p.toLowerCase()));
   if (unknown.length > 0) log?.warn({ providers: unknown }, 'ignoring unknown ONNX_PROVIDERS entries (known: cuda, cpu)');
   let lastError: unknown;
   for (const { name, config: providerConfig } of providerChain()) {
-    const options: ort.InferenceSession.SessionOptions = {
+    const options: Ort.InferenceSession.SessionOptions = {
       executionProviders: [providerConfig],
       graphOptimizationLevel: 'all',
       // 3 = errors only: some exported models make onnxruntime print hundreds of harmless warnings.
@@ -151,7 +151,7 @@ async function createSession(file: string, entry: ModelEntry, log?: Logger): Pro
     if (config.onnxThreads > 0) options.intraOpNumThreads = config.onnxThreads;
     if (!config.onnxSpinWait) options.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
     try {
-      const session = await ort.InferenceSession.create(file, options);
+      const session = await ort().InferenceSession.create(file, options);
       if (name !== config.onnxProviders[0]?.toLowerCase()) {
         log?.warn({ model: entry.id, provider: name, wanted: config.onnxProviders }, 'model runs on a fallback execution provider');
       }
@@ -174,7 +174,7 @@ export async function warmUp(model: LoadedModel, shape?: readonly number[]): Pro
   const spec = model.entry.contract.inputs[0];
   const dims = shape ?? spec.shape.map((d, i) => (typeof d === 'number' ? d : i === 0 ? 1 : 64));
   const size = dims.reduce((a, b) => a * b, 1);
-  const feeds: Record<string, ort.Tensor> = { [model.inputNames[0]]: new ort.Tensor('float32', new Float32Array(size), dims) };
+  const feeds: Record<string, Ort.Tensor> = { [model.inputNames[0]]: new (ort().Tensor)('float32', new Float32Array(size), dims) };
   await model.run(feeds);
 }
 

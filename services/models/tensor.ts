@@ -9,7 +9,7 @@
  *   [-1,1] RGB (GFPGAN, BlazeFace): scale 1/127.5, mean 1, std 1
  *   BGR 0..255 (YOLOX, YuNet): scale 1, mean 0, std 1, colourOrder BGR
  */
-import * as ort from 'onnxruntime-node';
+import { ort, type Ort } from './onnx.js';
 import sharp, { type KernelEnum } from 'sharp';
 import type { Frame } from '../runner/frame.js';
 import type { Box } from '../shared/schema-types.js';
@@ -244,12 +244,12 @@ export function rgbToTensorData(image: RgbImage, options: NormalizeOptions, out?
   return result;
 }
 
-/** rgbToTensorData wrapped in an ort.Tensor with the right dims. */
-export function rgbToTensor(image: RgbImage, options: NormalizeOptions): ort.Tensor {
+/** rgbToTensorData wrapped in an ort Tensor with the right dims. */
+export function rgbToTensor(image: RgbImage, options: NormalizeOptions): Ort.Tensor {
   const data = rgbToTensorData(image, options);
   const channels = options.colourOrder === 'GRAY' || options.colourOrder === 'Y' ? 1 : 3;
   const dims = options.layout === 'NHWC' ? [1, image.height, image.width, channels] : [1, channels, image.height, image.width];
-  return new ort.Tensor('float32', data, dims);
+  return new (ort().Tensor)('float32', data, dims);
 }
 
 /**

@@ -9,7 +9,7 @@
  *  - a fallback image model named by FACE_RESTORE_FALLBACK (e.g. the ×2 super-resolution model):
  *    applied to the aligned face, then box-downscaled back to the square's size.
  */
-import * as ort from 'onnxruntime-node';
+import { ort, type Ort } from '../models/onnx.js';
 import type { Frame } from '../runner/frame.js';
 import { AppError } from '../shared/errors.js';
 import type { Face } from '../shared/schema-types.js';
@@ -64,8 +64,8 @@ export function restorationModelRestorer(model: LoadedModel, weight: number): Re
   const imageInput = model.inputNames[0];
   // Any further input is CodeFormer's fidelity w (float64 [1]); its blend is then done by the model.
   const extra = model.inputNames.slice(1);
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const name of extra) feeds[name] = new ort.Tensor('float64', Float64Array.from([weight]), [1]);
+  const feeds: Record<string, Ort.Tensor> = {};
+  for (const name of extra) feeds[name] = new (ort().Tensor)('float64', Float64Array.from([weight]), [1]);
   return {
     id: model.id,
     size,
@@ -75,7 +75,7 @@ export function restorationModelRestorer(model: LoadedModel, weight: number): Re
       const n = size * size;
       const planar = new Float32Array(3 * n);
       for (let c = 0; c < 3; c++) for (let i = 0; i < n; i++) planar[c * n + i] = (aligned[i * 3 + c] * contract.scale - mean[c]) / std[c];
-      const outputs = await model.run({ [imageInput]: new ort.Tensor('float32', planar, [1, 3, size, size]), ...feeds });
+      const outputs = await model.run({ [imageInput]: new (ort().Tensor)('float32', planar, [1, 3, size, size]), ...feeds });
       const output = outputs[model.outputNames[0]];
       if (output.dims.join(',') !== `1,3,${size},${size}`) {
         throw new AppError(500, 'model_run_failed', `model "${model.id}" gave shape [${output.dims.join(',')}], expected [1,3,${size},${size}]`, { retryable: false });

@@ -3,7 +3,7 @@
  * use them: the model ids they rely on, loading through the shared runtime, and a model call
  * as a TileModel for the tiler.
  */
-import * as ort from 'onnxruntime-node';
+import { ort, type Ort } from '../models/onnx.js';
 import type { Logger } from '../shared/logger.js';
 import { findModel } from '../models/manifest.js';
 import { loadModel, modelInstalled, modelNotInstalled, type LoadedModel } from '../models/runtime.js';
@@ -96,11 +96,11 @@ export function modelFixedSize(model: LoadedModel): number | undefined {
  * The model as a TileModel: one planar float tile in (1 × C × H × W, the model's own value
  * range), its first output back. Extra inputs (CodeFormer's fidelity) come from `extraFeeds`.
  */
-export function asTileModel(model: LoadedModel, extraFeeds: Record<string, ort.Tensor> = {}): TileModel {
+export function asTileModel(model: LoadedModel, extraFeeds: Record<string, Ort.Tensor> = {}): TileModel {
   const inputName = model.inputNames[0];
   const outputName = model.outputNames[0];
   return async (tile: PlanarImage): Promise<PlanarImage> => {
-    const input = new ort.Tensor('float32', tile.data, [1, tile.channels, tile.height, tile.width]);
+    const input = new (ort().Tensor)('float32', tile.data, [1, tile.channels, tile.height, tile.width]);
     const outputs = await model.run({ [inputName]: input, ...extraFeeds });
     const output = outputs[outputName];
     const dims = output.dims;
