@@ -14,8 +14,9 @@ import type { StageContext } from '../services/runner/stage.js';
 import { stage as detectFaces } from '../services/stages/steps/detect_faces.js';
 import { stage as detectObjects } from '../services/stages/steps/detect_objects.js';
 import { config } from '../services/shared/config.js';
-import type { DetectFacesParams, DetectObjectsParams } from '../services/shared/schema-types.js';
+import type { DetectFacesParams, DetectFacesParamsResolved, DetectObjectsParams, DetectObjectsParamsResolved } from '../services/shared/schema-types.js';
 import { MODELS_DIR, fixture } from '../test/helpers/paths.js';
+import { resolveParams } from '../services/runner/params.js';
 
 const runs = Number(process.argv[2] ?? 10);
 const log = pino({ level: 'silent' });
@@ -52,14 +53,14 @@ console.log(`objects on dog.jpg ${dog.width}x${dog.height}, faces on messi5.jpg 
 console.log('model                 median ms   min ms   found');
 const objectModels: DetectObjectsParams['model'][] = ['yolox-nano', 'nanodet-m', 'fastestdet'];
 for (const model of objectModels) {
-  const params: DetectObjectsParams = { model };
+  const params = resolveParams<DetectObjectsParamsResolved>('detect_objects', { model } satisfies DetectObjectsParams);
   const { median, min } = await time(() => objects.run({ frame: dog }, params, ctx));
   const found = (await objects.run({ frame: dog }, params, ctx)).findings?.objects?.length;
   console.log(`${String(model).padEnd(20)} ${median.toFixed(1).padStart(9)} ${min.toFixed(1).padStart(8)}   ${found} objects`);
 }
 const faceModels: DetectFacesParams['model'][] = ['yunet-640', 'yunet-dynamic', 'ultraface-rfb-320', 'ultraface-rfb-640', 'ultraface-slim-320', 'blazeface-front-128', 'blazeface-back-256'];
 for (const model of faceModels) {
-  const params: DetectFacesParams = { model };
+  const params = resolveParams<DetectFacesParamsResolved>('detect_faces', { model } satisfies DetectFacesParams);
   const { median, min } = await time(() => faces.run({ frame: messi }, params, ctx));
   const found = (await faces.run({ frame: messi }, params, ctx)).findings?.faces?.length;
   console.log(`${String(model).padEnd(20)} ${median.toFixed(1).padStart(9)} ${min.toFixed(1).padStart(8)}   ${found} faces`);

@@ -16,6 +16,7 @@ import type { StageContext, StageDefinition } from '../services/runner/stage.js'
 import type { Findings } from '../services/shared/schema-types.js';
 import { fixture } from '../test/helpers/paths.js';
 import { createRestorationModelsDir } from '../test/helpers/restoration-models.js';
+import { resolveParams } from '../services/runner/params.js';
 
 const testModels = createRestorationModelsDir();
 process.env.MODELS_MANIFEST = testModels.manifestPath;
@@ -46,7 +47,7 @@ interface Case {
 }
 
 const frame = await megapixelPhoto();
-const faces = (await (await detectFaces.prepare({ log: silent, modelsDir })).run({ frame }, {}, ctx())).findings?.faces ?? [];
+const faces = (await (await detectFaces.prepare({ log: silent, modelsDir })).run({ frame }, resolveParams('detect_faces', {}), ctx())).findings?.faces ?? [];
 const enhance = createEnhanceFacesStage({ fallback: '' }) as unknown as StageDefinition<Record<string, unknown>>;
 const enhanceFallback = createEnhanceFacesStage({ fallback: 'sr-nomos-compact-x2' }) as unknown as StageDefinition<Record<string, unknown>>;
 const up = upscale as unknown as StageDefinition<Record<string, unknown>>;

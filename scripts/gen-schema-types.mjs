@@ -51,7 +51,18 @@ const ts = await compile(rootSchema, 'AllSchemas', {
   },
 });
 // The synthetic root type only exists to pull every schema in.
-const output = ts.replace(/export interface AllSchemas \{[\s\S]*?\n\}\n/, '');
+let output = ts.replace(/export interface AllSchemas \{[\s\S]*?\n\}\n/, '');
+// Step parameters as run() gets them: the runner validates them against the step's schema and
+// fills every default, so a step never writes a default a second time.
+const resolved = files.filter((f) => path.relative(schemasDir, f).startsWith('steps/')).map((file) => {
+  const schema = JSON.parse(readFileSync(file, 'utf8'));
+  const withDefault = Object.entries(schema.properties ?? {}).filter(([, v]) => 'default' in v).map(([k]) => `'${k}'`);
+  const doc = `/** ${schema.title} as a step's run() gets them: the schema's defaults filled in. */`;
+  return withDefault.length
+    ? `${doc}\nexport type ${schema.title}Resolved = ${schema.title} & Required<Pick<${schema.title}, ${withDefault.join(' | ')}>>;`
+    : `${doc}\nexport type ${schema.title}Resolved = ${schema.title};`;
+});
+output += `\n${resolved.join('\n')}\n`;
 
 if (process.argv.includes('--check')) {
   const current = readFileSync(target, 'utf8');

@@ -3,10 +3,11 @@
  * handed over in memory. No bus, no blob store, no HTTP.
  */
 import type { Frame, EncodedImage } from '../../services/runner/frame.js';
-import type { PreparedStage, StageContext } from '../../services/runner/stage.js';
+import type { PreparedStage, StageContext, StageInput } from '../../services/runner/stage.js';
 import { loadStage } from '../../services/stages/registry.js';
 import type { Findings } from '../../services/shared/schema-types.js';
 import { MODELS_DIR, now, silentLog } from './util.js';
+import { resolveParams } from '../../services/runner/params.js';
 
 export interface PipelineStep { step: string; params?: Record<string, unknown> }
 
@@ -36,7 +37,7 @@ export async function runInProcess(pipeline: PipelineStep[], image: Buffer): Pro
   for (const item of pipeline) {
     const ctx: StageContext = { log: silentLog, signal: new AbortController().signal, findings, inputFormat: findings.image?.format, heartbeat() {} };
     const a = now();
-    const result = await prepared.get(item.step)!.run(input, item.params ?? {}, ctx);
+    const result = await prepared.get(item.step)!.run(input as StageInput, resolveParams(item.step, item.params), ctx);
     stepMs.push(now() - a);
     findings = { ...findings, ...result.findings };
     if (result.encoded) output = result.encoded;

@@ -49,8 +49,3 @@ export function assertInstalled(id: string, modelsDir: string): void {
   const entry = findModel(id);
   if (!modelInstalled(id, modelsDir)) throw modelNotInstalled(entry, modelsDir);
 }
-
-/** A clear error for a stage called without its input frame (a wiring bug, not user input). */
-export function missingFrame(step: string): AppError {
-  return new AppError(500, 'missing_frame', `${step} needs a frame as input`, { retryable: false });
-}

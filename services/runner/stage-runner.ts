@@ -30,7 +30,8 @@ import { decideNext } from './decide-next.js';
 import type { EncodedImage, Frame } from './frame.js';
 import { finishJob, type JobFacts } from './job-lifecycle.js';
 import { conditionHolds } from './pipeline.js';
-import type { PreparedStage, StageDefinition, StageResult } from './stage.js';
+import type { PreparedStage, StageDefinition, StageInput, StageResult } from './stage.js';
+import { resolveParams } from './params.js';
 
 const validateJobMessage = schemaValidator<JobMessage>('messages/job-message.schema.json');
 
@@ -81,6 +82,7 @@ export interface StageRunnerOptions {
 }
 
 type Input = { frame?: Frame; encoded?: EncodedImage };
+
 
 /** Where a job stands while this process works on it. */
 interface Position {
@@ -193,7 +195,7 @@ export class StageRunner {
       const { jobId, index, pipeline } = message;
       const item = pipeline[index]!;
       const { stage, prepared } = this.host(item.step);
-      const params = (item.params ?? {}) as Record<string, unknown>;
+      const params = resolveParams(item.step, item.params);
       if (Date.now() > message.deadline) {
         await this.finish(message, { status: 'timeout', error: { code: 'job_timeout', message: `the job passed its deadline before step ${index} (${item.step})`, step: item.step }, index });
         msg.ack();
@@ -213,7 +215,7 @@ export class StageRunner {
       } else {
         publishProgress(this.bus.nc, { type: 'step.started', jobId, at: startedAt, step: item.step, index, steps: pipeline.length, attempt });
         const input = position.carried ? { frame: position.carried } : await this.loadInput(stage, message.input);
-        const result = await this.runStage(msg, message, prepared, input, params, log);
+        const result = await this.runStage(msg, message, prepared, input as StageInput, params, log);
         const finishedAt = Date.now();
         provenance = {
           index, step: item.step, params, status: 'done', ms: finishedAt - startedAt, startedAt, finishedAt, attempt,
@@ -284,7 +286,7 @@ export class StageRunner {
   }
 
   /** Runs the stage function with the message kept alive and a cancel able to abort it. */
-  private async runStage(msg: JsMsg, message: JobMessage, prepared: HostedStep['prepared'], input: Input, params: Record<string, unknown>, log: Logger): Promise<StageResult> {
+  private async runStage(msg: JsMsg, message: JobMessage, prepared: HostedStep['prepared'], input: StageInput, params: Record<string, unknown>, log: Logger): Promise<StageResult> {
     const abort = new AbortController();
     const keepAlive = setInterval(() => msg.working(), Math.max(1000, Math.floor(this.config.ackWaitMs / 3)));
     const stopListening = this.options.ends.onEnd(message.jobId, (type) => abort.abort(new JobEnded(type)));

@@ -16,6 +16,9 @@ import type { EncodedImage, Frame } from './frame.js';
 export type StageInputKind = 'encoded' | 'frame';
 export type StageOutputKind = 'encoded' | 'frame';
 
+/** Exactly the input a step's definition declares: the runner loads it before run() is called. */
+export type StageInput<K extends StageInputKind = StageInputKind> = K extends 'frame' ? { frame: Frame } : { encoded: EncodedImage };
+
 export interface StageContext {
   log: Logger;
   /** Aborted when the job is canceled or times out while the step runs. */
@@ -39,23 +42,24 @@ export interface StageResult {
   provenance?: StageProvenance;
 }
 
-export interface PreparedStage<P> {
-  run(input: { frame?: Frame; encoded?: EncodedImage }, params: P, ctx: StageContext): Promise<StageResult>;
+export interface PreparedStage<P, K extends StageInputKind = StageInputKind> {
+  /** `params` are valid for the step's schema with every default filled in (the <Step>ParamsResolved types). */
+  run(input: StageInput<K>, params: P, ctx: StageContext): Promise<StageResult>;
   /** Extra health information (execution provider, models loaded). */
   describe?(): Record<string, unknown>;
   close?(): Promise<void>;
 }
 
-export interface StageDefinition<P = Record<string, unknown>> {
+export interface StageDefinition<P = Record<string, unknown>, K extends StageInputKind = StageInputKind> {
   /** Step name: also the subject token (photolab.stage.<step>) and the params schema's file name. */
   step: string;
-  input: StageInputKind;
+  input: K;
   output: StageOutputKind;
   /**
    * Called once per process before the first message: load models, warm up.
    * Throws an AppError when the step cannot run on this machine (for example a missing model).
    */
-  prepare(options: PrepareOptions): Promise<PreparedStage<P>>;
+  prepare(options: PrepareOptions): Promise<PreparedStage<P, K>>;
   /**
    * Checked by the edge at submission: can a job with these params run at all here?
    * (For example: the model asked for is not installed.) Throws an AppError when not.

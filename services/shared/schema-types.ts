@@ -1266,3 +1266,18 @@ export interface WsUnsubscribed {
   type: "unsubscribed";
   jobId: string;
 }
+
+/** DecodeParams as a step's run() gets them: the schema's defaults filled in. */
+export type DecodeParamsResolved = DecodeParams;
+/** DenoiseParams as a step's run() gets them: the schema's defaults filled in. */
+export type DenoiseParamsResolved = DenoiseParams & Required<Pick<DenoiseParams, 'level' | 'tileOverlap'>>;
+/** DetectFacesParams as a step's run() gets them: the schema's defaults filled in. */
+export type DetectFacesParamsResolved = DetectFacesParams & Required<Pick<DetectFacesParams, 'model' | 'maxFaces' | 'iouThreshold' | 'inputSize'>>;
+/** DetectObjectsParams as a step's run() gets them: the schema's defaults filled in. */
+export type DetectObjectsParamsResolved = DetectObjectsParams & Required<Pick<DetectObjectsParams, 'model' | 'minScore' | 'maxObjects' | 'iouThreshold'>>;
+/** EncodeParams as a step's run() gets them: the schema's defaults filled in. */
+export type EncodeParamsResolved = EncodeParams & Required<Pick<EncodeParams, 'format'>>;
+/** EnhanceFacesParams as a step's run() gets them: the schema's defaults filled in. */
+export type EnhanceFacesParamsResolved = EnhanceFacesParams & Required<Pick<EnhanceFacesParams, 'model' | 'weight' | 'onlyCenterFace' | 'maxFaces' | 'minScore'>>;
+/** UpscaleParams as a step's run() gets them: the schema's defaults filled in. */
+export type UpscaleParamsResolved = UpscaleParams & Required<Pick<UpscaleParams, 'factor' | 'model' | 'x4Model' | 'tileOverlap'>>;

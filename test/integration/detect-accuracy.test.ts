@@ -18,14 +18,16 @@ import type { Box, DecodeParams, DetectFacesParams, DetectObjectsParams, Detecte
 import { findModel } from '../../services/models/manifest.js';
 import { schemaValidator } from '../../services/shared/schemas.js';
 import { MODELS_DIR, fixture } from '../helpers/paths.js';
+import { resolveParams } from '../../services/runner/params.js';
+import { withDefaults, type TestableStage } from '../helpers/steps.js';
 
 const log = pino({ level: 'silent' });
 const options = { log, modelsDir: MODELS_DIR };
 const ctx = (): StageContext => ({ log, signal: new AbortController().signal, findings: {}, heartbeat() {} });
 
-let decode: PreparedStage<DecodeParams>;
-let faces: PreparedStage<DetectFacesParams>;
-let objects: PreparedStage<DetectObjectsParams>;
+let decode: PreparedStage<DecodeParams, 'encoded'>;
+let faces: TestableStage<DetectFacesParams>;
+let objects: TestableStage<DetectObjectsParams>;
 let facesStage: typeof import('../../services/stages/steps/detect_faces.js').stage;
 let objectsStage: typeof import('../../services/stages/steps/detect_objects.js').stage;
 
@@ -40,8 +42,8 @@ before(async () => {
   decode = await (await import('../../services/stages/steps/decode.js')).stage.prepare(options);
   facesStage = (await import('../../services/stages/steps/detect_faces.js')).stage;
   objectsStage = (await import('../../services/stages/steps/detect_objects.js')).stage;
-  faces = await facesStage.prepare(options);
-  objects = await objectsStage.prepare(options);
+  faces = withDefaults('detect_faces', await facesStage.prepare(options));
+  objects = withDefaults('detect_objects', await objectsStage.prepare(options));
 });
 
 async function decodeBytes(bytes: Buffer, format = 'jpeg'): Promise<Frame> {
@@ -240,12 +242,11 @@ test('a photo without faces or objects gives empty findings', async () => {
 });
 
 test('admit and run refuse a model that is not installed', async () => {
-  assert.throws(() => objectsStage.admit!({ model: 'yolox-s' }, options), (e: { status?: number; code?: string; message: string }) =>
+  assert.throws(() => objectsStage.admit!(resolveParams('detect_objects', { model: 'yolox-s' }), options), (e: { status?: number; code?: string; message: string }) =>
     e.status === 503 && e.code === 'model_not_installed' && e.message.includes('npm run models -- fetch yolox-s'));
-  assert.doesNotThrow(() => objectsStage.admit!({}, options));
-  assert.doesNotThrow(() => facesStage.admit!({ model: 'ultraface' }, options));
-  assert.throws(() => facesStage.admit!({ model: 'blazeface' }, { ...options, modelsDir: '/nonexistent' }), { code: 'model_not_installed' });
+  assert.doesNotThrow(() => objectsStage.admit!(resolveParams('detect_objects', {}), options));
+  assert.doesNotThrow(() => facesStage.admit!(resolveParams('detect_faces', { model: 'ultraface' }), options));
+  assert.throws(() => facesStage.admit!(resolveParams('detect_faces', { model: 'blazeface' }), { ...options, modelsDir: '/nonexistent' }), { code: 'model_not_installed' });
   const frame = await decodeFixture('dog.jpg');
-  await assert.rejects(objects.run({ frame }, { model: 'yolox-s' }, ctx()), { code: 'model_not_installed' });
-  await assert.rejects(objects.run({}, {}, ctx()), { code: 'missing_frame' });
+  await assert.rejects(objects.run({ frame }, resolveParams('detect_objects', { model: 'yolox-s' }), ctx()), { code: 'model_not_installed' });
 });

@@ -10,7 +10,9 @@ import { fixture } from '../helpers/paths.js';
 import { createRestorationModelsDir } from '../helpers/restoration-models.js';
 import type { Frame } from '../../services/runner/frame.js';
 import type { StageContext, StageDefinition } from '../../services/runner/stage.js';
-import type { EnhanceFacesParams, Face, Findings } from '../../services/shared/schema-types.js';
+import type { EnhanceFacesParams, EnhanceFacesParamsResolved, Face, Findings } from '../../services/shared/schema-types.js';
+import { withDefaults } from '../helpers/steps.js';
+import { resolveParams } from '../../services/runner/params.js';
 
 // The manifest override must be in place before any service module reads the configuration.
 const models = createRestorationModelsDir();
@@ -26,8 +28,8 @@ function context(findings: Findings = {}): StageContext {
   return { log: silent, signal: new AbortController().signal, findings, heartbeat() {} };
 }
 
-async function run(stage: StageDefinition<EnhanceFacesParams>, frame: Frame, params: EnhanceFacesParams, findings: Findings = {}) {
-  const prepared = await stage.prepare({ log: silent, modelsDir: models.modelsDir });
+async function run(stage: StageDefinition<EnhanceFacesParamsResolved, 'frame'>, frame: Frame, params: EnhanceFacesParams, findings: Findings = {}) {
+  const prepared = withDefaults<EnhanceFacesParams>('enhance_faces', await stage.prepare({ log: silent, modelsDir: models.modelsDir }));
   return prepared.run({ frame }, params, context(findings));
 }
 
@@ -92,15 +94,15 @@ describe('enhance_faces', () => {
   const stage = createEnhanceFacesStage({ fallback: '' });
 
   it('admit refuses a missing restoration model with 503 model_not_installed naming the fetch command', () => {
-    assert.throws(() => stage.admit!({ model: 'gpen-bfr-512' }, { log: silent, modelsDir: models.modelsDir }), (error: unknown) => {
+    assert.throws(() => stage.admit!(resolveParams('enhance_faces', { model: 'gpen-bfr-512' }), { log: silent, modelsDir: models.modelsDir }), (error: unknown) => {
       assert.ok(error instanceof AppError);
       assert.equal(error.status, 503);
       assert.equal(error.code, 'model_not_installed');
       assert.match(error.message, /npm run models -- fetch gpen-bfr-512/);
       return true;
     });
-    stage.admit!({ model: 'gfpgan-v1.4' }, { log: silent, modelsDir: models.modelsDir });
-    createEnhanceFacesStage({ fallback: 'sr-nomos-compact-x2' }).admit!({ model: 'gpen-bfr-512' }, { log: silent, modelsDir: models.modelsDir });
+    stage.admit!(resolveParams('enhance_faces', { model: 'gfpgan-v1.4' }), { log: silent, modelsDir: models.modelsDir });
+    createEnhanceFacesStage({ fallback: 'sr-nomos-compact-x2' }).admit!(resolveParams('enhance_faces', { model: 'gpen-bfr-512' }), { log: silent, modelsDir: models.modelsDir });
   });
 
   it('GFPGAN contract, weight 1: the aligned face region is replaced exactly, the rest untouched (RGB)', async () => {

@@ -15,6 +15,7 @@ import type { DenoiseParams, Findings, UpscaleParams } from '../../services/shar
 import { stage as decode } from '../../services/stages/steps/decode.js';
 import { stage as denoise } from '../../services/stages/steps/denoise.js';
 import { stage as upscale } from '../../services/stages/steps/upscale.js';
+import { resolveParams } from '../../services/runner/params.js';
 
 const silent = { info() {}, warn() {}, debug() {}, error() {}, trace() {}, fatal() {}, child() { return silent; } } as unknown as StageContext['log'];
 const context = (findings: Findings = {}): StageContext => ({ log: silent, signal: new AbortController().signal, findings, heartbeat() {} });
@@ -34,11 +35,11 @@ async function photoCrop(name: string, left: number, top: number, size: number):
 }
 
 async function runUpscale(frame: Frame, params: UpscaleParams, findings: Findings = {}) {
-  return (await preparedUpscale).run({ frame }, params, context(findings));
+  return (await preparedUpscale).run({ frame }, resolveParams('upscale', params), context(findings));
 }
 
 async function runDenoise(frame: Frame, params: DenoiseParams): Promise<Frame> {
-  return (await (await preparedDenoise).run({ frame }, params, context())).frame!;
+  return (await (await preparedDenoise).run({ frame }, resolveParams('denoise', params), context())).frame!;
 }
 
 function psnr(a: Uint8Array, b: Uint8Array): number {
@@ -233,12 +234,12 @@ describe('frame kinds and sizes', () => {
   });
 
   it('refuses bad parameters and missing models with clear errors', async () => {
-    await assert.rejects(runUpscale({ width: 10, height: 10, channels: 3, data: Buffer.alloc(300) }, { factor: 9 }), /factor must be/);
-    assert.throws(() => upscale.admit!({ factor: 2, tileSize: 64, tileOverlap: 40 }, options), /tileOverlap/);
-    assert.throws(() => upscale.admit!({ factor: 2 }, { log: silent, modelsDir: '/nonexistent' }), (e: unknown) =>
+    await assert.rejects(runUpscale({ width: 10, height: 10, channels: 3, data: Buffer.alloc(300) }, { factor: 9 }), /factor/);
+    assert.throws(() => upscale.admit!(resolveParams('upscale', { factor: 2, tileSize: 64, tileOverlap: 40 }), options), /tileOverlap/);
+    assert.throws(() => upscale.admit!(resolveParams('upscale', { factor: 2 }), { log: silent, modelsDir: '/nonexistent' }), (e: unknown) =>
       (e as { code?: string; status?: number }).code === 'model_not_installed' && (e as { status: number }).status === 503);
-    assert.throws(() => denoise.admit!({ level: 'medium' }, { log: silent, modelsDir: '/nonexistent' }), /npm run models -- fetch/);
+    assert.throws(() => denoise.admit!(resolveParams('denoise', { level: 'medium' }), { log: silent, modelsDir: '/nonexistent' }), /npm run models -- fetch/);
     // A photo x4 model that is not on these machines is refused at admission, naming the fetch.
-    assert.throws(() => upscale.admit!({ factor: 4, x4Model: 'x4plus' }, options), /npm run models -- fetch realesrgan-x4plus/);
+    assert.throws(() => upscale.admit!(resolveParams('upscale', { factor: 4, x4Model: 'x4plus' }), options), /npm run models -- fetch realesrgan-x4plus/);
   });
 });

@@ -13,6 +13,7 @@ import { JobEnds } from '../../services/bus/job-ends.js';
 import { msgIds, STREAMS, stageConsumer, subjects, uploadBlobName } from '../../services/bus/subjects.js';
 import { StageRunner, type ColocatedSteps } from '../../services/runner/stage-runner.js';
 import type { StageDefinition } from '../../services/runner/stage.js';
+import type { EncodedImage } from '../../services/runner/frame.js';
 import { loadConfig, type Config } from '../../services/shared/config.js';
 import { AppError } from '../../services/shared/errors.js';
 import { newId } from '../../services/shared/ids.js';
@@ -32,7 +33,7 @@ const flaky: StageDefinition = {
   output: 'encoded',
   async prepare() {
     return {
-      async run(input, params) {
+      async run(input: { encoded: EncodedImage }, params) {
         const plan = failuresOf.get(String(params.tag));
         if (plan && plan.left > 0) {
           plan.left--;

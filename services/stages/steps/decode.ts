@@ -6,20 +6,19 @@
 import sharp, { type Metadata } from 'sharp';
 import { config } from '../../shared/config.js';
 import { unprocessable } from '../../shared/errors.js';
-import type { DecodeParams } from '../../shared/schema-types.js';
+import type { DecodeParamsResolved } from '../../shared/schema-types.js';
 import type { Frame } from '../../runner/frame.js';
 import type { StageDefinition } from '../../runner/stage.js';
 
 const DECODABLE = new Set(['jpeg', 'png', 'webp', 'avif', 'heif', 'tiff', 'gif']);
 
-export const stage: StageDefinition<DecodeParams> = {
+export const stage: StageDefinition<DecodeParamsResolved, 'encoded'> = {
   step: 'decode',
   input: 'encoded',
   output: 'frame',
   async prepare() {
     return {
       async run({ encoded }, params) {
-        if (!encoded) throw new Error('decode needs the uploaded image');
         const maxPixels = Math.min(params.maxPixels ?? config.maxInputPixels, config.maxInputPixels);
         const header = await readHeader(encoded.bytes);
         if (!header.format || !DECODABLE.has(header.format)) {

@@ -20,13 +20,13 @@
  * Grey frames use the grey DnCNN and go through the RGB Nomos models as R = G = B.
  * Alpha passes through unchanged.
  */
-import type { DenoiseParams } from '../../shared/schema-types.js';
-import { badRequest } from '../../shared/errors.js';
+import type { DenoiseParams, DenoiseParamsResolved } from '../../shared/schema-types.js';
+import { checkTiling } from '../tiling.js';
 import type { Frame } from '../../runner/frame.js';
 import type { StageDefinition } from '../../runner/stage.js';
 import { joinAlpha, resizePixels, splitAlpha } from '../frame-ops.js';
 import { MODEL_IDS, loadImageModel, modelUse, preloadInstalled, provenanceOf, requireInstalled, type ModelEnv, type ModelUse } from '../image-models.js';
-import { DEFAULT_TILE_OVERLAP, runGreyModel, runRgbModel } from '../upscaler.js';
+import { runGreyModel, runRgbModel } from '../upscaler.js';
 
 export type DenoiseLevel = NonNullable<DenoiseParams['level']>;
 
@@ -40,8 +40,8 @@ export function denoiseModelIds(level: DenoiseLevel, colourChannels: 1 | 3): str
   }
 }
 
-export async function denoiseFrame(frame: Frame, params: DenoiseParams, env: ModelEnv): Promise<{ frame: Frame; models: ModelUse[]; note: string }> {
-  const level: DenoiseLevel = params.level ?? 'light';
+export async function denoiseFrame(frame: Frame, params: DenoiseParamsResolved, env: ModelEnv): Promise<{ frame: Frame; models: ModelUse[]; note: string }> {
+  const level: DenoiseLevel = params.level;
   const { width, height } = frame;
   const { colour, colourChannels, alpha } = splitAlpha(frame);
   const tiling = { tileSize: params.tileSize, tileOverlap: params.tileOverlap };
@@ -87,28 +87,19 @@ export async function denoiseFrame(frame: Frame, params: DenoiseParams, env: Mod
   return { frame: joinAlpha(clean, colourChannels, alpha, width, height), models: uses, note };
 }
 
-function checkTiling(params: DenoiseParams): void {
-  const overlap = params.tileOverlap ?? DEFAULT_TILE_OVERLAP;
-  if (params.tileSize !== undefined && overlap * 2 >= params.tileSize) {
-    throw badRequest('invalid_tiling', `tileOverlap (${overlap}) must be less than half of tileSize (${params.tileSize})`);
-  }
-}
-
-export const stage: StageDefinition<DenoiseParams> = {
+export const stage: StageDefinition<DenoiseParamsResolved, 'frame'> = {
   step: 'denoise',
   input: 'frame',
   output: 'frame',
   admit(params, { modelsDir }) {
     checkTiling(params);
     // Whether the frame is grey is not known at submission: both DnCNN variants are needed then.
-    const level = params.level ?? 'light';
-    requireInstalled([...new Set([...denoiseModelIds(level, 3), ...denoiseModelIds(level, 1)])], modelsDir);
+    requireInstalled([...new Set([...denoiseModelIds(params.level, 3), ...denoiseModelIds(params.level, 1)])], modelsDir);
   },
   async prepare({ log, modelsDir }) {
     await preloadInstalled([MODEL_IDS.denoiseColor, MODEL_IDS.denoiseGray], { modelsDir, log });
     return {
       async run({ frame }, params, ctx) {
-        if (!frame) throw new Error('denoise needs a frame');
         checkTiling(params);
         const result = await denoiseFrame(frame, params, { modelsDir, log: ctx.log ?? log, signal: ctx.signal, heartbeat: () => ctx.heartbeat() });
         return { frame: result.frame, provenance: provenanceOf(result.models, result.note) };

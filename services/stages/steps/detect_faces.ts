@@ -3,10 +3,10 @@
  * coordinates of the image as the user sees it; with YuNet also five landmarks: right eye, left
  * eye, nose tip, right and left mouth corners). The frame passes through unchanged.
  */
-import { DetectorModels, assertInstalled, missingFrame } from '../../models/detector-cache.js';
+import { DetectorModels, assertInstalled } from '../../models/detector-cache.js';
 import { detectFaces, faceFamily, type FaceFamily } from '../../models/detectors/faces.js';
 import { frameToRgb } from '../../models/tensor.js';
-import type { DetectFacesParams } from '../../shared/schema-types.js';
+import type { DetectFacesParamsResolved } from '../../shared/schema-types.js';
 import type { StageDefinition } from '../../runner/stage.js';
 
 /** Family names in params stand for a concrete manifest model. */
@@ -15,12 +15,11 @@ export const DEFAULT_FACE_MODEL = 'yunet-640';
 /** Score scales differ per family: each threshold keeps real faces and drops crowd blur on the fixtures. */
 const DEFAULT_MIN_SCORE: Record<FaceFamily, number> = { yunet: 0.6, ultraface: 0.7, blazeface: 0.6 };
 
-export function faceModelId(params: DetectFacesParams): string {
-  const requested = params.model ?? 'yunet';
-  return ALIASES[requested] ?? requested;
+export function faceModelId(params: DetectFacesParamsResolved): string {
+  return ALIASES[params.model] ?? params.model;
 }
 
-export const stage: StageDefinition<DetectFacesParams> = {
+export const stage: StageDefinition<DetectFacesParamsResolved, 'frame'> = {
   step: 'detect_faces',
   input: 'frame',
   output: 'frame',
@@ -32,15 +31,14 @@ export const stage: StageDefinition<DetectFacesParams> = {
     await models.get(DEFAULT_FACE_MODEL);
     return {
       async run({ frame }, params, ctx) {
-        if (!frame) throw missingFrame('detect_faces');
         const id = faceModelId(params);
         const model = await models.get(id);
         ctx.signal?.throwIfAborted();
         const faces = await detectFaces(model, frameToRgb(frame), {
           minScore: params.minScore ?? DEFAULT_MIN_SCORE[faceFamily(id)],
-          maxFaces: params.maxFaces ?? 100,
-          iouThreshold: params.iouThreshold ?? 0.3,
-          inputSize: params.inputSize ?? 640,
+          maxFaces: params.maxFaces,
+          iouThreshold: params.iouThreshold,
+          inputSize: params.inputSize,
         });
         return {
           frame,

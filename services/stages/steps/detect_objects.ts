@@ -2,20 +2,19 @@
  * detect_objects: finds COCO objects (80 classes) and adds them to the job's findings, boxes in
  * the coordinates of the image as the user sees it. The frame passes through unchanged.
  */
-import { DetectorModels, assertInstalled, missingFrame } from '../../models/detector-cache.js';
+import { DetectorModels, assertInstalled } from '../../models/detector-cache.js';
 import { COCO_LABELS } from '../../models/detectors/coco.js';
 import { detectObjects } from '../../models/detectors/objects.js';
 import { frameToRgb } from '../../models/tensor.js';
 import { badRequest } from '../../shared/errors.js';
-import type { DetectObjectsParams } from '../../shared/schema-types.js';
+import type { DetectObjectsParamsResolved } from '../../shared/schema-types.js';
 import type { StageDefinition } from '../../runner/stage.js';
 
 const ALIASES: Record<string, string> = { yolox: 'yolox-nano', nanodet: 'nanodet-m' };
 export const DEFAULT_OBJECT_MODEL = 'yolox-nano';
 
-export function objectModelId(params: DetectObjectsParams): string {
-  const requested = params.model ?? 'yolox';
-  return ALIASES[requested] ?? requested;
+export function objectModelId(params: DetectObjectsParamsResolved): string {
+  return ALIASES[params.model] ?? params.model;
 }
 
 /** Labels -> class ids; unknown labels are a 400 (the schema's enum normally catches them first). */
@@ -30,7 +29,7 @@ export function classIdsFor(labels: readonly string[] | undefined): Set<number> 
   return ids;
 }
 
-export const stage: StageDefinition<DetectObjectsParams> = {
+export const stage: StageDefinition<DetectObjectsParamsResolved, 'frame'> = {
   step: 'detect_objects',
   input: 'frame',
   output: 'frame',
@@ -43,15 +42,14 @@ export const stage: StageDefinition<DetectObjectsParams> = {
     await models.get(DEFAULT_OBJECT_MODEL);
     return {
       async run({ frame }, params, ctx) {
-        if (!frame) throw missingFrame('detect_objects');
         const id = objectModelId(params);
         const classIds = classIdsFor(params.classes);
         const model = await models.get(id);
         ctx.signal?.throwIfAborted();
         const objects = await detectObjects(model, frameToRgb(frame), {
-          minScore: params.minScore ?? 0.3,
-          maxObjects: params.maxObjects ?? 100,
-          iouThreshold: params.iouThreshold ?? 0.45,
+          minScore: params.minScore,
+          maxObjects: params.maxObjects,
+          iouThreshold: params.iouThreshold,
           classIds,
         });
         return {

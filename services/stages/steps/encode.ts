@@ -3,7 +3,7 @@
  * (formats we do not write, GIF and TIFF, come out as lossless PNG).
  */
 import sharp from 'sharp';
-import type { EncodeParams } from '../../shared/schema-types.js';
+import type { EncodeParams, EncodeParamsResolved } from '../../shared/schema-types.js';
 import type { StageDefinition } from '../../runner/stage.js';
 
 type OutputFormat = 'jpeg' | 'png' | 'webp' | 'avif';
@@ -16,14 +16,13 @@ export function outputFormatFor(requested: EncodeParams['format'], inputFormat: 
   return 'png';
 }
 
-export const stage: StageDefinition<EncodeParams> = {
+export const stage: StageDefinition<EncodeParamsResolved, 'frame'> = {
   step: 'encode',
   input: 'frame',
   output: 'encoded',
   async prepare() {
     return {
       async run({ frame }, params, ctx) {
-        if (!frame) throw new Error('encode needs a frame');
         const format = outputFormatFor(params.format, ctx.findings.image?.format ?? ctx.inputFormat);
         let image = sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: frame.channels } });
         const hasAlpha = frame.channels === 2 || frame.channels === 4;

@@ -12,7 +12,7 @@
  * aligned faces and the provenance note says so.
  */
 import { config } from '../../shared/config.js';
-import type { EnhanceFacesParams, Face, Findings } from '../../shared/schema-types.js';
+import type { EnhanceFacesParamsResolved, Face, Findings } from '../../shared/schema-types.js';
 import type { Frame } from '../../runner/frame.js';
 import type { StageContext, StageDefinition } from '../../runner/stage.js';
 import { detectFaces } from '../../models/detectors/faces.js';
@@ -24,7 +24,8 @@ import { planUpscale, upscaleFrame } from '../upscaler.js';
 
 /** The detector this step uses when no earlier step found faces with landmarks. */
 export const SELF_DETECT_MODEL = 'yunet-640';
-const DEFAULTS = { model: 'gfpgan-v1.4', weight: 0.5, maxFaces: 10, minScore: 0.6 } as const;
+/** The default restoration model (schemas/steps/enhance_faces.schema.json), loaded at start. */
+const DEFAULT_MODEL = 'gfpgan-v1.4';
 
 export interface EnhanceFacesSettings {
   /** FACE_RESTORE_FALLBACK: model id used when the restoration model is missing ('' = refuse). */
@@ -41,29 +42,28 @@ async function facesFor(frame: Frame, findings: Findings, minScore: number, env:
   return { faces, detected: modelUse(detector) };
 }
 
-export function createEnhanceFacesStage(settings: EnhanceFacesSettings): StageDefinition<EnhanceFacesParams> {
+export function createEnhanceFacesStage(settings: EnhanceFacesSettings): StageDefinition<EnhanceFacesParamsResolved, 'frame'> {
   return {
     step: 'enhance_faces',
     input: 'frame',
     output: 'frame',
     admit(params, { modelsDir }) {
-      chooseRestorationModel(params.model ?? DEFAULTS.model, settings.fallback, modelsDir);
+      chooseRestorationModel(params.model, settings.fallback, modelsDir);
       if (params.upscale !== undefined) requireInstalled([planUpscale(params.upscale).modelId], modelsDir);
     },
     async prepare({ log, modelsDir }) {
-      await preloadInstalled([DEFAULTS.model, ...(settings.fallback ? [settings.fallback] : []), SELF_DETECT_MODEL], { modelsDir, log });
+      await preloadInstalled([DEFAULT_MODEL, ...(settings.fallback ? [settings.fallback] : []), SELF_DETECT_MODEL], { modelsDir, log });
       return {
         async run({ frame }, params, ctx: StageContext) {
-          if (!frame) throw new Error('enhance_faces needs a frame');
           const env: ModelEnv = { modelsDir, log: ctx.log ?? log, signal: ctx.signal, heartbeat: () => ctx.heartbeat() };
-          const weight = params.weight ?? DEFAULTS.weight;
-          const choice = chooseRestorationModel(params.model ?? DEFAULTS.model, settings.fallback, modelsDir);
+          const weight = params.weight;
+          const choice = chooseRestorationModel(params.model, settings.fallback, modelsDir);
           const model = await loadImageModel(choice.id, env);
           const restorer = choice.fallback ? fallbackRestorer(model, weight) : restorationModelRestorer(model, weight);
 
           const uses: ModelUse[] = [];
           const notes: string[] = [];
-          const found = await facesFor(frame, ctx.findings, params.minScore ?? DEFAULTS.minScore, env);
+          const found = await facesFor(frame, ctx.findings, params.minScore, env);
           if (found.detected) uses.push(found.detected);
           let work = frame;
           let faces = found.faces;
@@ -80,13 +80,13 @@ export function createEnhanceFacesStage(settings: EnhanceFacesSettings): StageDe
             notes.push(up.note);
           }
           const selected = selectFaces(faces, work.width, work.height, {
-            onlyCenterFace: params.onlyCenterFace ?? false,
-            maxFaces: params.maxFaces ?? DEFAULTS.maxFaces,
+            onlyCenterFace: params.onlyCenterFace,
+            maxFaces: params.maxFaces,
           });
           const result = await restoreFaces(work, selected, restorer, { signal: ctx.signal, heartbeat: env.heartbeat });
           if (result.restored > 0) uses.push(modelUse(model));
           const how = choice.fallback
-            ? `fallback ${choice.id} (FACE_RESTORE_FALLBACK; ${params.model ?? DEFAULTS.model} is not installed) on aligned faces, weight ${weight}`
+            ? `fallback ${choice.id} (FACE_RESTORE_FALLBACK; ${params.model} is not installed) on aligned faces, weight ${weight}`
             : `${choice.id}, ${model.inputNames.length > 1 ? 'fidelity' : 'weight'} ${weight}`;
           notes.push(`restored ${result.restored} of ${faces.length} face(s) with ${how}`);
           if (found.detected) notes.push(`faces detected here with ${SELF_DETECT_MODEL}`);

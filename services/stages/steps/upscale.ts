@@ -2,38 +2,28 @@
  * upscale: super-resolution by any factor 1 < f <= 8 (see upscaler.ts for which model does what).
  * Output is exactly round(f × width) × round(f × height); alpha and grey are kept.
  */
-import type { UpscaleParams } from '../../shared/schema-types.js';
-import { badRequest } from '../../shared/errors.js';
+import type { UpscaleParamsResolved } from '../../shared/schema-types.js';
+import { checkTiling } from '../tiling.js';
 import type { StageDefinition } from '../../runner/stage.js';
 import { scaleFindings } from '../frame-ops.js';
 import { MODEL_IDS, preloadInstalled, provenanceOf, requireInstalled } from '../image-models.js';
-import { DEFAULT_TILE_OVERLAP, planUpscale, upscaleFrame } from '../upscaler.js';
+import { planUpscale, upscaleFrame } from '../upscaler.js';
 
-const DEFAULT_FACTOR = 2;
-
-function checkTiling(params: UpscaleParams): void {
-  const overlap = params.tileOverlap ?? DEFAULT_TILE_OVERLAP;
-  if (params.tileSize !== undefined && overlap * 2 >= params.tileSize) {
-    throw badRequest('invalid_tiling', `tileOverlap (${overlap}) must be less than half of tileSize (${params.tileSize})`);
-  }
-}
-
-export const stage: StageDefinition<UpscaleParams> = {
+export const stage: StageDefinition<UpscaleParamsResolved, 'frame'> = {
   step: 'upscale',
   input: 'frame',
   output: 'frame',
   admit(params, { modelsDir }) {
     checkTiling(params);
-    requireInstalled([planUpscale(params.factor ?? DEFAULT_FACTOR, params.model, params.x4Model).modelId], modelsDir);
+    requireInstalled([planUpscale(params.factor, params.model, params.x4Model).modelId], modelsDir);
   },
   async prepare({ log, modelsDir }) {
     await preloadInstalled([MODEL_IDS.x2Span], { modelsDir, log });
     return {
       async run({ frame }, params, ctx) {
-        if (!frame) throw new Error('upscale needs a frame');
         checkTiling(params);
         const result = await upscaleFrame(frame, {
-          factor: params.factor ?? DEFAULT_FACTOR,
+          factor: params.factor,
           x2Model: params.model,
           x4Model: params.x4Model,
           tileSize: params.tileSize,
