@@ -60,6 +60,13 @@ async function main(): Promise<void> {
     process.stderr.write(`\n  export TOKEN=${token}\n\n`);
   }
 
+  // Development default: a browser front end served from this machine (the PLAYE one, on any
+  // local dev-server port) can read the answers. Set CORS_ORIGINS to choose; it is never widened.
+  if (process.env.CORS_ORIGINS === undefined) {
+    env.CORS_ORIGINS = 'http://localhost:*,http://127.0.0.1:*';
+    log.info({ corsOrigins: env.CORS_ORIGINS }, 'CORS_ORIGINS not set: allowing local front ends');
+  }
+
   const stages = await loadStages();
   const steps = config.stages.length > 0 ? config.stages : [...stages.keys()];
   const nc = await connect({ servers: env.NATS_URL!.split(','), name: 'photolab-launcher' });
