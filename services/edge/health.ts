@@ -36,6 +36,10 @@ export async function checkHealth(bus: Bus, steps: string[]): Promise<HealthResp
       health.stages[step] = { seen: replicas.length > 0, pending: 0, inFlight: 0, waiting: 0, replicas };
     }
   }));
+  // The old PLAYE backend's fields: whether its models ran on a GPU. Here models run in the
+  // stage processes, which report their execution providers in their presence info.
+  health.cuda_available = live.some((p) => /cuda/i.test(JSON.stringify(p.info ?? {})));
+  health.device = health.cuda_available ? 'cuda' : 'cpu';
   if (Object.values(health.streams).some((ok) => !ok)) health.status = 'down';
   else if (Object.values(health.stages).some((s) => !s.seen)) health.status = 'degraded';
   return health;
