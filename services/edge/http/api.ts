@@ -1,5 +1,5 @@
 /**
- * The HTTP API under /api. Every route but health, hello and CORS preflights needs a bearer
+ * The HTTP API under /api. Every route but /, health, hello and CORS preflights needs a bearer
  * token; each authenticated request takes one token of the caller's rate limit.
  * docs/api.md documents every route; schemas/http/ has every body.
  */
