@@ -194,6 +194,15 @@ describe('the PLAYE front end, unchanged, end to end', () => {
     assert.equal(scenes.answer.headers['access-control-allow-origin'], ORIGIN, 'the page can read why');
   });
 
+  test('a repeat never joins a job that failed: the same bad frame twice is two jobs, each a 422', async () => {
+    const bad = Buffer.from('\x89PNG\r\n\x1a\n but not really');
+    const first = await postImage('/ai/detectObjects', bad);
+    assertError(first.answer, 422, 'undecodable_image');
+    const second = await postImage('/ai/detectObjects', bad);
+    assertError(second.answer, 422, 'undecodable_image');
+    assert.notEqual(second.answer.body.details.task_id, first.answer.body.details.task_id);
+  });
+
   test('a 720p denoise on a slow pipeline still reaches the client: 202 with Retry-After before its timeout, the job polled at /jobs/<task_id>, and the repeat of the request answers the image', async () => {
     // "Slow": the edge waits 300 ms and no denoise process runs yet, so the answer is
     // certainly the not-done one, whatever this machine's speed.
