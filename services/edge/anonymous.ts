@@ -19,12 +19,17 @@ const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|\[::1\]|localhost)$/i;
 
 export const isLoopbackHost = (host: string) => LOOPBACK.test(host);
 
+/** Why the setting is not allowed on this listener, or undefined when it is (or is off). */
+export function anonymousRefusal(config: Config): string | undefined {
+  if (!config.anonymousSubject || isLoopbackHost(config.httpHost) || config.anonymousAnyHost) return undefined;
+  return `ANONYMOUS_SUBJECT is set but HTTP_HOST is ${config.httpHost}: requests without a token are only accepted on a loopback listener (HTTP_HOST=127.0.0.1); set ANONYMOUS_ANY_HOST=true to allow them from the network`;
+}
+
 /** Throws when the setting is not allowed on this listener; warns when it is on. */
 export function checkAnonymousSetting(config: Config, log: Logger): void {
   if (!config.anonymousSubject) return;
-  if (!isLoopbackHost(config.httpHost) && !config.anonymousAnyHost) {
-    throw new Error(`ANONYMOUS_SUBJECT is set but HTTP_HOST is ${config.httpHost}: requests without a token are only accepted on a loopback listener (HTTP_HOST=127.0.0.1); set ANONYMOUS_ANY_HOST=true to allow them from the network`);
-  }
+  const refusal = anonymousRefusal(config);
+  if (refusal) throw new Error(refusal);
   log.warn({ subject: config.anonymousSubject, httpHost: config.httpHost, anyHost: config.anonymousAnyHost },
     'ANONYMOUS_SUBJECT is set: HTTP requests without a token act as this subject (anyone who can reach this port)');
 }

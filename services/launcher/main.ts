@@ -15,6 +15,7 @@ import { SignJWT } from 'jose';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { ensureTopology } from '../bus/topology.js';
+import { anonymousRefusal } from '../edge/anonymous.js';
 import { loadStages } from '../stages/registry.js';
 import { loadConfig } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
@@ -36,6 +37,9 @@ interface Service {
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  // Checked here too, before anything starts: the edge would refuse it at every restart.
+  const refusal = anonymousRefusal(config);
+  if (refusal) throw new Error(refusal);
   const env: NodeJS.ProcessEnv = { ...process.env, PHOTOLAB_LAUNCHED: '1' };
   let nats: RunningNatsServer | undefined;
   if (!config.natsUrl) {
