@@ -285,6 +285,10 @@ export interface ErrorResponse {
   details?: {
     [k: string]: unknown;
   };
+  /**
+   * = message, on the PLAYE routes (POST /api/ai/*) only: the old backend's FastAPI errors were {detail}
+   */
+  detail?: string;
 }
 /**
  * GET /api/health (no token needed). 200 when NATS is connected and the streams exist, 503 otherwise.

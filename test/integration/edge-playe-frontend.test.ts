@@ -191,6 +191,7 @@ describe('the PLAYE front end, unchanged, end to end', () => {
     assert.equal(scenes.success, false);
     assertError(scenes.answer, 501, 'task_unavailable');
     assert.match(scenes.answer.body.message, /scene/);
+    assert.equal(scenes.answer.body.detail, scenes.answer.body.message, 'the old backend\'s {detail}');
     assert.equal(scenes.answer.headers['access-control-allow-origin'], ORIGIN, 'the page can read why');
   });
 

@@ -22,7 +22,7 @@ import { boxesOf, playeFaces, playeObjects } from '../../playe-shapes.js';
 import type { ApiContext } from '../api.js';
 import { decodeBase64Image, parseJsonBody } from '../body.js';
 import { parseMultipart } from '../multipart.js';
-import { json, route, type Reply } from '../uws-http.js';
+import { errorReply, json, route, type Reply, type Request } from '../uws-http.js';
 
 /**
  * Retry-After of a 202. A repeat of the request joins the job and itself waits on its events
@@ -35,55 +35,68 @@ const MAX_JOIN_HOPS = 8;
 
 export function mountPlayeRoutes(app: TemplatedApp, ctx: ApiContext): void {
   route(app, 'post', '/api/ai/:name', async (req) => {
-    const name = req.params.name!;
-    const endpoint = playeEndpoint(name);
-    if (!endpoint && !Object.hasOwn(PLAYE_UNAVAILABLE, name)) {
-      const known = [...Object.keys(PLAYE_ENDPOINTS), ...Object.keys(PLAYE_ALIASES)];
-      throw notFound('route_not_found', `no route POST ${req.path}; known: ${known.map((n) => `/api/ai/${n}`).join(', ')}`);
+    try {
+      return await playeRequest(ctx, req);
+    } catch (error) {
+      // The old backend's errors were FastAPI's {detail}: ours carry it too on these routes.
+      // Anything but an AppError is a fault: route's own handling logs it and answers 500.
+      if (!(error instanceof AppError)) throw error;
+      if (error.status >= 500 && error.status !== 501 && error.status !== 503) ctx.log.error({ err: error, requestId: req.requestId, path: req.path }, 'request failed');
+      const reply = errorReply(error, req.requestId);
+      return { ...reply, body: JSON.stringify({ ...JSON.parse(String(reply.body)), detail: error.message }) };
     }
-    const caller = await ctx.caller(req);
-    if (!endpoint) throw new AppError(501, 'task_unavailable', PLAYE_UNAVAILABLE[name]!, { retryable: false, details: { task: name } });
-    const contentType = req.headers['content-type'] ?? '';
-    const body = await req.body();
-    const options = new Map<string, unknown>();
-    for (const [option, value] of req.query) options.set(option, value);
-    let image: Buffer | undefined;
-    let filename: string | undefined;
-    if (contentType.startsWith('multipart/form-data')) {
-      const form = parseMultipart(body, contentType);
-      const file = form.files.get('file');
-      if (!file) throw badRequest('image_required', 'multipart field "file" with the image is missing');
-      image = file.data;
-      filename = file.filename;
-      for (const [option, value] of form.fields) options.set(option, value);
-      for (const option of form.files.keys()) if (option !== 'file') options.set(option, '');
-    } else if (/^(image\/|application\/octet-stream)/.test(contentType)) {
-      image = body; // the raw image as the body, options in the query
-    } else if (contentType.startsWith('application/json')) {
-      // The router's JSON form: {...data, ...options}. The options are the other fields, typed.
-      const value = parseJsonBody(body, ctx.config, true);
-      if (!value || typeof value !== 'object' || Array.isArray(value)) throw badRequest('invalid_request', 'the JSON body must be an object');
-      for (const [option, field] of Object.entries(value)) if (option !== 'image') options.set(option, field);
-      const encoded = (value as { image?: unknown }).image;
-      if (encoded !== undefined && typeof encoded !== 'string') throw badRequest('invalid_request', '"image" must be a string: base64 or a data URL');
-      if (encoded) image = decodeBase64Image(encoded);
-    } else {
-      throw new AppError(415, 'unsupported_media_type', 'send multipart/form-data with the image in field "file"');
-    }
-    // Validated before the image check, so a JSON call without a frame still learns of bad options.
-    const pipeline = playePipeline(endpoint, options, ctx.jobs.steps);
-    if (!image) {
-      throw badRequest('image_required', `/api/ai/${name} works on an image: send the frame as multipart field "file" (as the front end's postImage does) or as JSON "image" (base64 or a data URL); this request has none`);
-    }
-    const explicitKey = req.headers['idempotency-key'] || undefined;
-    const job = explicitKey
-      ? (await ctx.jobs.submit(caller, { pipeline, image, idempotencyKey: explicitKey, requestId: req.requestId })).job
-      : await submitOrJoin(ctx, caller, pipeline, image, req.requestId);
-    if (/\brespond-async\b/i.test(req.headers.prefer ?? '')) return queued(job, filename);
-    const ended = await waitForJobEnd(ctx.bus, job.jobId, ctx.config.syncWaitMs);
-    if (!ended) return queued(job, filename);
-    return answer(ctx, endpoint, ended, filename);
   }, ctx.http);
+}
+
+async function playeRequest(ctx: ApiContext, req: Request): Promise<Reply> {
+  const name = req.params.name!;
+  const endpoint = playeEndpoint(name);
+  if (!endpoint && !Object.hasOwn(PLAYE_UNAVAILABLE, name)) {
+    const known = [...Object.keys(PLAYE_ENDPOINTS), ...Object.keys(PLAYE_ALIASES)];
+    throw notFound('route_not_found', `no route POST ${req.path}; known: ${known.map((n) => `/api/ai/${n}`).join(', ')}`);
+  }
+  const caller = await ctx.caller(req);
+  if (!endpoint) throw new AppError(501, 'task_unavailable', PLAYE_UNAVAILABLE[name]!, { retryable: false, details: { task: name } });
+  const contentType = req.headers['content-type'] ?? '';
+  const body = await req.body();
+  const options = new Map<string, unknown>();
+  for (const [option, value] of req.query) options.set(option, value);
+  let image: Buffer | undefined;
+  let filename: string | undefined;
+  if (contentType.startsWith('multipart/form-data')) {
+    const form = parseMultipart(body, contentType);
+    const file = form.files.get('file');
+    if (!file) throw badRequest('image_required', 'multipart field "file" with the image is missing');
+    image = file.data;
+    filename = file.filename;
+    for (const [option, value] of form.fields) options.set(option, value);
+    for (const option of form.files.keys()) if (option !== 'file') options.set(option, '');
+  } else if (/^(image\/|application\/octet-stream)/.test(contentType)) {
+    image = body; // the raw image as the body, options in the query
+  } else if (contentType.startsWith('application/json')) {
+    // The router's JSON form: {...data, ...options}. The options are the other fields, typed.
+    const value = parseJsonBody(body, ctx.config, true);
+    if (!value || typeof value !== 'object' || Array.isArray(value)) throw badRequest('invalid_request', 'the JSON body must be an object');
+    for (const [option, field] of Object.entries(value)) if (option !== 'image') options.set(option, field);
+    const encoded = (value as { image?: unknown }).image;
+    if (encoded !== undefined && typeof encoded !== 'string') throw badRequest('invalid_request', '"image" must be a string: base64 or a data URL');
+    if (encoded) image = decodeBase64Image(encoded);
+  } else {
+    throw new AppError(415, 'unsupported_media_type', 'send multipart/form-data with the image in field "file"');
+  }
+  // Validated before the image check, so a JSON call without a frame still learns of bad options.
+  const pipeline = playePipeline(endpoint, options, ctx.jobs.steps);
+  if (!image) {
+    throw badRequest('image_required', `/api/ai/${name} works on an image: send the frame as multipart field "file" (as the front end's postImage does) or as JSON "image" (base64 or a data URL); this request has none`);
+  }
+  const explicitKey = req.headers['idempotency-key'] || undefined;
+  const job = explicitKey
+    ? (await ctx.jobs.submit(caller, { pipeline, image, idempotencyKey: explicitKey, requestId: req.requestId })).job
+    : await submitOrJoin(ctx, caller, pipeline, image, req.requestId);
+  if (/\brespond-async\b/i.test(req.headers.prefer ?? '')) return queued(job, filename);
+  const ended = await waitForJobEnd(ctx.bus, job.jobId, ctx.config.syncWaitMs);
+  if (!ended) return queued(job, filename);
+  return answer(ctx, endpoint, ended, filename);
 }
 
 /**
