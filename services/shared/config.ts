@@ -52,7 +52,7 @@ export const settings = {
   jwksUrl: setting('JWKS_URL', '', str, 'URL of a JWKS for RS256/ES256 tokens.'),
   jwtClockToleranceS: setting('JWT_CLOCK_TOLERANCE_S', 30, int, 'Leeway for exp/nbf checks, seconds.'),
   jwtTenantClaim: setting('JWT_TENANT_CLAIM', 'tenant', str, 'Claim that names the caller\'s tenant.'),
-  corsOrigins: setting('CORS_ORIGINS', [] as string[], list, 'Allowed CORS origins, comma-separated; `*` for any; `http://localhost:*` for any port of that host. Empty: no CORS headers (`npm start` then allows `http://localhost:*,http://127.0.0.1:*`, for a front end on a local dev server).'),
+  corsOrigins: setting('CORS_ORIGINS', [] as string[], list, 'Allowed CORS origins, comma-separated; `*` for any; `http://localhost:*` for any port of that host. Empty: no CORS headers. Not set at all under `npm start`: `http://localhost:*,http://127.0.0.1:*`, for a front end on a local dev server (set it empty to have none).'),
   anonymousSubject: setting('ANONYMOUS_SUBJECT', '', str, 'Subject that HTTP requests without any Authorization header act as (for a front end that sends no token, such as PLAYE\'s). Empty: off, they get 401. Only on a loopback HTTP_HOST unless ANONYMOUS_ANY_HOST; requests from a browser origin not in CORS_ORIGINS are not let in; warned about at start.'),
   anonymousAnyHost: setting('ANONYMOUS_ANY_HOST', false, bool, 'Allow ANONYMOUS_SUBJECT on a listener other than loopback (anyone who can reach the port is then that subject).'),
   maxUploadBytes: setting('MAX_UPLOAD_BYTES', 50 * 1024 * 1024, int, 'Largest accepted upload (413 above).'),
