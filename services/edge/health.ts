@@ -36,6 +36,11 @@ export async function checkHealth(bus: Bus, steps: string[]): Promise<HealthResp
       health.stages[step] = { seen: replicas.length > 0, pending: 0, inFlight: 0, waiting: 0, replicas };
     }
   }));
+  // The old PLAYE backend's fields: whether its models ran on a GPU. Here models run in the
+  // stage processes, which report the execution provider of each model in their presence info
+  // (`provider: "cuda"`, or `"cuda+cpu"` for a step whose models run on both).
+  health.cuda_available = live.some((p) => /"provider":"[^"]*\bcuda\b/i.test(JSON.stringify(p.info ?? {})));
+  health.device = health.cuda_available ? 'cuda' : 'cpu';
   if (Object.values(health.streams).some((ok) => !ok)) health.status = 'down';
   else if (Object.values(health.stages).some((s) => !s.seen)) health.status = 'degraded';
   return health;

@@ -21,15 +21,44 @@ export interface PlayeEndpoint {
   optionsStep: string;
   /** What the synchronous answer is: the image, or the detections as JSON. */
   answer: 'image' | 'faces' | 'objects';
+  /**
+   * Option values under the old backend's names, mapped to ours before validation (the old
+   * denoise levels were light, medium, heavy; our strongest is `strong`).
+   */
+  valueAliases?: Record<string, Record<string, unknown>>;
 }
 
 export const PLAYE_ENDPOINTS: Record<string, PlayeEndpoint> = {
   'face-enhance': { steps: ['detect_faces', 'enhance_faces'], optionsStep: 'enhance_faces', answer: 'image' },
   upscale: { steps: ['upscale'], optionsStep: 'upscale', answer: 'image' },
-  denoise: { steps: ['denoise'], optionsStep: 'denoise', answer: 'image' },
+  denoise: { steps: ['denoise'], optionsStep: 'denoise', answer: 'image', valueAliases: { level: { heavy: 'strong' } } },
   'detect-faces': { steps: ['detect_faces'], optionsStep: 'detect_faces', answer: 'faces' },
   'detect-objects': { steps: ['detect_objects'], optionsStep: 'detect_objects', answer: 'objects' },
 };
+
+/**
+ * The names the front end's SmartRouter (src/router.js) posts to, `/api/ai/<task>` with its
+ * camelCase task names, beside the kebab-case ones its api client uses.
+ */
+export const PLAYE_ALIASES: Record<string, string> = {
+  faceEnhance: 'face-enhance',
+  detectFaces: 'detect-faces',
+  detectObjects: 'detect-objects',
+};
+
+/**
+ * Tasks the front end may ask for that no model here can do. They answer a clear error
+ * instead of 404, so the front end's log says why it fell back to its own models.
+ * (No scene classifier is among the models of this deployment: detectScenes is one.)
+ */
+export const PLAYE_UNAVAILABLE: Record<string, string> = {
+  detectScenes: 'scene detection needs a scene model, and none is installed on this server; the front end\'s own scene-change detection applies',
+};
+
+/** The endpoint a request names, by its kebab-case name or the router's camelCase alias. */
+export function playeEndpoint(name: string): PlayeEndpoint | undefined {
+  return Object.hasOwn(PLAYE_ENDPOINTS, name) ? PLAYE_ENDPOINTS[name] : Object.hasOwn(PLAYE_ALIASES, name) ? PLAYE_ENDPOINTS[PLAYE_ALIASES[name]!] : undefined;
+}
 
 const ENCODE_OPTIONS = ['format', 'quality'];
 
@@ -48,7 +77,7 @@ function stepOptionNames(step: string): string[] {
  * parameters, still strings). Throws 400 unknown_option naming every option it does not know,
  * and 503 model_not_installed when a step of the endpoint is not installed here at all.
  */
-export function playePipeline(endpoint: PlayeEndpoint, rawOptions: Map<string, string>, stages: ReadonlyMap<string, StageDefinition>): PipelineStep[] {
+export function playePipeline(endpoint: PlayeEndpoint, rawOptions: Map<string, unknown>, stages: ReadonlyMap<string, StageDefinition>): PipelineStep[] {
   for (const step of endpoint.steps) {
     if (!stages.has(step)) {
       throw new AppError(503, 'model_not_installed', `this server has no ${step} step installed, so it cannot do this`, { retryable: false, details: { step } });
@@ -63,7 +92,13 @@ export function playePipeline(endpoint: PlayeEndpoint, rawOptions: Map<string, s
   }
   const stepParams: Record<string, unknown> = {};
   const encodeParams: Record<string, unknown> = {};
-  for (const [name, raw] of rawOptions) (stepNames.includes(name) ? stepParams : encodeParams)[name] = formValue(raw);
+  for (const [name, raw] of rawOptions) {
+    // Form fields and query parameters are strings (maybe JSON-encoded); a JSON body's values are already typed.
+    let value = typeof raw === 'string' ? formValue(raw) : raw;
+    const aliases = endpoint.valueAliases?.[name];
+    if (aliases && typeof value === 'string' && Object.hasOwn(aliases, value)) value = aliases[value];
+    (stepNames.includes(name) ? stepParams : encodeParams)[name] = value;
+  }
   const pipeline: PipelineStep[] = [{ step: 'decode' }];
   for (const step of endpoint.steps) pipeline.push(step === endpoint.optionsStep ? { step, params: stepParams } : { step });
   if (endpoint.answer === 'image') pipeline.push({ step: 'encode', params: encodeParams });

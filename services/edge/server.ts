@@ -6,13 +6,15 @@ import { connectBus, type Bus } from '../bus/bus.js';
 import { loadStages } from '../stages/registry.js';
 import type { Config } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
+import { checkAnonymousSetting } from './anonymous.js';
 import { createAuthenticator } from './auth.js';
+import { corsHeaders } from './cors.js';
 import { CallerBlobs } from './blobs.js';
 import { startDeadlineSweep } from './deadline-sweep.js';
 import { mountApi } from './http/api.js';
 import { httpObserver } from './http/routes/observability.js';
 import { Registry } from '../metrics/prometheus.js';
-import type { HttpOptions, Request } from './http/uws-http.js';
+import type { HttpOptions } from './http/uws-http.js';
 import { JobsService } from './jobs.js';
 import { LiveJobs } from './live-jobs.js';
 import { OpenJobsView } from '../bus/open-jobs-view.js';
@@ -29,6 +31,7 @@ export interface Edge {
 }
 
 export async function startEdge(config: Config, log: Logger): Promise<Edge> {
+  checkAnonymousSetting(config, log); // before anything is started: a refused setting leaves nothing behind
   const stages = await loadStages();
   const steps = [...stages.keys()];
   const bus = await connectBus(config, log, 'photolab-edge', { steps });
@@ -78,18 +81,5 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
       app.close();
       await bus.close();
     },
-  };
-}
-
-function corsHeaders(origins: string[], req: Request): Record<string, string> {
-  const origin = req.headers.origin;
-  if (!origin || origins.length === 0) return {};
-  if (!origins.includes('*') && !origins.includes(origin)) return {};
-  return {
-    'access-control-allow-origin': origins.includes('*') ? '*' : origin,
-    'access-control-allow-headers': 'authorization, content-type, idempotency-key, prefer, x-request-id',
-    'access-control-allow-methods': 'GET, POST, OPTIONS',
-    'access-control-expose-headers': 'x-request-id, retry-after, location, x-task-id, x-content-sha256',
-    vary: 'origin',
   };
 }

@@ -4,6 +4,7 @@
  * `result` the detections (faces / objects) and the result's url.
  */
 import type { JobRecord, JobStatus, JobView } from '../shared/schema-types.js';
+import { boxesOf, playeFaces, playeObjects } from './playe-shapes.js';
 
 /** The PLAYE front end's (Celery's) state names. */
 const LEGACY_STATE: Record<JobStatus, string> = {
@@ -29,9 +30,12 @@ export function jobView(job: JobRecord): JobView {
   if (job.error) view.error = job.error;
   if (job.result) {
     view.result = { findings: job.result.findings, provenance: job.result.provenance };
-    // Legacy (PLAYE) clients read detections straight from `result`, as the /api/ai/* answers give them.
-    if (job.result.findings.faces) view.result.faces = job.result.findings.faces;
-    if (job.result.findings.objects) view.result.objects = job.result.findings.objects;
+    // Legacy (PLAYE) clients read detections straight from `result`, in the shapes the
+    // /api/ai/* answers give them: a job the front end polls gives its screens what they read.
+    const { faces, objects } = job.result.findings;
+    if (faces) view.result.faces = playeFaces(faces);
+    if (objects) view.result.objects = playeObjects(objects);
+    if (faces || objects) view.result.boxes = boxesOf(faces ?? objects ?? []);
     if (job.result.image) {
       view.result.url = `/api/jobs/${job.jobId}/result`;
       view.result.contentType = job.result.image.contentType;

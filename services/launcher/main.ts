@@ -15,6 +15,7 @@ import { SignJWT } from 'jose';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { ensureTopology } from '../bus/topology.js';
+import { anonymousRefusal } from '../edge/anonymous.js';
 import { loadStages } from '../stages/registry.js';
 import { loadConfig } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
@@ -36,6 +37,9 @@ interface Service {
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  // Checked here too, before anything starts: the edge would refuse it at every restart.
+  const refusal = anonymousRefusal(config);
+  if (refusal) throw new Error(refusal);
   const env: NodeJS.ProcessEnv = { ...process.env, PHOTOLAB_LAUNCHED: '1' };
   let nats: RunningNatsServer | undefined;
   if (!config.natsUrl) {
@@ -59,6 +63,13 @@ async function main(): Promise<void> {
       .sign(new TextEncoder().encode(env.JWT_SECRET));
     log.warn('JWT_SECRET not set: generated one for this run. A token for user "dev", valid 12 h:');
     process.stderr.write(`\n  export TOKEN=${token}\n\n`);
+  }
+
+  // Development default: a browser front end served from this machine (the PLAYE one, on any
+  // local dev-server port) can read the answers. Set CORS_ORIGINS to choose; it is never widened.
+  if (process.env.CORS_ORIGINS === undefined) {
+    env.CORS_ORIGINS = 'http://localhost:*,http://127.0.0.1:*';
+    log.info({ corsOrigins: env.CORS_ORIGINS }, 'CORS_ORIGINS not set: allowing local front ends');
   }
 
   const stages = await loadStages();

@@ -168,6 +168,38 @@ export interface DetectedObject {
   classId: number;
 }
 /**
+ * A face as the PLAYE front end reads it (POST /api/ai/detect-faces, and result.faces of its jobs): ours (box, score, landmarks as points) plus boundingBox, the browser FaceDetector's name that its face screen reads, and the box flat.
+ *
+ * This interface was referenced by `Common`'s JSON-Schema
+ * via the `definition` "PlayeFace".
+ */
+export interface PlayeFace {
+  box: Box;
+  score: number;
+  landmarks?: number[][];
+  boundingBox: Box;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+/**
+ * A detected object as the PLAYE front end reads it (POST /api/ai/detect-objects, and result.objects of its jobs): ours (box, score, label, classId) plus the box flat (x, y, width, height), which its object screen reads.
+ *
+ * This interface was referenced by `Common`'s JSON-Schema
+ * via the `definition` "PlayeObject".
+ */
+export interface PlayeObject {
+  box: Box;
+  score: number;
+  label: string;
+  classId: number;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+/**
  * What steps found, carried along the routing slip so later steps (enhance) can use it.
  *
  * This interface was referenced by `Common`'s JSON-Schema
@@ -261,12 +293,24 @@ export interface ErrorResponse {
   details?: {
     [k: string]: unknown;
   };
+  /**
+   * = message, on the PLAYE routes (POST /api/ai/*) only: the old backend's FastAPI errors were {detail}
+   */
+  detail?: string;
 }
 /**
  * GET /api/health (no token needed). 200 when NATS is connected and the streams exist, 503 otherwise.
  */
 export interface HealthResponse {
   status: "ok" | "degraded" | "down";
+  /**
+   * the old backend's field: true when a live stage process runs a model on the CUDA execution provider
+   */
+  cuda_available?: boolean;
+  /**
+   * the old backend's field: cuda when cuda_available, else cpu
+   */
+  device?: "cuda" | "cpu";
   nats: {
     connected: boolean;
     server?: string;
@@ -352,13 +396,17 @@ export interface JobView {
     bytes?: number;
     sha256?: string;
     /**
-     * legacy: findings.faces, for PLAYE clients
+     * legacy: findings.faces with the fields the PLAYE front end reads (boundingBox, the box flat)
      */
-    faces?: Face[];
+    faces?: PlayeFace[];
     /**
-     * legacy: findings.objects, for PLAYE clients
+     * legacy: findings.objects with the box flat, as the PLAYE front end reads them
      */
-    objects?: DetectedObject[];
+    objects?: PlayeObject[];
+    /**
+     * legacy: the face (or object) boxes, as POST /api/ai/detect-* answers them
+     */
+    boxes?: Box[];
     findings?: Findings;
     provenance?: Provenance[];
   };
@@ -378,16 +426,28 @@ export interface StepProgress {
   attempt?: number;
 }
 /**
- * 200 from POST /api/ai/detect-faces ({faces}) and /api/ai/detect-objects ({objects}). Boxes are in pixels of the image as the user sees it (EXIF orientation applied).
+ * 200 from POST /api/ai/detect-faces (detectFaces: {faces, boxes}) and /api/ai/detect-objects (detectObjects: {objects, boxes}). Boxes are in pixels of the image as the user sees it (EXIF orientation applied). Besides ours, the fields the PLAYE front end's screens read: boxes, faces[i].boundingBox, objects[i].x/y/width/height, and the old backend's status and filename.
  */
 export interface PlayeDetectionsResponse {
-  faces?: Face[];
-  objects?: DetectedObject[];
+  faces?: PlayeFace[];
+  objects?: PlayeObject[];
+  /**
+   * the box of each face (or object), in order: the face screen draws these
+   */
+  boxes: Box[];
+  /**
+   * the old backend's field
+   */
+  status: "success";
+  /**
+   * the uploaded file's name, as the old backend echoed it (the front end always sends image.png)
+   */
+  filename?: string;
   task_id: JobId;
   jobId: JobId;
 }
 /**
- * 202 from POST /api/ai/*: the job was accepted but is not done within SYNC_WAIT_MS, or the request said Prefer: respond-async. Follow it with GET /api/jobs/<task_id> (or a WebSocket subscribe).
+ * 202 from POST /api/ai/*: the job was accepted but is not done within SYNC_WAIT_MS, or the request said Prefer: respond-async. Comes with Retry-After and Location. Follow it with GET /api/jobs/<task_id> (the front end's apiClient.get('/jobs/<task_id>')) and fetch result_url, or send the same request again: it joins this job and answers its result.
  */
 export interface PlayeQueuedResponse {
   status: "queued";
@@ -397,7 +457,36 @@ export interface PlayeQueuedResponse {
   state?: string;
   task_id: JobId;
   jobId: JobId;
+  /**
+   * /api/jobs/<id>: the job view
+   */
   statusUrl?: string;
+  /**
+   * /api/jobs/<id>/result: the image (or findings) once done; 409 job_not_completed before
+   */
+  result_url?: string;
+  /**
+   * = the Retry-After header, seconds
+   */
+  retryAfterS?: number;
+  /**
+   * the uploaded file's name, as the old backend echoed it
+   */
+  filename?: string;
+  message?: string;
+}
+/**
+ * GET / (no token): what answers here, as the old PLAYE backend's root did ({service, version, status}), plus where the API is.
+ */
+export interface ServiceDescription {
+  service: string;
+  version: string;
+  status: "running";
+  /**
+   * base path of the HTTP API (the PLAYE front end's backend URL ends with it)
+   */
+  api?: string;
+  docs?: string;
 }
 /**
  * Query string of GET /api/stats. All optional. from/to: epoch milliseconds (digits) or an ISO 8601 date-time; default: the last hour. The window may span at most 400 days.

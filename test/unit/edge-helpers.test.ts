@@ -5,7 +5,7 @@ import { decodeBase64Image, nestingDepth } from '../../services/edge/http/body.j
 import { formValue } from '../../services/edge/http/multipart.js';
 import { decodeCursor, encodeCursor } from '../../services/edge/jobs.js';
 import { RateLimiter } from '../../services/edge/limits.js';
-import { PLAYE_ENDPOINTS, playePipeline, statusOfJobError } from '../../services/edge/playe.js';
+import { PLAYE_ENDPOINTS, playeEndpoint, playePipeline, statusOfJobError } from '../../services/edge/playe.js';
 import { AppError } from '../../services/shared/errors.js';
 import type { StageDefinition } from '../../services/runner/stage.js';
 
@@ -61,6 +61,20 @@ test('PLAYE options map onto the step\'s params schema and the encoder; unknown 
     (e: AppError) => e.code === 'unknown_option' && JSON.stringify((e.details as { unknown: string[] }).unknown) === '["zoom"]');
   // A step that is not installed at all: 503, before anything else.
   assert.throws(() => playePipeline(PLAYE_ENDPOINTS['face-enhance']!, new Map(), stages), (e: AppError) => e.status === 503 && e.code === 'model_not_installed');
+});
+
+test('PLAYE names: the router\'s camelCase tasks are aliases; old option values map to ours; JSON values stay typed', () => {
+  assert.equal(playeEndpoint('detectFaces'), PLAYE_ENDPOINTS['detect-faces']);
+  assert.equal(playeEndpoint('faceEnhance'), PLAYE_ENDPOINTS['face-enhance']);
+  assert.equal(playeEndpoint('detect-objects'), PLAYE_ENDPOINTS['detect-objects']);
+  assert.equal(playeEndpoint('detectScenes'), undefined);
+  assert.equal(playeEndpoint('constructor'), undefined, 'no prototype names');
+  const stages = new Map(['decode', 'denoise', 'encode'].map((s) => [s, { step: s } as StageDefinition]));
+  for (const level of ['"heavy"', 'heavy']) {
+    assert.deepEqual(playePipeline(PLAYE_ENDPOINTS.denoise!, new Map([['level', level]]), stages)[1], { step: 'denoise', params: { level: 'strong' } });
+  }
+  // From a JSON body the values are already typed: they are taken as they are.
+  assert.deepEqual(playePipeline(PLAYE_ENDPOINTS.denoise!, new Map<string, unknown>([['tileSize', 64]]), stages)[1], { step: 'denoise', params: { tileSize: 64 } });
 });
 
 test('a job\'s error code gives the status of the synchronous answer', () => {

@@ -1,5 +1,5 @@
 /**
- * The HTTP API under /api. Every route but health, hello and CORS preflights needs a bearer
+ * The HTTP API under /api. Every route but /, health, hello and CORS preflights needs a bearer
  * token; each authenticated request takes one token of the caller's rate limit.
  * docs/api.md documents every route; schemas/http/ has every body.
  */
@@ -7,6 +7,7 @@ import type { TemplatedApp } from 'uWebSockets.js';
 import { ownerHash } from '../../bus/job-store.js';
 import { AppError } from '../../shared/errors.js';
 import type { Owner } from '../../shared/schema-types.js';
+import { anonymousOwner } from '../anonymous.js';
 import { bearerToken } from '../auth.js';
 import { mountBlobRoutes } from './routes/blobs.js';
 import { mountJobRoutes } from './routes/jobs.js';
@@ -32,7 +33,8 @@ export function mountApi(app: TemplatedApp, deps: ApiDeps, http: HttpOptions, ob
     ...deps,
     http,
     async caller(req) {
-      const owner = await deps.auth.verify(bearerToken(req.headers.authorization));
+      // No Authorization header at all: the configured anonymous subject, when ANONYMOUS_SUBJECT allows it.
+      const owner = anonymousOwner(deps.config, req.headers) ?? await deps.auth.verify(bearerToken(req.headers.authorization));
       deps.rateLimiter.take(ownerHash(owner));
       return owner;
     },
