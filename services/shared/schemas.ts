@@ -73,6 +73,14 @@ export function validateOrThrow<T>(relativePath: string, value: unknown, options
     `${options.what ?? 'request'} is invalid${first ? `: ${first.path} ${first.message}` : ''}`, { details: issues });
 }
 
+/**
+ * Adds a schema that is not a file under schemas/ (a test's fixture step, say), under its $id
+ * (https://photolab.dev/schemas/<path>): from then on it validates like the files do.
+ */
+export function registerSchema(schema: { $id: string; [keyword: string]: unknown }): void {
+  if (!ajv.getSchema(schema.$id)) ajv.addSchema(schema);
+}
+
 /** Names of the steps that have a params schema (schemas/steps/<step>.schema.json). */
 export function stepSchemaNames(): string[] {
   return readdirSync(path.join(schemasDir, 'steps'))

@@ -10,5 +10,5 @@ export interface TestableStage<P> {
 }
 
 export function withDefaults<P extends object>(step: string, prepared: PreparedStage<never, never> | PreparedStage<any, any>): TestableStage<P> {
-  return { run: (input, params, ctx) => (prepared as PreparedStage<unknown, never>).run(input as never, resolveParams(step, params), ctx) };
+  return { run: async (input, params, ctx) => (prepared as PreparedStage<unknown, never>).run(input as never, resolveParams(step, params), ctx) };
 }

@@ -18,6 +18,7 @@ import { loadConfig, type Config } from '../../services/shared/config.js';
 import { AppError } from '../../services/shared/errors.js';
 import { newId } from '../../services/shared/ids.js';
 import { createLogger } from '../../services/shared/logger.js';
+import { registerSchema } from '../../services/shared/schemas.js';
 import type { DeadLetter, JobEvent, JobMessage, JobRecord } from '../../services/shared/schema-types.js';
 import { startNatsServer, type TestNatsServer } from '../helpers/nats-server.js';
 import { waitFor } from '../helpers/system.js';
@@ -44,6 +45,12 @@ const flaky: StageDefinition = {
     };
   },
 };
+
+// A step is a definition and a params schema: this one's schema lives here, not in schemas/.
+registerSchema({
+  $schema: 'http://json-schema.org/draft-07/schema#', $id: `https://photolab.dev/schemas/steps/${STEP}.schema.json`,
+  type: 'object', additionalProperties: false, properties: { tag: { type: 'string' } },
+});
 
 let nats: TestNatsServer;
 let bus: Bus;
