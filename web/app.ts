@@ -119,7 +119,15 @@ async function signIn(newToken: string): Promise<void> {
   socket?.close();
   socket = undefined;
   const jobId = new URLSearchParams(location.search).get('job');
-  if (jobId) await openJob(jobId);
+  // Signed in either way: a job that cannot be opened is an error about the job, not the token.
+  if (jobId) {
+    void openJob(jobId).catch((error) => {
+      showError(error);
+      const url = new URL(location.href);
+      url.searchParams.delete('job');
+      history.replaceState(null, '', url);
+    });
+  }
 }
 function subOf(jwt: string): string {
   try {
@@ -412,7 +420,16 @@ function startJob(jobId: string, items: { step: string }[]): void {
   url.searchParams.set('job', jobId);
   history.replaceState(null, '', url);
   $('job').hidden = false;
+  // Nothing of the previous job stays on screen.
   $('results').hidden = true;
+  $('detections').hidden = true;
+  $('compare').hidden = true;
+  $('download-result').hidden = true;
+  $('overlay').replaceChildren();
+  $('result-info').textContent = '';
+  delete $('result-info').dataset.width;
+  delete $('result-info').dataset.height;
+  drawnFor = '';
   $('job-error').hidden = true;
   $('job-id').textContent = jobId;
   delete $('timeline').dataset.live;
@@ -701,7 +718,7 @@ async function loadStats(): Promise<void> {
     const j = stats.value.jobs;
     $('stats-jobs').textContent = `jobs: ${j.count} (done ${j.done}, failed ${j.failed}, canceled ${j.canceled}, timeout ${j.timeout}); job p50 ${fmtMs(j.p50Ms ?? undefined) || '–'}, p95 ${fmtMs(j.p95Ms ?? undefined) || '–'}`;
     barChart($('latency-chart') as unknown as SVGSVGElement, rows.map((r) => ({ key: r.key, values: [r.p50Ms ?? 0, r.p95Ms ?? 0] })), ['p50', 'p95'], (v) => `${Math.round(v)}`);
-    barChart($('throughput-chart') as unknown as SVGSVGElement, rows.map((r) => ({ key: r.key, values: [r.throughput * 60] })), ['runs/min'], (v) => v.toFixed(1));
+    barChart($('throughput-chart') as unknown as SVGSVGElement, rows.map((r) => ({ key: r.key, values: [r.throughput * 60] })), ['runs/min'], (v) => (v >= 10 ? v.toFixed(0) : v.toPrecision(2)));
   } else {
     const e = stats.reason as ApiError;
     errorBox.textContent = `${e.code ?? 'error'}: ${e.message}`;
@@ -713,9 +730,9 @@ async function loadStats(): Promise<void> {
     $('health-status').dataset.status = hv.status;
     $('health-table').querySelector('tbody')!.replaceChildren(...Object.entries(hv.stages).map(([step, st]) => {
       const replicas = st.replicas ?? [];
-      const runsOn = [...new Set(replicas.map((r) => (r as unknown as { provider?: string }).provider).filter(Boolean))].join(', ');
+      const handled = replicas.reduce((n, r) => n + (r.handled ?? 0), 0);
       return h('tr', { 'data-step': step, 'data-replicas': String(replicas.length) }, h('td', {}, step),
-        h('td', {}, replicas.length ? String(replicas.length) : 'none running'), h('td', {}, String(st.pending ?? 0)), h('td', {}, String(st.inFlight ?? 0)), h('td', {}, runsOn));
+        h('td', {}, replicas.length ? String(replicas.length) : 'none running'), h('td', {}, String(st.pending ?? 0)), h('td', {}, String(st.inFlight ?? 0)), h('td', {}, String(handled)));
     }));
   } else {
     showError(health.reason);
@@ -731,7 +748,8 @@ async function healthOf(): Promise<HealthResponse> {
 
 function barChart(svg: SVGSVGElement, rows: { key: string; values: number[] }[], series: string[], label: (v: number) => string): void {
   const rowH = 16 * series.length + 10;
-  const width = 600;
+  // Drawn at the size shown, so the text stays 12 px at any width (360 px phones included).
+  const width = Math.max(300, Math.round(svg.getBoundingClientRect().width) || 600);
   const left = 110;
   const height = Math.max(30, rows.length * rowH + 24);
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
@@ -743,7 +761,7 @@ function barChart(svg: SVGSVGElement, rows: { key: string; values: number[] }[],
     const y = i * rowH + 4;
     parts.push(s('text', { x: 4, y: y + 14 }, r.key));
     r.values.forEach((v, k) => {
-      const w = ((width - left - 60) * v) / max;
+      const w = ((width - left - 90) * v) / max;
       parts.push(s('rect', { x: left, y: y + k * 16, width: Math.max(1, w), height: 13, fill: colours[k % 2]!, 'data-key': r.key, 'data-series': series[k]!, 'data-value': v }));
       parts.push(s('text', { x: left + w + 4, y: y + k * 16 + 11 }, `${series[k]} ${label(v)}`));
     });

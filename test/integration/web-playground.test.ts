@@ -17,7 +17,13 @@ import { openMetricsStore, type MetricsStore } from '../../services/metrics/clic
 import { migrate } from '../../services/metrics/migrations.js';
 import { MetricsSink } from '../../services/metrics/sink.js';
 import { serveStats } from '../../services/metrics/stats.js';
-import type { JobView } from '../../services/shared/schema-types.js';
+import { startEdge } from '../../services/edge/server.js';
+import { freePort } from '../../services/launcher/nats-server.js';
+import { loadConfig } from '../../services/shared/config.js';
+import { createLogger } from '../../services/shared/logger.js';
+import { SignJWT } from 'jose';
+import type { DevTokenResponse, JobView, StepsResponse } from '../../services/shared/schema-types.js';
+import { assertSchema } from '../helpers/edge-client.js';
 import { REPO_ROOT, fixture } from '../helpers/paths.js';
 import { startSystem, type TestSystem } from '../helpers/system.js';
 
@@ -188,6 +194,7 @@ test('the playground: dev token, detections, upscale, cancel, reload mid-job, my
   await page.goto(`${system.baseUrl}/?job=job_does_not_exist`);
   await page.waitForSelector('#error[data-code="job_not_found"]');
   assert.match((await page.textContent('#error'))!, /job_not_found/);
+  assert.equal(await page.isHidden('#signin'), true, 'still signed in: the error is about the job');
   await shot('09-error.png');
 
   // 360 px wide: nothing sticks out sideways.
@@ -214,5 +221,37 @@ test('the edge serves the page with its content types, revalidation and no path 
     const response = await fetch(`${system.baseUrl}${probe}`);
     assert.equal(response.status, 404, probe);
     assert.equal((await response.json() as { code: string }).code, 'route_not_found', probe);
+  }
+});
+
+test('GET /api/steps gives each step its kinds and the parameter schema the edge validates with', async () => {
+  const dev = await (await fetch(`${system.baseUrl}/api/dev/token`, { method: 'POST' })).json() as DevTokenResponse;
+  assertSchema('http/dev-token.schema.json', dev);
+  assert.equal((await fetch(`${system.baseUrl}/api/steps`)).status, 401);
+  const response = await fetch(`${system.baseUrl}/api/steps`, { headers: { authorization: `Bearer ${dev.token}` } });
+  assert.equal(response.status, 200);
+  const body = await response.json() as StepsResponse;
+  assertSchema('http/steps.schema.json', body);
+  assert.equal(body.steps[0]!.step, 'decode');
+  assert.equal(body.steps.at(-1)!.step, 'encode');
+  const upscale = body.steps.find((st) => st.step === 'upscale')!;
+  assert.deepEqual([upscale.input, upscale.output, upscale.conditional], ['frame', 'frame', true]);
+  assert.equal((upscale.params as { $id: string }).$id, 'https://photolab.dev/schemas/steps/upscale.schema.json');
+});
+
+test('no development tokens when JWT_SECRET is configured, even with JWT_DEV_SECRET set', async () => {
+  const devSecret = 'web-playground-test-session-secret';
+  const config = loadConfig({ ...process.env, ...system.env, JWT_SECRET: 'operator-secret', JWT_DEV_SECRET: devSecret, HTTP_PORT: String(await freePort()) });
+  const edge = await startEdge(config, createLogger('test-edge-configured'));
+  try {
+    const base = `http://127.0.0.1:${edge.port}`;
+    const response = await fetch(`${base}/api/dev/token`, { method: 'POST' });
+    assert.equal(response.status, 404);
+    assert.equal((await response.json() as { code: string }).code, 'route_not_found');
+    // And the session secret is not accepted beside the operator's.
+    const forged = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('dev').setExpirationTime('1h').sign(new TextEncoder().encode(devSecret));
+    assert.equal((await fetch(`${base}/api/steps`, { headers: { authorization: `Bearer ${forged}` } })).status, 401);
+  } finally {
+    await edge.close();
   }
 });
