@@ -761,7 +761,7 @@ function barChart(svg: SVGSVGElement, rows: { key: string; values: number[] }[],
     const y = i * rowH + 4;
     parts.push(s('text', { x: 4, y: y + 14 }, r.key));
     r.values.forEach((v, k) => {
-      const w = ((width - left - 90) * v) / max;
+      const w = ((width - left - 130) * v) / max; // room for the value's label on the right
       parts.push(s('rect', { x: left, y: y + k * 16, width: Math.max(1, w), height: 13, fill: colours[k % 2]!, 'data-key': r.key, 'data-series': series[k]!, 'data-value': v }));
       parts.push(s('text', { x: left + w + 4, y: y + k * 16 + 11 }, `${series[k]} ${label(v)}`));
     });
@@ -792,7 +792,17 @@ function showTab(name: string): void {
 
 function wire(): void {
   $('error-close').onclick = clearError;
-  for (const t of ['run', 'jobs', 'stats']) $(`tab-${t}`).onclick = () => showTab(t);
+  const tabs = ['run', 'jobs', 'stats'];
+  for (const t of tabs) {
+    $(`tab-${t}`).onclick = () => showTab(t);
+    // The tab pattern's keys: left / right move between tabs.
+    $(`tab-${t}`).onkeydown = (e) => {
+      if (e.key !== 'ArrowRight' && e.key !== 'ArrowLeft') return;
+      const next = tabs[(tabs.indexOf(t) + (e.key === 'ArrowRight' ? 1 : tabs.length - 1)) % tabs.length]!;
+      showTab(next);
+      $(`tab-${next}`).focus();
+    };
+  }
   $('signin-form').onsubmit = (e) => {
     e.preventDefault();
     clearError();

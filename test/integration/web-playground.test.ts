@@ -184,7 +184,9 @@ test('the playground: dev token, detections, upscale, cancel, reload mid-job, my
 
   phase('stats');
   // Stats from /api/stats (chDB through the metrics service) and stage health.
-  await page.click('#tab-stats');
+  await page.focus('#tab-jobs');
+  await page.keyboard.press('ArrowRight'); // keyboard-accessible tabs
+  await page.waitForSelector('#tab-stats[aria-selected="true"]');
   await page.waitForSelector('#latency-chart rect[data-key="upscale"][data-series="p95"]');
   await page.waitForSelector('#health-table tr[data-step="detect_objects"][data-replicas="1"]');
   await page.waitForSelector('#health-table tr[data-step="upscale"][data-replicas="1"]');
