@@ -517,6 +517,11 @@ async function cancel(): Promise<void> {
 async function openJob(jobId: string): Promise<void> {
   const view = await api<JobView>(`/api/jobs/${encodeURIComponent(jobId)}`);
   showTab('run');
+  // The editor shows the job's own pipeline (defaults filled in by the edge), ready to run again.
+  if (view.pipeline) {
+    pipeline = view.pipeline.map((item) => ({ step: item.step, params: { ...(item.params ?? {}) }, ...(item.when && item.when !== 'always' ? { when: item.when } : {}) }));
+    renderPipeline();
+  }
   startJob(view.jobId, view.pipeline ?? view.steps ?? []);
   pendingInput = undefined;
   await watch(view.jobId);

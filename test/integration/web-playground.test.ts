@@ -163,6 +163,7 @@ test('the playground: dev token, detections, upscale, cancel, reload mid-job, my
   await waitStatus('done');
   phase('done after reload');
   assert.equal(await page.textContent('#job-id'), reloadId);
+  assert.deepEqual(await page.$$eval('#steps li', (items) => items.map((li) => li.getAttribute('data-step'))), ['decode', 'upscale', 'encode'], 'the editor shows the job\'s pipeline');
   const live = Number(await page.$eval('#timeline', (el) => el.dataset.live ?? '0'));
   assert.ok(live >= 1, `events arrived live after the reload (${live})`);
   await page.waitForSelector('#result-info[data-width]');
