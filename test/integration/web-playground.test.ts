@@ -121,6 +121,17 @@ test('the playground: dev token, detections, upscale, cancel, reload mid-job, my
   assert.match((await page.textContent('#pipeline-errors'))!, /\/pipeline\/1\/params\/factor: must be <= 8/);
   assert.equal(await page.isDisabled('#submit'), true);
   await shot('02-invalid-param.png');
+  await page.fill('#steps li[data-step="upscale"] [data-param="factor"]', '2');
+  // Reordering is checked as the edge checks it: upscale before decode is refused at its path.
+  await page.click('#steps li[data-step="upscale"] .move-up');
+  await page.waitForSelector('#steps li[data-index="0"][data-step="upscale"]');
+  assert.match((await page.textContent('#pipeline-errors'))!, /\/pipeline\/0\/step: a pipeline starts with decode/);
+  await page.click('#steps li[data-step="upscale"] .move-down');
+  await page.waitForSelector('#steps li[data-index="1"][data-step="upscale"]');
+  await page.click('#steps li[data-step="encode"] .remove');
+  await page.waitForSelector('#steps li[data-step="encode"]', { state: 'detached' });
+  assert.equal(await page.$$eval('#pipeline-errors li', (items) => items.length), 0, 'decode -> upscale is a valid pipeline');
+  assert.equal(await page.isDisabled('#submit'), false);
 
   // decode -> detect_objects: a box for every object the API returned, with its label.
   const detectId = await run('dog.jpg', 'detect-objects');
