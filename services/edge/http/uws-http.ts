@@ -71,7 +71,7 @@ export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'del' 
     });
     const params: Record<string, string> = {};
     paramNames.forEach((name, i) => {
-      params[name] = decodeURIComponent(uwsReq.getParameter(i) ?? '');
+      params[name] = decodePathParameter(uwsReq.getParameter(i) ?? '');
     });
     const requestId = /^[\w.-]{1,64}$/.test(headers['x-request-id'] ?? '') ? headers['x-request-id']! : randomUUID();
     const httpMethod = uwsReq.getCaseSensitiveMethod?.() ?? uwsReq.getMethod().toUpperCase();
@@ -111,6 +111,19 @@ export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'del' 
         options.log.debug({ requestId, method: req.method, path: req.path, status: reply.status, ms }, 'request');
       });
   });
+}
+
+/**
+ * A malformed escape (`/%`) must not throw here: this runs in uWS' callback, outside any
+ * promise, and an exception would end the edge process. The raw text matches nothing, so the
+ * route answers as for any unknown name or id.
+ */
+function decodePathParameter(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
 }
 
 const PREALLOCATE_MAX = 1024 * 1024;
