@@ -3,6 +3,7 @@
 # Idempotent and quick when everything is already there.
 #   scripts/setup.sh          # to run the system: nats-server, a C compiler and patchelf (uWebSockets.js shim)
 #   scripts/setup.sh --test   # also clickhouse-server (the tests run ClickHouse 18.16 besides chDB)
+#                             # and chromium (the web playground's browser test drives /usr/bin/chromium)
 #   scripts/setup.sh --bench  # also wrk (the ingest benchmark's load generator)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,7 @@ command -v patchelf >/dev/null 2>&1 || need+=(patchelf)
 command -v nm >/dev/null 2>&1 || need+=(binutils)
 if [ "$want_test" = 1 ]; then
   [ -x /usr/bin/clickhouse-server ] || command -v clickhouse-server >/dev/null 2>&1 || need+=(clickhouse-server clickhouse-client)
+  [ -x /usr/bin/chromium ] || need+=(chromium)
 fi
 
 if [ "$want_bench" = 1 ]; then

@@ -35,7 +35,10 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
   const stages = await loadStages();
   const steps = [...stages.keys()];
   const bus = await connectBus(config, log, 'photolab-edge', { steps });
-  const auth = createAuthenticator(config);
+  // The launcher's generated secret counts only when no operator configured keys; the edge then
+  // verifies with it and may issue development tokens (POST /api/dev/token).
+  const devTokenSecret = !config.jwtSecret && !config.jwksFile && !config.jwksUrl && config.jwtDevSecret ? config.jwtDevSecret : undefined;
+  const auth = createAuthenticator(devTokenSecret ? { ...config, jwtSecret: devTokenSecret } : config);
   const backlog = new BacklogGate(bus.jsm, steps, config.maxBacklog);
   const open = await OpenJobsView.start(bus.js, config.jobMaxDeadlineMs, log);
   const live = new LiveJobs();
@@ -58,7 +61,7 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
     commonHeaders: (req) => corsHeaders(config.corsOrigins, req),
   };
   const gateway = mountWebSocket(app, { bus, jobs, blobs, auth, rateLimiter, config, log });
-  mountApi(app, { bus, jobs, blobs, auth, rateLimiter, config, log, steps }, http, { registry, wsConnections: () => gateway.stats().connections });
+  mountApi(app, { bus, jobs, blobs, auth, rateLimiter, config, log, steps, devTokenSecret }, http, { registry, wsConnections: () => gateway.stats().connections });
   const sweep = startDeadlineSweep(bus, jobs, config.deadlineSweepMs, log);
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {

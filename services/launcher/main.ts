@@ -58,9 +58,11 @@ async function main(): Promise<void> {
     log.info({ url: nats.url, log: path.join(config.dataDir, 'nats', 'nats-server.log') }, 'embedded nats-server started');
   }
   if (!config.jwtSecret && !config.jwksFile && !config.jwksUrl) {
-    env.JWT_SECRET = randomBytes(32).toString('hex');
+    // Passed as JWT_DEV_SECRET, not JWT_SECRET, so the edge knows the secret is this session's own
+    // and may hand development tokens to the web playground (never for an operator's secret).
+    env.JWT_DEV_SECRET = randomBytes(32).toString('hex');
     const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('dev').setIssuedAt().setExpirationTime('12h')
-      .sign(new TextEncoder().encode(env.JWT_SECRET));
+      .sign(new TextEncoder().encode(env.JWT_DEV_SECRET));
     log.warn('JWT_SECRET not set: generated one for this run. A token for user "dev", valid 12 h:');
     process.stderr.write(`\n  export TOKEN=${token}\n\n`);
   }
@@ -114,7 +116,7 @@ async function main(): Promise<void> {
     });
   };
   services.forEach(startService);
-  log.info({ services: services.map((s) => s.name), http: `http://localhost:${config.httpPort}` }, 'PhotoLab Pipeline running; Ctrl-C stops everything');
+  log.info({ services: services.map((s) => s.name), http: `http://localhost:${config.httpPort}` }, `PhotoLab Pipeline running; open http://localhost:${config.httpPort}/ for the web playground; Ctrl-C stops everything`);
 
   const shutdown = async (signal: string) => {
     if (stopping) return;

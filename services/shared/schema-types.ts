@@ -278,6 +278,17 @@ export interface CreateJobRequest {
   deadlineMs?: number;
 }
 /**
+ * POST /api/dev/token (no token, no body): a development token. Exists only when the edge runs with the secret `npm start` generated for its session (JWT_DEV_SECRET), never with JWT_SECRET or a JWKS, and answers loopback callers only.
+ */
+export interface DevTokenResponse {
+  /**
+   * HS256 JWT
+   */
+  token: string;
+  sub: string;
+  expiresAt: string;
+}
+/**
  * Body of every error answer. The request id is also in the x-request-id header.
  */
 export interface ErrorResponse {
@@ -586,6 +597,31 @@ export interface JobStats {
    * jobs per second over the window
    */
   throughput: number;
+}
+/**
+ * GET /api/steps: every step this edge accepts, what it takes and gives (so a client can check the order of a pipeline) and its parameters' JSON Schema (schemas/steps/<step>.schema.json as the edge validates with it). The web playground builds its forms from this.
+ */
+export interface StepsResponse {
+  steps: StepDescription[];
+}
+export interface StepDescription {
+  step: string;
+  /**
+   * encoded: an image file (decode, first); frame: raw pixels
+   */
+  input: "encoded" | "frame";
+  /**
+   * encoded: an image file (encode, last); frame: raw pixels
+   */
+  output: "encoded" | "frame";
+  /**
+   * whether the step may have a `when` condition (frame to frame steps)
+   */
+  conditional?: boolean;
+  /**
+   * the step's parameters' JSON Schema (draft-07)
+   */
+  params: {};
 }
 /**
  * Published on photolab.dlq.<step> (stream PHOTOLAB_DLQ) when a step gives up: the original message as it was, and why.

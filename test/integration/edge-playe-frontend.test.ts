@@ -79,7 +79,8 @@ describe('the PLAYE front end, unchanged, end to end', () => {
   before(async () => {
     system = await startSystem({
       steps: ['decode', 'encode', 'detect_objects', 'detect_faces', 'upscale', 'enhance_faces'],
-      env: { ANONYMOUS_SUBJECT: SUBJECT, CORS_ORIGINS: 'http://localhost:*', FACE_RESTORE_FALLBACK: 'sr-nomos-compact-x2' },
+      // The old backend's root at / (no playground there), as a PLAYE user would run it.
+      env: { ANONYMOUS_SUBJECT: SUBJECT, CORS_ORIGINS: 'http://localhost:*', FACE_RESTORE_FALLBACK: 'sr-nomos-compact-x2', WEB_PLAYGROUND: 'false' },
     });
     // The front end sends canvas.toBlob(..., 'image/png') of the current frame: PNG bytes.
     messiPng = await sharp(readFileSync(fixture('messi5.jpg'))).png().toBuffer();
@@ -115,6 +116,8 @@ describe('the PLAYE front end, unchanged, end to end', () => {
     assertSchema('http/service.schema.json', root.body);
     assert.equal(root.body.status, 'running');
     assert.match(root.body.version, /^\d+\.\d+\.\d+/);
+    // And at /api whether or not a playground takes /.
+    assert.deepEqual((await request(`${system.baseUrl}/api`)).body, root.body);
   });
 
   test('requests without a token: the configured subject from the page\'s origin; 401 from an origin CORS does not allow', async () => {

@@ -14,12 +14,17 @@ import { mountJobRoutes } from './routes/jobs.js';
 import { mountPlayeRoutes } from './routes/playe.js';
 import { mountSystemRoutes } from './routes/system.js';
 import { mountObservabilityRoutes } from './routes/observability.js';
+import { mountDevTokenRoute } from './routes/dev-token.js';
+import { mountStepRoutes } from './routes/steps.js';
+import { mountWebRoutes, playgroundAvailable } from './routes/web.js';
 import type { Registry } from '../../metrics/prometheus.js';
 import { route, type HttpOptions, type Request } from './uws-http.js';
 import type { EdgeDeps } from '../deps.js';
 
 export interface ApiDeps extends EdgeDeps {
   steps: string[];
+  /** The launcher's generated session secret (JWT_DEV_SECRET) when the edge verifies with it: POST /api/dev/token exists only then. */
+  devTokenSecret?: string;
 }
 
 export interface ApiContext extends ApiDeps {
@@ -44,6 +49,9 @@ export function mountApi(app: TemplatedApp, deps: ApiDeps, http: HttpOptions, ob
   mountBlobRoutes(app, ctx);
   mountPlayeRoutes(app, ctx);
   mountObservabilityRoutes(app, ctx, observability.registry, observability.wsConnections);
+  mountStepRoutes(app, ctx);
+  if (deps.devTokenSecret) mountDevTokenRoute(app, ctx, deps.devTokenSecret);
+  if (playgroundAvailable(ctx)) mountWebRoutes(app, ctx);
   route(app, 'any', '/*', async (req) => {
     throw new AppError(404, 'route_not_found', `no route ${req.method} ${req.path}`);
   }, http);

@@ -30,7 +30,7 @@ export interface Reply {
 export type Handler = (req: Request) => Promise<Reply>;
 
 const STATUS_TEXT: Record<number, string> = {
-  200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden',
+  200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content', 304: 'Not Modified', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden',
   404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict', 410: 'Gone', 413: 'Payload Too Large', 415: 'Unsupported Media Type',
   422: 'Unprocessable Entity', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
@@ -71,7 +71,7 @@ export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'del' 
     });
     const params: Record<string, string> = {};
     paramNames.forEach((name, i) => {
-      params[name] = decodeURIComponent(uwsReq.getParameter(i) ?? '');
+      params[name] = decodePathParameter(uwsReq.getParameter(i) ?? '');
     });
     const requestId = /^[\w.-]{1,64}$/.test(headers['x-request-id'] ?? '') ? headers['x-request-id']! : randomUUID();
     const httpMethod = uwsReq.getCaseSensitiveMethod?.() ?? uwsReq.getMethod().toUpperCase();
@@ -111,6 +111,19 @@ export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'del' 
         options.log.debug({ requestId, method: req.method, path: req.path, status: reply.status, ms }, 'request');
       });
   });
+}
+
+/**
+ * A malformed escape (`/%`) must not throw here: this runs in uWS' callback, outside any
+ * promise, and an exception would end the edge process. The raw text matches nothing, so the
+ * route answers as for any unknown name or id.
+ */
+function decodePathParameter(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
 }
 
 const PREALLOCATE_MAX = 1024 * 1024;

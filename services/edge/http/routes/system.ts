@@ -4,6 +4,7 @@ import type { TemplatedApp } from 'uWebSockets.js';
 import { checkHealth } from '../../health.js';
 import type { ApiContext } from '../api.js';
 import { json, route } from '../uws-http.js';
+import { playgroundAvailable } from './web.js';
 
 /** The version in package.json, found upward from this file (it sits in dist/ once built). */
 function packageVersion(): string {
@@ -17,10 +18,12 @@ function packageVersion(): string {
 }
 
 export function mountSystemRoutes(app: TemplatedApp, ctx: ApiContext): void {
-  // What answers at this address, as the old PLAYE backend's root did (no playground is served
-  // here, so / is free for it); schemas/http/service.schema.json.
+  // What answers at this address, as the old PLAYE backend's root did: at / when the playground
+  // is not served there (WEB_PLAYGROUND=false, or not built), and always at /api;
+  // schemas/http/service.schema.json.
   const service = { service: 'PhotoLab Pipeline (PLAYE PhotoLab compatible)', version: packageVersion(), status: 'running', api: '/api', docs: 'docs/api.md' };
-  route(app, 'get', '/', async () => json(200, service), ctx.http);
+  if (!playgroundAvailable(ctx)) route(app, 'get', '/', async () => json(200, service), ctx.http);
+  route(app, 'get', '/api', async () => json(200, service), ctx.http);
 
   route(app, 'get', '/api/health', async () => {
     const health = await checkHealth(ctx.bus, ctx.steps);

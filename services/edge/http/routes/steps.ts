@@ -1,0 +1,35 @@
+/**
+ * GET /api/steps: the steps this edge accepts, what each takes and gives, and its parameters'
+ * JSON Schema, read from the same files the edge validates with (schemas/steps/). Clients (the
+ * web playground) build their forms and checks from this instead of keeping their own copy.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { TemplatedApp } from 'uWebSockets.js';
+import type { StepDescription } from '../../../shared/schema-types.js';
+import { schemasDir } from '../../../shared/schemas.js';
+import type { ApiContext } from '../api.js';
+import { json, route } from '../uws-http.js';
+
+export function describeSteps(ctx: ApiContext): StepDescription[] {
+  const rank = (s: StepDescription) => (s.input === 'encoded' ? 0 : s.output === 'encoded' ? 2 : 1);
+  return [...ctx.jobs.steps.values()]
+    .map((stage): StepDescription => ({
+      step: stage.step,
+      input: stage.input,
+      output: stage.output,
+      conditional: stage.input === 'frame' && stage.output === 'frame',
+      params: JSON.parse(readFileSync(path.join(schemasDir, 'steps', `${stage.step}.schema.json`), 'utf8')) as Record<string, unknown>,
+    }))
+    // Pipeline order (decode, the frame steps, encode) reads best in a list of choices.
+    .sort((a, b) => rank(a) - rank(b) || a.step.localeCompare(b.step));
+}
+
+export function mountStepRoutes(app: TemplatedApp, ctx: ApiContext): void {
+  // Read once: the schemas ship with the code and change only with a restart.
+  const body = { steps: describeSteps(ctx) };
+  route(app, 'get', '/api/steps', async (req) => {
+    await ctx.caller(req);
+    return json(200, body);
+  }, ctx.http);
+}
