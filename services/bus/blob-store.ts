@@ -4,6 +4,10 @@
  * description on photolab.blobs.<name>.meta, where <name> is the blob's name with '/' as '.'
  * (uploads.<jobId>, results.<jobId>, blobs.<ownerHash>.<blobId>).
  *
+ * Names under evidence/ (originals kept for a case) live the same way on PHOTOLAB_EVIDENCE
+ * (photolab.evidence.<scope>.<sha256>...), which has no TTL. The name decides the stream, so
+ * every reader of a BlobRef (the decode step included) reads evidence without knowing of it.
+ *
  * Chosen by measurement over the Object Store: its client awaits one ack per 128 KiB chunk and
  * moved 27-65 MB/s here, which cost a light 1 MP job 35-50 ms (upload put, decode's get, the
  * result put); chunked messages with parallel publish and direct get move 220-700 MB/s.
@@ -21,26 +25,35 @@ const blobMissing = (name: string) => () =>
   new AppError(410, 'blob_missing', `${name} is no longer stored (expired or deleted)`, { retryable: false });
 
 export class BlobStore {
-  private readonly chunks: ChunkedMessages;
+  private readonly blobChunks: ChunkedMessages;
+  private readonly evidenceChunks: ChunkedMessages;
 
   constructor(js: JetStreamClient, jsm: JetStreamManager, serverMaxPayload: number) {
     // A blob is complete before its reference is handed on: a missing chunk is not worth a wait.
-    this.chunks = new ChunkedMessages(js, jsm, STREAMS.blobs, serverMaxPayload, 0);
+    this.blobChunks = new ChunkedMessages(js, jsm, STREAMS.blobs, serverMaxPayload, 0);
+    this.evidenceChunks = new ChunkedMessages(js, jsm, STREAMS.evidence, serverMaxPayload, 0);
+  }
+
+  private where(name: string): { chunks: ChunkedMessages; prefix: string; stream: string } {
+    return name.startsWith('evidence/')
+      ? { chunks: this.evidenceChunks, prefix: subjects.evidence(name), stream: STREAMS.evidence }
+      : { chunks: this.blobChunks, prefix: subjects.blob(name), stream: STREAMS.blobs };
   }
 
   async put(name: string, bytes: Uint8Array, contentType?: string): Promise<BlobRef> {
-    const prefix = subjects.blob(name);
-    const chunks = await this.chunks.put(prefix, bytes);
-    const ref: BlobRef = { kind: 'blob', stream: STREAMS.blobs, name, bytes: bytes.length, chunks, sha256: sha256(bytes) };
+    const { chunks: store, prefix, stream } = this.where(name);
+    const chunks = await store.put(prefix, bytes);
+    const ref: BlobRef = { kind: 'blob', stream, name, bytes: bytes.length, chunks, sha256: sha256(bytes) };
     if (contentType) ref.contentType = contentType;
     // The description goes last: a blob whose meta exists has all its chunks.
-    await this.chunks.publish(`${prefix}.meta`, JSON.stringify(ref));
+    await store.publish(`${prefix}.meta`, JSON.stringify(ref));
     return ref;
   }
 
   /** The blob's bytes, checked against the digest in its reference. */
   async get(ref: BlobRef): Promise<Buffer> {
-    const bytes = await this.chunks.get(subjects.blob(ref.name), ref.bytes, ref.chunks, blobMissing(ref.name));
+    const { chunks: store, prefix } = this.where(ref.name);
+    const bytes = await store.get(prefix, ref.bytes, ref.chunks, blobMissing(ref.name));
     if (sha256(bytes) !== ref.sha256) throw new AppError(500, 'blob_corrupt', `${ref.name} does not match its sha256`, { retryable: true });
     return bytes;
   }
@@ -48,7 +61,8 @@ export class BlobStore {
   /** The blob's reference as stored with it, or null when there is no such blob. */
   async describe(name: string): Promise<BlobRef | null> {
     try {
-      const meta = await this.chunks.getMessage(`${subjects.blob(name)}.meta`, blobMissing(name), 0);
+      const { chunks: store, prefix } = this.where(name);
+      const meta = await store.getMessage(`${prefix}.meta`, blobMissing(name), 0);
       return JSON.parse(Buffer.from(meta).toString('utf8')) as BlobRef;
     } catch (error) {
       if (error instanceof AppError && error.code === 'blob_missing') return null;
@@ -57,6 +71,7 @@ export class BlobStore {
   }
 
   async delete(name: string): Promise<void> {
-    await this.chunks.purge(`${subjects.blob(name)}.>`);
+    const { chunks: store, prefix } = this.where(name);
+    await store.purge(`${prefix}.>`);
   }
 }

@@ -15,6 +15,11 @@ export const STREAMS = {
   blobs: 'PHOTOLAB_BLOBS',
   /** Stage-run and job metrics on their way to ClickHouse: photolab.metrics.stage|job. */
   metrics: 'PHOTOLAB_METRICS',
+  /**
+   * Originals kept as case evidence: photolab.evidence.<scope>.<sha256>.<chunk>|meta. File,
+   * no max_age: an original must outlive BLOB_TTL_S for as long as its case exists.
+   */
+  evidence: 'PHOTOLAB_EVIDENCE',
 } as const;
 
 export const BUCKETS = {
@@ -28,6 +33,8 @@ export const BUCKETS = {
   openJobs: 'photolab-open-jobs',
   /** KV (memory, TTL 30 s): live stage processes, <step>.<worker> -> StagePresence. */
   stages: 'photolab-stages',
+  /** KV (file, no TTL): cases <scope>.<caseId>, their jobs <scope>.<caseId>.j.<jobId> and evidence <scope>.<caseId>.e.<sha256>. */
+  cases: 'photolab-cases',
 } as const;
 
 export const subjects = {
@@ -46,6 +53,10 @@ export const subjects = {
   deadLettersAll: 'photolab.dlq.>',
   stageMetric: 'photolab.metrics.stage',
   jobMetric: 'photolab.metrics.job',
+  /** Chain-of-custody records, on the metrics stream so they take the metrics' lossless path to ClickHouse. */
+  auditMetric: 'photolab.metrics.audit',
+  evidence: (name: string) => `photolab.${name.replaceAll('/', '.')}`,
+  evidenceAll: 'photolab.evidence.>',
   metricsAll: 'photolab.metrics.>',
 } as const;
 
@@ -64,3 +75,5 @@ export const msgIds = {
 
 export const uploadBlobName = (jobId: string) => `uploads/${jobId}`;
 export const resultBlobName = (jobId: string) => `results/${jobId}`;
+/** An original kept for a case scope, named by its content: the same bytes are kept once per scope. */
+export const evidenceBlobName = (scope: string, sha256: string) => `evidence/${scope}/${sha256}`;

@@ -54,6 +54,16 @@ export function streamConfigs(config: Config): Partial<StreamConfig>[] {
       allow_direct: true,
     },
     {
+      // No max_age and no discard of old messages: evidence goes only when its case is deleted
+      // by an operator (nothing in the product deletes it).
+      name: STREAMS.evidence,
+      subjects: [subjects.evidenceAll],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_msgs_per_subject: 1,
+      allow_direct: true,
+    },
+    {
       name: STREAMS.deadLetters,
       subjects: [subjects.deadLettersAll],
       retention: RetentionPolicy.Limits,
@@ -121,5 +131,7 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   await kvm.create(BUCKETS.idempotency, { history: 1, storage: StorageType.File, ttl: 24 * 3600 * 1000 });
   await kvm.create(BUCKETS.jobIndex, { history: 1, storage: StorageType.File, ttl: 30 * 24 * 3600 * 1000 });
   // Open-job entries live at most a deadline (plus a sweep); the short TTL also drops their delete markers soon.
+  // Cases are records of an investigation: no TTL.
+  await kvm.create(BUCKETS.cases, { history: 1, storage: StorageType.File });
   await kvm.create(BUCKETS.openJobs, { history: 1, storage: StorageType.File, ttl: 2 * config.jobMaxDeadlineMs });
 }

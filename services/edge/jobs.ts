@@ -19,11 +19,22 @@ import type { BlobRef, JobMessage, JobRecord, JobStatus, Owner } from '../shared
 import { sameOwner } from './auth.js';
 import { assertPixelLimit } from './image-size.js';
 import type { BacklogGate } from './limits.js';
+import type { CasesService } from './cases.js';
+import type { Custody } from '../forensics/custody.js';
+import { caseScope } from '../bus/case-store.js';
 
 export interface SubmitRequest {
   pipeline: unknown;
-  /** The image bytes (always needed: the pixel limit is checked from its header). */
-  image: Buffer;
+  /** The image bytes (needed unless originalSha256 names them: the pixel limit is checked from the header). */
+  image?: Buffer;
+  /** Its content type as the caller gave it (kept with the evidence). */
+  contentType?: string;
+  /** The case the job belongs to: the image is kept as its evidence, the job listed in it. */
+  caseId?: string;
+  /** Start from an original already kept for the case (no upload). */
+  originalSha256?: string;
+  /** Set on a replay: the job re-run. */
+  replayOf?: string;
   /** Set when the image is already stored (an uploaded blob): it is not stored again. */
   input?: BlobRef;
   deadlineMs?: number;
@@ -52,6 +63,7 @@ export class JobsService {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly backlog?: BacklogGate,
+    private readonly forensics?: { cases: CasesService; custody: Custody },
   ) {}
 
   get steps(): ReadonlyMap<string, StageDefinition> {
@@ -68,12 +80,19 @@ export class JobsService {
         throw error;
       }
     }
-    if (request.image.length === 0) throw badRequest('image_required', 'the image is empty');
-    if (request.image.length > this.config.maxUploadBytes) {
-      throw new AppError(413, 'payload_too_large', `the image is ${request.image.length} bytes; the limit is ${this.config.maxUploadBytes}`,
+    let image = request.image;
+    let original: BlobRef | undefined;
+    if (request.originalSha256 !== undefined) {
+      if (!request.caseId) throw badRequest('case_required', 'originalSha256 names an original of a case: give caseId too');
+      original = (await this.caseService().originalRef(owner, request.caseId, request.originalSha256)).ref;
+      image = await this.bus.blobs.get(original);
+    }
+    if (!image || image.length === 0) throw badRequest('image_required', 'the image is empty');
+    if (image.length > this.config.maxUploadBytes) {
+      throw new AppError(413, 'payload_too_large', `the image is ${image.length} bytes; the limit is ${this.config.maxUploadBytes}`,
         { details: { limit: this.config.maxUploadBytes } });
     }
-    await assertPixelLimit(request.image, this.config.maxInputPixels);
+    await assertPixelLimit(image, this.config.maxInputPixels);
     const deadlineMs = request.deadlineMs ?? this.config.jobDeadlineMs;
     if (!Number.isInteger(deadlineMs) || deadlineMs < 1000 || deadlineMs > this.config.jobMaxDeadlineMs) {
       throw badRequest('invalid_deadline', `deadlineMs must be an integer between 1000 and ${this.config.jobMaxDeadlineMs}`);
@@ -93,14 +112,24 @@ export class JobsService {
       }
     }
     let recordCreated = false;
+    let attachedTo: string | undefined;
     try {
+      if (request.caseId) {
+        // First, so a closed case (409) or another tenant's (404) refuses before anything is stored.
+        await this.caseService().attachJob(owner, request.caseId, jobId, now);
+        attachedTo = request.caseId;
+      }
+      // In a case the input is the original kept as evidence (no TTL), not an upload blob.
+      const caseInput = request.caseId
+        ? (original ? Promise.resolve(original) : this.caseService().keepOriginal({ owner, requestId: request.requestId }, request.caseId, image, request.contentType ?? request.input?.contentType ?? 'application/octet-stream', false).then((k) => k.ref))
+        : undefined;
       // The quota slot and the upload are independent: both are written before the record.
       const [reserved, stored] = await Promise.allSettled([
         this.reserveSlot(owner, jobId, deadline),
-        request.input ? Promise.resolve(request.input) : this.bus.blobs.put(uploadBlobName(jobId), request.image, 'application/octet-stream'),
+        caseInput ?? (request.input ? Promise.resolve(request.input) : this.bus.blobs.put(uploadBlobName(jobId), image, 'application/octet-stream')),
       ]);
       if (reserved.status === 'rejected') {
-        if (stored.status === 'fulfilled' && !request.input) await this.bus.blobs.delete(stored.value.name).catch(() => undefined);
+        if (stored.status === 'fulfilled' && !request.input && !caseInput) await this.bus.blobs.delete(stored.value.name).catch(() => undefined);
         throw reserved.reason;
       }
       if (stored.status === 'rejected') throw stored.reason;
@@ -110,8 +139,16 @@ export class JobsService {
         steps: pipeline.map((item, index) => ({ index, step: item.step, status: 'pending' })),
       };
       if (request.idempotencyKey) job.idempotencyKey = request.idempotencyKey;
+      if (request.caseId) job.caseId = request.caseId;
+      if (request.replayOf) job.replayOf = request.replayOf;
       await this.bus.jobs.create(job);
       recordCreated = true;
+      if (request.caseId) {
+        await this.forensics!.custody.record({
+          action: request.replayOf ? 'job.replayed' : 'job.created', owner, caseId: request.caseId, jobId, requestId: request.requestId,
+          sha256: input.sha256, bytes: input.bytes, detail: request.replayOf ? `replay of ${request.replayOf}` : pipeline.map((s) => s.step).join(','),
+        });
+      }
       const first: JobMessage = {
         v: 1, jobId, owner, pipeline, index: 0, input, findings: {}, provenance: [], deadline,
         submittedAt: now, enqueuedAt: now, ...(request.requestId ? { requestId: request.requestId } : {}),
@@ -128,11 +165,17 @@ export class JobsService {
       // A job that never came to exist must not hold a quota slot or an idempotency key.
       // One whose record exists keeps its open entry: the deadline sweep ends it.
       if (!recordCreated) {
+        if (attachedTo) await this.bus.cases.removeJob(caseScope(owner), attachedTo, jobId).catch(() => undefined);
         await this.bus.jobIndex.markFinished({ jobId, owner, deadline }).catch(() => undefined);
         if (idempotencyKvKey) await this.bus.idempotency.delete(idempotencyKvKey).catch(() => undefined);
       }
       throw error;
     }
+  }
+
+  private caseService(): CasesService {
+    if (!this.forensics) throw new AppError(500, 'cases_unavailable', 'this edge was started without the case store');
+    return this.forensics.cases;
   }
 
   /**
@@ -200,17 +243,19 @@ export class JobsService {
     return finishJob(this.bus, jobId, { status: 'timeout', error: { code: 'job_timeout', message: 'the job passed its deadline' } });
   }
 
-  async result(owner: Owner, jobId: string): Promise<{ job: JobRecord; bytes?: Buffer; contentType?: string }> {
+  async result(owner: Owner, jobId: string, requestId?: string): Promise<{ job: JobRecord; bytes?: Buffer; contentType?: string }> {
     const job = await this.get(owner, jobId);
     if (job.status !== 'done') {
       throw conflict(RESULT_CONFLICT[job.status], `job ${jobId} has no result: it is ${job.status}`, { status: job.status, ...(job.error ? { error: job.error } : {}) });
     }
     const image = job.result?.image;
     if (!image) return { job };
-    return { job, bytes: await this.bus.blobs.get(image), contentType: image.contentType ?? 'application/octet-stream' };
+    const bytes = await this.bus.blobs.get(image);
+    if (job.caseId) await this.forensics?.custody.record({ action: 'result.read', owner, caseId: job.caseId, jobId, requestId, sha256: image.sha256, bytes: bytes.length });
+    return { job, bytes, contentType: image.contentType ?? 'application/octet-stream' };
   }
 
-  async cancel(owner: Owner, jobId: string): Promise<JobRecord> {
+  async cancel(owner: Owner, jobId: string, requestId?: string): Promise<JobRecord> {
     const job = await this.get(owner, jobId);
     if (isTerminal(job.status)) throw conflict('job_not_cancelable', `job ${jobId} already ended: ${job.status}`, { status: job.status });
     const ended = await finishJob(this.bus, jobId, { status: 'canceled', error: { code: 'job_canceled', message: 'canceled by the caller' } });
@@ -218,6 +263,7 @@ export class JobsService {
       const now = await this.bus.jobs.get(jobId);
       throw conflict('job_not_cancelable', `job ${jobId} already ended: ${now?.status}`, { status: now?.status });
     }
+    if (ended.caseId) await this.forensics?.custody.record({ action: 'job.canceled', owner, caseId: ended.caseId, jobId, requestId });
     return ended;
   }
 

@@ -14,6 +14,8 @@ import { httpObserver } from './http/routes/observability.js';
 import { Registry } from '../metrics/prometheus.js';
 import type { HttpOptions, Request } from './http/uws-http.js';
 import { JobsService } from './jobs.js';
+import { CasesService } from './cases.js';
+import { Custody } from '../forensics/custody.js';
 import { BacklogGate, RateLimiter } from './limits.js';
 import { mountWebSocket, type GatewayStats } from './ws/gateway.js';
 
@@ -33,7 +35,9 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
   const auth = createAuthenticator(config);
   const backlog = new BacklogGate(bus.jsm, steps, config.maxBacklog);
   await bus.jobIndex.watchOpen(log);
-  const jobs = new JobsService(bus, stages, config, log, backlog);
+  const custody = new Custody(bus.js);
+  const cases = new CasesService(bus, custody);
+  const jobs = new JobsService(bus, stages, config, log, backlog, { cases, custody });
   const blobs = await CallerBlobs.open(bus, bus.nc, config.maxUploadBytes);
   const rateLimiter = new RateLimiter(config.rateLimitPerMinute);
   const prune = setInterval(() => rateLimiter.prune(), 60_000);
@@ -50,8 +54,8 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
       : config.maxUploadBytes + 64 * 1024,
     commonHeaders: (req) => corsHeaders(config.corsOrigins, req),
   };
-  const gateway = mountWebSocket(app, { bus, jobs, blobs, auth, rateLimiter, config, log });
-  mountApi(app, { bus, jobs, blobs, auth, rateLimiter, config, log, steps }, http, { registry, wsConnections: () => gateway.stats().connections });
+  const gateway = mountWebSocket(app, { bus, jobs, cases, custody, blobs, auth, rateLimiter, config, log });
+  mountApi(app, { bus, jobs, cases, custody, blobs, auth, rateLimiter, config, log, steps }, http, { registry, wsConnections: () => gateway.stats().connections });
   const sweep = startDeadlineSweep(bus, jobs, config.deadlineSweepMs, log);
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
@@ -83,8 +87,8 @@ function corsHeaders(origins: string[], req: Request): Record<string, string> {
   return {
     'access-control-allow-origin': origins.includes('*') ? '*' : origin,
     'access-control-allow-headers': 'authorization, content-type, idempotency-key, prefer, x-request-id',
-    'access-control-allow-methods': 'GET, POST, OPTIONS',
-    'access-control-expose-headers': 'x-request-id, retry-after, location, x-task-id, x-content-sha256',
+    'access-control-allow-methods': 'GET, POST, PATCH, OPTIONS',
+    'access-control-expose-headers': 'x-request-id, retry-after, location, x-task-id, x-content-sha256, x-next-cursor, link',
     vary: 'origin',
   };
 }

@@ -9,6 +9,7 @@ import { AppError } from '../../shared/errors.js';
 import type { Owner } from '../../shared/schema-types.js';
 import { bearerToken } from '../auth.js';
 import { mountBlobRoutes } from './routes/blobs.js';
+import { mountCaseRoutes } from './routes/cases.js';
 import { mountJobRoutes } from './routes/jobs.js';
 import { mountPlayeRoutes } from './routes/playe.js';
 import { mountSystemRoutes } from './routes/system.js';
@@ -40,6 +41,7 @@ export function mountApi(app: TemplatedApp, deps: ApiDeps, http: HttpOptions, ob
   mountSystemRoutes(app, ctx);
   mountJobRoutes(app, ctx);
   mountBlobRoutes(app, ctx);
+  mountCaseRoutes(app, ctx);
   mountPlayeRoutes(app, ctx);
   mountObservabilityRoutes(app, ctx, observability.registry, observability.wsConnections);
   route(app, 'any', '/*', async (req) => {

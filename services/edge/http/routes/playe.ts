@@ -36,8 +36,12 @@ export function mountPlayeRoutes(app: TemplatedApp, ctx: ApiContext): void {
     } else {
       throw new AppError(415, 'unsupported_media_type', 'send multipart/form-data with the image in field "file"');
     }
+    // caseId is not a step option: the job goes into that case (form field or query parameter).
+    const caseId = options.get('caseId');
+    options.delete('caseId');
+    if (caseId !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(caseId)) throw badRequest('invalid_case_id', 'caseId must be 1-64 letters, digits, _ or -');
     const pipeline = playePipeline(endpoint, options, ctx.jobs.steps);
-    const { job } = await ctx.jobs.submit(caller, { pipeline, image, idempotencyKey: req.headers['idempotency-key'] || undefined, requestId: req.requestId });
+    const { job } = await ctx.jobs.submit(caller, { pipeline, image, ...(caseId ? { caseId } : {}), idempotencyKey: req.headers['idempotency-key'] || undefined, requestId: req.requestId });
     if (/\brespond-async\b/i.test(req.headers.prefer ?? '')) return queued(job);
     const ended = await waitForJobEnd(ctx.bus, job.jobId, ctx.config.syncWaitMs);
     if (!ended) return queued(job);
