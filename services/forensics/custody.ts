@@ -9,6 +9,7 @@
  * never shows a row twice.
  */
 import type { JetStreamClient } from '@nats-io/jetstream';
+import { caseScope } from '../bus/case-store.js';
 import { subjects } from '../bus/subjects.js';
 import { AppError } from '../shared/errors.js';
 import { newId } from '../shared/ids.js';
@@ -35,6 +36,7 @@ export class Custody {
       auditId: newId(),
       at: Date.now(),
       action: input.action,
+      scope: caseScope(input.owner),
       caseId: input.caseId ?? '',
       jobId: input.jobId ?? '',
       sub: input.owner.sub,

@@ -5,6 +5,7 @@ export const METRICS_STREAM = STREAMS.metrics;
 export const METRICS_SUBJECTS = {
   stage: subjects.stageMetric,
   job: subjects.jobMetric,
+  audit: subjects.auditMetric,
   all: subjects.metricsAll,
 } as const;
 export { METRICS_CONSUMER, STAGE_CONSUMER_PREFIX };

@@ -20,6 +20,7 @@ import { createLogger } from '../shared/logger.js';
 import { openMetricsStore, storeOptionsFromConfig, type MetricsStore } from './clickhouse.js';
 import { MetricsSink } from './sink.js';
 import { serveStats } from './stats.js';
+import { serveAudit } from './audit.js';
 
 const log = createLogger('metrics');
 
@@ -83,7 +84,12 @@ async function main(): Promise<void> {
       : undefined,
   });
   await sink.start();
-  stopStats = serveStats(nc, store, log);
+  const stopStatsOnly = serveStats(nc, store, log);
+  const stopAudit = serveAudit(nc, store, log);
+  stopStats = () => {
+    stopStatsOnly();
+    stopAudit();
+  };
   log.info({ batchRows: config.metricsBatchRows, batchMs: config.metricsBatchMs, backend: store.backend }, 'metrics sink ready');
 }
 

@@ -3,7 +3,7 @@
  * (schemas/messages/stage-metric|job-metric.schema.json) and then against what the columns can
  * hold (unsigned integers, DateTime range), so that an insert never fails because of one row.
  */
-import type { JobMetric, StageMetric } from '../shared/schema-types.js';
+import type { AuditRecord, JobMetric, StageMetric } from '../shared/schema-types.js';
 import { describeErrors, schemaValidator } from '../shared/schemas.js';
 import { METRICS_SUBJECTS } from './constants.js';
 
@@ -51,9 +51,27 @@ export interface JobRow {
   ingested_at_ms: number;
 }
 
+export interface AuditRow {
+  audit_id: string;
+  scope: string;
+  case_id: string;
+  job_id: string;
+  action: string;
+  sub: string;
+  tenant: string;
+  request_id: string;
+  sha256: string;
+  bytes: number;
+  detail: string;
+  at_ms: number;
+  at: number;
+  ingested_at_ms: number;
+}
+
 export type MetricRecord =
   | { kind: 'stage'; id: string; row: StageRunRow }
-  | { kind: 'job'; id: string; row: JobRow };
+  | { kind: 'job'; id: string; row: JobRow }
+  | { kind: 'audit'; id: string; row: AuditRow };
 
 /** A message that can never be inserted; it goes to the dead-letter subject. */
 export class InvalidMetricError extends Error {
@@ -157,14 +175,23 @@ export function jobRow(m: JobMetric, ingestedAtMs: number): JobRow {
   };
 }
 
+export function auditRow(m: AuditRecord, ingestedAtMs: number): AuditRow {
+  checkUint(m.bytes, 'bytes');
+  checkEpochMs(m.at, 'at');
+  return {
+    audit_id: m.auditId, scope: m.scope, case_id: m.caseId, job_id: m.jobId, action: m.action, sub: m.sub, tenant: m.tenant,
+    request_id: m.requestId, sha256: m.sha256, bytes: m.bytes, detail: m.detail ?? '', at_ms: m.at, at: Math.floor(m.at / 1000), ingested_at_ms: ingestedAtMs,
+  };
+}
+
 /**
  * Parses one message of stream PHOTOLAB_METRICS into the row to insert. Throws
  * InvalidMetricError for anything that cannot become a row (unknown subject, not JSON,
  * schema violation, out-of-range value).
  */
 export function parseMetricMessage(subject: string, data: Uint8Array, ingestedAtMs = Date.now()): MetricRecord {
-  if (subject !== METRICS_SUBJECTS.stage && subject !== METRICS_SUBJECTS.job) {
-    throw new InvalidMetricError('unknown_metric_subject', `no metrics record is published on ${subject} (expected ${METRICS_SUBJECTS.stage} or ${METRICS_SUBJECTS.job})`);
+  if (subject !== METRICS_SUBJECTS.stage && subject !== METRICS_SUBJECTS.job && subject !== METRICS_SUBJECTS.audit) {
+    throw new InvalidMetricError('unknown_metric_subject', `no metrics record is published on ${subject} (expected ${METRICS_SUBJECTS.stage}, ${METRICS_SUBJECTS.job} or ${METRICS_SUBJECTS.audit})`);
   }
   let value: unknown;
   try {
@@ -175,6 +202,10 @@ export function parseMetricMessage(subject: string, data: Uint8Array, ingestedAt
   if (subject === METRICS_SUBJECTS.stage) {
     const m = validate<StageMetric>('messages/stage-metric.schema.json', value, 'StageMetric');
     return { kind: 'stage', id: m.runId, row: stageRunRow(m, ingestedAtMs) };
+  }
+  if (subject === METRICS_SUBJECTS.audit) {
+    const a = validate<AuditRecord>('messages/audit-record.schema.json', value, 'AuditRecord');
+    return { kind: 'audit', id: a.auditId, row: auditRow(a, ingestedAtMs) };
   }
   const m = validate<JobMetric>('messages/job-metric.schema.json', value, 'JobMetric');
   return { kind: 'job', id: m.jobId, row: jobRow(m, ingestedAtMs) };

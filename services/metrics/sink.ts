@@ -32,7 +32,7 @@ import type { DeadLetter } from '../shared/schema-types.js';
 import type { Logger } from '../shared/logger.js';
 import { isDataError, type MetricsStore } from './clickhouse.js';
 import { METRICS_CONSUMER, METRICS_DLQ_SUBJECT, METRICS_STREAM, METRICS_SUBJECTS } from './constants.js';
-import { JOBS_TABLE, STAGE_RUNS_TABLE, migrate } from './migrations.js';
+import { AUDIT_TABLE, JOBS_TABLE, STAGE_RUNS_TABLE, migrate } from './migrations.js';
 import { InvalidMetricError, parseMetricMessage, type MetricRecord } from './records.js';
 import type { Counter, Gauge, Registry } from './prometheus.js';
 
@@ -58,12 +58,14 @@ export interface MetricsSinkOptions {
   /** Counters and gauges of the sink are registered here when given. */
   registry?: Registry;
   /** Test hook: runs after an insert succeeded and before its messages are acked. */
-  afterInsert?: (batch: { stage: number; job: number }) => void | Promise<void>;
+  afterInsert?: (batch: { stage: number; job: number; audit: number }) => void | Promise<void>;
 }
 
 export interface MetricsSinkStats {
   stageRows: number;
   jobRows: number;
+  /** Chain-of-custody rows (table audit). */
+  auditRows: number;
   batches: number;
   deadLettered: number;
   insertFailures: number;
@@ -139,7 +141,7 @@ export class MetricsSink {
   /** Whether a stream captures photolab.dlq.metrics (then dead letters go through JetStream), checked at most every 30 s. */
   private dlqStream: { known: boolean; checkedAt: number } = { known: false, checkedAt: 0 };
   private readonly counters: { rows?: Counter; batches?: Counter; dlq?: Counter; failures?: Counter; held?: Gauge };
-  readonly stats: MetricsSinkStats = { stageRows: 0, jobRows: 0, batches: 0, deadLettered: 0, insertFailures: 0 };
+  readonly stats: MetricsSinkStats = { stageRows: 0, jobRows: 0, auditRows: 0, batches: 0, deadLettered: 0, insertFailures: 0 };
 
   constructor(options: MetricsSinkOptions) {
     if (!Number.isInteger(options.batchRows) || options.batchRows < 1) throw new Error(`batchRows must be an integer >= 1, got ${options.batchRows}`);
@@ -260,13 +262,15 @@ export class MetricsSink {
 
   /** Inserts the batch (retrying while ClickHouse is down), then acks it. */
   private async flush(batch: Pending[]): Promise<void> {
-    let stage = batch.filter((p) => p.record.kind === 'stage');
-    let job = batch.filter((p) => p.record.kind === 'job');
+    // One insert per table, in this order; a table whose rows are in and acked is not retried.
+    const groups = ([['stage', STAGE_RUNS_TABLE, 'stageRows'], ['job', JOBS_TABLE, 'jobRows'], ['audit', AUDIT_TABLE, 'auditRows']] as const)
+      .map(([kind, table, stat]) => ({ table, stat, pending: batch.filter((p) => p.record.kind === kind) }));
+    const held = () => groups.reduce((n, g) => n + g.pending.length, 0);
     let attempt = 0;
     let lastWorking = Date.now();
     const keepAlive = () => {
       if (Date.now() - lastWorking < this.opts.ackWaitMs / 3) return;
-      for (const p of [...stage, ...job]) p.msg.working();
+      for (const g of groups) for (const p of g.pending) p.msg.working();
       lastWorking = Date.now();
     };
     for (;;) {
@@ -275,19 +279,13 @@ export class MetricsSink {
           await migrate(this.opts.store, { logger: this.log });
           this.migrated = true;
         }
-        if (stage.length > 0) {
-          stage = await this.insert(STAGE_RUNS_TABLE, stage);
-          this.stats.stageRows += stage.length;
-          this.counters.rows?.inc({ table: STAGE_RUNS_TABLE }, stage.length);
-          await this.ackAll(stage);
-          stage = [];
-        }
-        if (job.length > 0) {
-          job = await this.insert(JOBS_TABLE, job);
-          this.stats.jobRows += job.length;
-          this.counters.rows?.inc({ table: JOBS_TABLE }, job.length);
-          await this.ackAll(job);
-          job = [];
+        for (const g of groups) {
+          if (g.pending.length === 0) continue;
+          const kept = await this.insert(g.table, g.pending);
+          this.stats[g.stat] += kept.length;
+          this.counters.rows?.inc({ table: g.table }, kept.length);
+          await this.ackAll(kept);
+          g.pending = [];
         }
         this.stats.batches++;
         this.counters.batches?.inc();
@@ -299,14 +297,13 @@ export class MetricsSink {
         this.stats.insertFailures++;
         this.counters.failures?.inc();
         this.stats.lastError = String((error as Error)?.message ?? error);
-        const held = stage.length + job.length;
         if (attempt === 1 || attempt % 10 === 0) {
-          this.log?.warn({ err: this.stats.lastError, attempt, rows: held }, 'metrics sink: insert failed; keeping the batch un-acked and retrying');
+          this.log?.warn({ err: this.stats.lastError, attempt, rows: held() }, 'metrics sink: insert failed; keeping the batch un-acked and retrying');
         }
         if (this.stopping && Date.now() >= this.stopDeadline) {
-          for (const p of [...stage, ...job]) p.msg.nak();
+          for (const g of groups) for (const p of g.pending) p.msg.nak();
           await this.opts.nc.flush().catch(() => undefined);
-          this.log?.warn({ rows: held }, 'metrics sink: stopping with ClickHouse unreachable; batch given back to the stream');
+          this.log?.warn({ rows: held() }, 'metrics sink: stopping with ClickHouse unreachable; batch given back to the stream');
           return;
         }
         keepAlive();
@@ -323,6 +320,7 @@ export class MetricsSink {
       await this.opts.afterInsert({
         stage: pendings.filter((p) => p.record.kind === 'stage').length,
         job: pendings.filter((p) => p.record.kind === 'job').length,
+        audit: pendings.filter((p) => p.record.kind === 'audit').length,
       });
     }
     for (const p of pendings) p.msg.ack();

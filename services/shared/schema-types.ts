@@ -662,6 +662,10 @@ export interface AuditRecord {
     | "result.read"
     | "report.read";
   /**
+   * the case scope (hash of the tenant, or of the sub without one): case ids chosen by PLAYE clients are unique only within it
+   */
+  scope: string;
+  /**
    * empty for a job outside any case
    */
   caseId: string;
