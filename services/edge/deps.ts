@@ -7,6 +7,7 @@ import type { CallerBlobs } from './blobs.js';
 import type { JobsService } from './jobs.js';
 import type { CasesService } from './cases.js';
 import type { Custody } from '../forensics/custody.js';
+import type { ForensicsService } from './forensics.js';
 import type { RateLimiter } from './limits.js';
 
 export interface EdgeDeps {
@@ -14,6 +15,7 @@ export interface EdgeDeps {
   jobs: JobsService;
   cases: CasesService;
   custody: Custody;
+  forensics: ForensicsService;
   blobs: CallerBlobs;
   auth: Authenticator;
   rateLimiter: RateLimiter;

@@ -22,6 +22,7 @@ import type { Logger } from '../shared/logger.js';
 import type { BlobRef, DeadLetter, FrameRef, JobMessage, JobRecord, Provenance, ResultInfo, StageMetric } from '../shared/schema-types.js';
 import { schemaValidator, describeErrors } from '../shared/schemas.js';
 import type { EncodedImage, Frame } from './frame.js';
+import { outputDigest } from '../forensics/digest.js';
 import { finishJob } from './job-lifecycle.js';
 import { conditionHolds } from './pipeline.js';
 import type { PreparedStage, StageDefinition, StageResult } from './stage.js';
@@ -293,6 +294,7 @@ export class StageRunner {
     const findings = { ...message.findings, ...result.findings };
     const provenance: Provenance = {
       index, step: item.step, params, status: 'done', ms: runMs, attempt, host: this.config.hostId, worker: `${this.config.hostId}/${process.pid}`, ...result.provenance,
+      ...outputDigest(result), // forensic replay: where two runs first differ
     };
     const finished = { type: 'step.finished' as const, jobId, at: Date.now(), step: item.step, index, steps: pipeline.length, ms: runMs, attempt, ...(result.findings ? { findings: result.findings } : {}) };
     // Record, event and metric are independent of each other; all are written before the next

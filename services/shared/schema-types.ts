@@ -542,6 +542,131 @@ export interface RenameCaseRequest {
   name: string;
 }
 /**
+ * POST /api/jobs/:id/replay (200 when the re-run ended in time, else 202 with status and replayJobId) and GET /api/jobs/:id/replay/:replayJobId: the re-run of the same pipeline on the same original, compared with the first run step by step.
+ */
+export interface ReplayComparison {
+  jobId: JobId;
+  replayJobId: JobId;
+  /**
+   * the replay's JobStatus
+   */
+  status: string;
+  /**
+   * the results' sha256 are equal (byte-identical)
+   */
+  identical?: boolean;
+  originalSha256?: string;
+  resultSha256?: {
+    first?: string;
+    replay?: string;
+  };
+  /**
+   * null when identical
+   */
+  firstDifference?: null | {
+    index: number;
+    step: string;
+    reason: "output_differs" | "model_changed" | "provider_changed" | "no_hash_recorded" | "step_missing";
+  };
+  steps?: ReplayStep[];
+}
+export interface ReplayStep {
+  index: number;
+  step: string;
+  identical: boolean;
+  /**
+   * outputSha256 of the first run
+   */
+  first?: string;
+  replay?: string;
+  modelSha256Same?: boolean;
+  providerSame?: boolean;
+  ms?: {
+    first?: number;
+    replay?: number;
+  };
+}
+/**
+ * GET /api/jobs/:id/report: what was done to the original, step by step, so another examiner can reproduce it; signed (signature: flattened JWS, EdDSA, detached payload = the canonical JSON of this object without signature; keys at /.well-known/jwks.json). ?format=html (or Accept: text/html) gives the same as a printable page.
+ */
+export interface JobReport {
+  reportVersion: 1;
+  issuedAt: string;
+  job: {
+    jobId: JobId;
+    caseId?: CaseId;
+    caseName?: string;
+    replayOf?: JobId;
+    status: string;
+    owner: {
+      sub: string;
+      tenant?: string;
+    };
+    createdAt: string;
+    startedAt?: string;
+    finishedAt?: string;
+  };
+  original: ReportImage;
+  result?: ReportImage;
+  findings?: {
+    faces?: number;
+    objects?: number;
+  };
+  steps: ReportStep[];
+  /**
+   * of the edge that issued the report; each step names its worker host
+   */
+  software: {
+    product: string;
+    version: string;
+    gitCommit: string;
+    node: string;
+    onnxruntime: string;
+    sharp: string;
+    libvips: string;
+  };
+  disclosures: string[];
+  signature: {
+    protected: string;
+    signature: string;
+    kid: string;
+  };
+}
+/**
+ * This interface was referenced by `JobReport`'s JSON-Schema
+ * via the `definition` "Image".
+ */
+export interface ReportImage {
+  sha256: string;
+  bytes: number;
+  contentType?: string;
+  /**
+   * evidence (kept for the case's life) or blob (until BLOB_TTL_S)
+   */
+  stored?: string;
+}
+export interface ReportStep {
+  index: number;
+  step: string;
+  params: {};
+  status: string;
+  model?: string;
+  modelSha256?: string;
+  provider?: string;
+  outputSha256?: string;
+  note?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  ms?: number;
+  attempt?: number;
+  host?: string;
+  worker?: string;
+  /**
+   * the step adds model-generated detail (upscale, denoise, enhance_faces)
+   */
+  synthesisesDetail: boolean;
+}
+/**
  * Query string of GET /api/stats. All optional. from/to: epoch milliseconds (digits) or an ISO 8601 date-time; default: the last hour. The window may span at most 400 days.
  */
 export interface StatsQuery {
