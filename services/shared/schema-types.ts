@@ -256,7 +256,7 @@ export interface Provenance {
    */
   worker?: string;
   /**
-   * sha256 of the step's output: the raw frame's pixel bytes (width x height x channels, interleaved 8-bit) or the encoded image. Replay compares these to find the first step that differs.
+   * sha256 of the step's output: for a frame of 'frame:<w>x<h>x<channels>\n', its interleaved 8-bit pixels and, when the step found something, '\nfindings:' and its findings as JSON (services/forensics/digest.ts); for an encoded image of its bytes. Replay compares these to find the first step that differs.
    */
   outputSha256?: string;
 }
