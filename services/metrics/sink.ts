@@ -2,7 +2,9 @@
  * The metrics sink: drains stream PHOTOLAB_METRICS through the durable pull consumer
  * `metrics-sink` into ClickHouse, in batches bounded by size (batchRows) and time (batchMs,
  * counted from the batch's first message; JetStream pulls last at least 1 s, so a batchMs below
- * 1000 acts as about 1000).
+ * 1000 acts as about 1000). Three tables: stage_runs (photolab.metrics.stage), jobs
+ * (photolab.metrics.job) and audit (photolab.metrics.audit, the chain of custody: the same
+ * guarantees matter most there).
  *
  * Guarantees:
  * - A message is acked only after the insert holding its row succeeded. A crash between insert
