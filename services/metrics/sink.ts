@@ -9,7 +9,7 @@
  * Guarantees:
  * - A message is acked only after the insert holding its row succeeded. A crash between insert
  *   and ack gets the batch redelivered and inserted again; the tables are ReplacingMergeTree
- *   keyed on run_id / job_id, and every read uses FINAL, so no row shows twice.
+ *   keyed on run_id / job_id / audit_id, and every read uses FINAL, so no row shows twice.
  * - While ClickHouse is unreachable the batch stays un-acked: the sink retries with exponential
  *   backoff, keeps the messages' ack timers alive with in-progress acks (no redelivery storm)
  *   and pulls nothing more; the rest waits in the stream. Nothing is lost.
