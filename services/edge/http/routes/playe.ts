@@ -7,7 +7,7 @@
  */
 import type { TemplatedApp } from 'uWebSockets.js';
 import { AppError, badRequest, notFound } from '../../../shared/errors.js';
-import type { JobRecord } from '../../../shared/schema-types.js';
+import type { JobRecord, Owner } from '../../../shared/schema-types.js';
 import { waitForJobEnd } from '../../job-waiter.js';
 import { PLAYE_ENDPOINTS, playePipeline, statusOfJobError, type PlayeEndpoint } from '../../playe.js';
 import type { ApiContext } from '../api.js';
@@ -45,7 +45,7 @@ export function mountPlayeRoutes(app: TemplatedApp, ctx: ApiContext): void {
     if (/\brespond-async\b/i.test(req.headers.prefer ?? '')) return queued(job);
     const ended = await waitForJobEnd(ctx.bus, job.jobId, ctx.config.syncWaitMs);
     if (!ended) return queued(job);
-    return answer(ctx, endpoint, ended);
+    return answer(ctx, endpoint, ended, caller, req.requestId);
   }, ctx.http);
 }
 
@@ -53,7 +53,7 @@ function queued(job: JobRecord): Reply {
   return json(202, { status: 'queued', state: 'PENDING', task_id: job.jobId, jobId: job.jobId, statusUrl: `/api/jobs/${job.jobId}` }, { location: `/api/jobs/${job.jobId}` });
 }
 
-async function answer(ctx: ApiContext, endpoint: PlayeEndpoint, job: JobRecord): Promise<Reply> {
+async function answer(ctx: ApiContext, endpoint: PlayeEndpoint, job: JobRecord, caller: Owner, requestId: string): Promise<Reply> {
   const ids = { 'x-task-id': job.jobId };
   if (job.status !== 'done') {
     const error = job.error ?? { code: `job_${job.status}`, message: `the job ended: ${job.status}` };
@@ -63,6 +63,7 @@ async function answer(ctx: ApiContext, endpoint: PlayeEndpoint, job: JobRecord):
   if (endpoint.answer === 'objects') return json(200, { objects: job.result?.findings.objects ?? [], task_id: job.jobId, jobId: job.jobId }, ids);
   const image = job.result?.image;
   if (!image) throw new AppError(500, 'no_output', `job ${job.jobId} finished without an image`);
-  const bytes = await ctx.bus.blobs.get(image);
+  // Through the jobs service: a job in a case has this read recorded in its chain of custody.
+  const { bytes } = await ctx.jobs.result(caller, job.jobId, requestId);
   return { status: 200, headers: { ...ids, 'content-type': image.contentType ?? 'application/octet-stream', 'x-content-sha256': image.sha256 }, body: bytes };
 }
