@@ -5,6 +5,10 @@
  * blobs.<ownerHash>.<blobId>). Chunk 0 is written last and carries the blob's description
  * (its BlobRef as JSON) in the header Photolab-Blob: a blob up to 4 MB is one write.
  *
+ * Names under evidence/ (originals kept for a case) live the same way on PHOTOLAB_EVIDENCE
+ * (photolab.evidence.<scope>.<sha256>...), which has no TTL. The name decides the stream, so
+ * every reader of a BlobRef (the decode step included) reads evidence without knowing of it.
+ *
  * Chosen by measurement over the Object Store: its client awaits one ack per 128 KiB chunk and
  * moved 27-65 MB/s here, which cost a light 1 MP job 35-50 ms (upload put, decode's get, the
  * result put); chunked messages with parallel publish and direct get move 220-700 MB/s.
@@ -25,42 +29,55 @@ const blobMissing = (name: string) => () =>
   new AppError(410, 'blob_missing', `${name} is no longer stored (expired or deleted)`, { retryable: false });
 
 export class BlobStore {
-  private readonly chunks: ChunkedMessages;
+  private readonly blobChunks: ChunkedMessages;
+  private readonly evidenceChunks: ChunkedMessages;
 
   constructor(js: JetStreamClient, jsm: JetStreamManager, serverMaxPayload: number) {
     // A blob is complete before its reference is handed on: a missing chunk is not worth a wait.
-    this.chunks = new ChunkedMessages(js, jsm, STREAMS.blobs, serverMaxPayload, 0);
+    this.blobChunks = new ChunkedMessages(js, jsm, STREAMS.blobs, serverMaxPayload, 0);
+    this.evidenceChunks = new ChunkedMessages(js, jsm, STREAMS.evidence, serverMaxPayload, 0);
+  }
+
+  private where(name: string): { chunks: ChunkedMessages; prefix: string; stream: string } {
+    return name.startsWith('evidence/')
+      ? { chunks: this.evidenceChunks, prefix: subjects.evidence(name), stream: STREAMS.evidence }
+      : { chunks: this.blobChunks, prefix: subjects.blob(name), stream: STREAMS.blobs };
   }
 
   /** The reference a blob of these bytes will have once put (known before it is stored). */
   refFor(name: string, bytes: Uint8Array, contentType?: string): BlobRef {
-    const ref: BlobRef = { kind: 'blob', stream: STREAMS.blobs, name, bytes: bytes.length, chunks: this.chunks.chunksFor(bytes.length), sha256: sha256(bytes) };
+    const { chunks, stream } = this.where(name);
+    const ref: BlobRef = { kind: 'blob', stream, name, bytes: bytes.length, chunks: chunks.chunksFor(bytes.length), sha256: sha256(bytes) };
     if (contentType) ref.contentType = contentType;
     return ref;
   }
 
   async put(name: string, bytes: Uint8Array, contentType?: string, ref = this.refFor(name, bytes, contentType)): Promise<BlobRef> {
+    const { chunks: store, prefix } = this.where(name);
     const seal = headers();
     seal.set(BLOB_HEADER, JSON.stringify(ref));
-    await this.chunks.put(subjects.blob(name), bytes, seal);
+    await store.put(prefix, bytes, seal);
     return ref;
   }
 
   /** The blob's bytes, checked against the digest in its reference. */
   async get(ref: BlobRef): Promise<Buffer> {
-    const bytes = await this.chunks.get(subjects.blob(ref.name), ref.bytes, ref.chunks, blobMissing(ref.name));
+    const { chunks: store, prefix } = this.where(ref.name);
+    const bytes = await store.get(prefix, ref.bytes, ref.chunks, blobMissing(ref.name));
     if (sha256(bytes) !== ref.sha256) throw new AppError(500, 'blob_corrupt', `${ref.name} does not match its sha256`, { retryable: true });
     return bytes;
   }
 
   /** The blob's reference as stored with it, or null when there is no such blob. */
   async describe(name: string): Promise<BlobRef | null> {
-    const seal = await this.chunks.sealOf(subjects.blob(name));
+    const { chunks: store, prefix } = this.where(name);
+    const seal = await store.sealOf(prefix);
     const meta = seal?.get(BLOB_HEADER);
     return meta ? (JSON.parse(meta) as BlobRef) : null;
   }
 
   async delete(name: string): Promise<void> {
-    await this.chunks.purge(`${subjects.blob(name)}.>`);
+    const { chunks: store, prefix } = this.where(name);
+    await store.purge(`${prefix}.>`);
   }
 }

@@ -8,6 +8,7 @@ import { Kvm } from '@nats-io/kv';
 import type { Config } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import { BlobStore } from './blob-store.js';
+import { CaseStore } from './case-store.js';
 import { BusFrames } from './frames/bus-frames.js';
 import type { FrameStore } from './frames/frame-store.js';
 import { LocalFrames } from './frames/local-frames.js';
@@ -23,6 +24,8 @@ export interface Bus {
   /** Job records (as submitted) and the job's terminal event (job-store.ts). */
   jobs: JobStore;
   blobs: BlobStore;
+  /** Cases, their jobs and evidence (case-store.ts). */
+  cases: CaseStore;
   frames: FrameStore;
   localFrames: LocalFrames;
   idempotency: import('@nats-io/kv').KV;
@@ -51,11 +54,13 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
   const kvm = new Kvm(nc);
   const jobsKv = await kvm.open(BUCKETS.jobs);
   const idempotency = await kvm.open(BUCKETS.idempotency);
+  const cases = new CaseStore(await kvm.open(BUCKETS.cases));
   const localFrames = new LocalFrames(config.frameCacheDir, config.hostId);
   const busFrames = new BusFrames(js, jsm, nc.info?.max_payload ?? 1024 * 1024);
   return {
     nc, js, jsm,
     jobs: new JobStore(jobsKv, js, jsm),
+    cases,
     // Chunks of up to 4 MiB, within the server's max_payload (with room for headers).
     blobs: new BlobStore(js, jsm, nc.info?.max_payload ?? 1024 * 1024),
     frames: new TieredFrames(config.frameTransport, localFrames, busFrames),

@@ -60,8 +60,13 @@ export class JobStore {
   }
 
   /** The job as it stands now: record + events (+ live progress the caller holds). */
-  async get(owner: Owner, jobId: string, live?: LiveProgress): Promise<JobRecord | null> {
-    const [record, end] = await Promise.all([this.submitted(owner, jobId), this.terminal(jobId)]);
+  get(owner: Owner, jobId: string, live?: LiveProgress): Promise<JobRecord | null> {
+    return this.getByOwnerHash(ownerHash(owner), jobId, live);
+  }
+
+  /** The same, for a job whose owner is known only by its hash (a case lists its jobs so). */
+  async getByOwnerHash(owner: string, jobId: string, live?: LiveProgress): Promise<JobRecord | null> {
+    const [record, end] = await Promise.all([this.submittedByKey(`${owner}.${jobId}`), this.terminal(jobId)]);
     if (!record) return null;
     // A done job's provenance names every step; other jobs need their step events, which the
     // caller may have seen go by (then nothing more is read).

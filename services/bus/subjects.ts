@@ -21,6 +21,11 @@ export const STREAMS = {
   deadLetters: 'PHOTOLAB_DLQ',
   /** Encoded images (uploads, results, caller blobs): photolab.blobs.<name>.<chunk>|meta. File, TTL. */
   blobs: 'PHOTOLAB_BLOBS',
+  /**
+   * Originals kept as case evidence: photolab.evidence.<scope>.<sha256>.<chunk>. File, no
+   * max_age: an original must outlive BLOB_TTL_S for as long as its case exists.
+   */
+  evidence: 'PHOTOLAB_EVIDENCE',
 } as const;
 
 export const BUCKETS = {
@@ -34,6 +39,8 @@ export const BUCKETS = {
   idempotency: 'photolab-idempotency',
   /** KV (memory, TTL 30 s): live stage processes, <step>.<worker> -> StagePresence. */
   stages: 'photolab-stages',
+  /** KV (file, no TTL): cases <scope>.<caseId>, their jobs <scope>.<caseId>.j.<jobId> and evidence <scope>.<caseId>.e.<sha256>. */
+  cases: 'photolab-cases',
 } as const;
 
 export const subjects = {
@@ -60,6 +67,14 @@ export const subjects = {
   eventsAll: 'photolab.events.>',
   deadLetter: (step: string) => `photolab.dlq.${step}`,
   deadLettersAll: 'photolab.dlq.>',
+  /**
+   * Chain-of-custody records (schemas/messages/audit-record.schema.json), stored once in
+   * PHOTOLAB_EVENTS beside the jobs' events, on the metrics sink's lossless path to ClickHouse.
+   */
+  audit: (caseId: string) => `photolab.audit.${caseId}`,
+  auditAll: 'photolab.audit.>',
+  evidence: (name: string) => `photolab.${name.replaceAll('/', '.')}`,
+  evidenceAll: 'photolab.evidence.>',
 } as const;
 
 /** The durable consumer of the metrics sink on PHOTOLAB_EVENTS (stage and job rows come from the events). */
@@ -77,3 +92,5 @@ export const msgIds = {
 
 export const uploadBlobName = (jobId: string) => `uploads/${jobId}`;
 export const resultBlobName = (jobId: string) => `results/${jobId}`;
+/** An original kept for a case scope, named by its content: the same bytes are kept once per scope. */
+export const evidenceBlobName = (scope: string, sha256: string) => `evidence/${scope}/${sha256}`;

@@ -36,9 +36,10 @@ export function streamConfigs(config: Config): Partial<StreamConfig>[] {
       allow_direct: true,
     },
     {
-      // Only the durable facts: progress (photolab.progress.*) stays core NATS.
+      // Only the durable facts: progress (photolab.progress.*) stays core NATS. The custody
+      // records of the cases are facts of the same kind and take the same way to ClickHouse.
       name: STREAMS.events,
-      subjects: [subjects.eventsAll],
+      subjects: [subjects.eventsAll, subjects.auditAll],
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       max_age: seconds(config.eventsTtlS),
@@ -53,6 +54,16 @@ export function streamConfigs(config: Config): Partial<StreamConfig>[] {
       max_age: seconds(config.blobTtlS),
       max_msgs_per_subject: 1,
       discard: DiscardPolicy.Old,
+      allow_direct: true,
+    },
+    {
+      // No max_age and no discard of old messages: evidence goes only when its case is deleted
+      // by an operator (nothing in the product deletes it).
+      name: STREAMS.evidence,
+      subjects: [subjects.evidenceAll],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_msgs_per_subject: 1,
       allow_direct: true,
     },
     {
@@ -124,4 +135,6 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   // A job is its record plus its events: both are kept equally long.
   await kvm.create(BUCKETS.jobs, { history: 1, storage: StorageType.File, ttl: config.eventsTtlS * 1000 });
   await kvm.create(BUCKETS.idempotency, { history: 1, storage: StorageType.File, ttl: 24 * 3600 * 1000 });
+  // Cases are records of an investigation: no TTL.
+  await kvm.create(BUCKETS.cases, { history: 1, storage: StorageType.File });
 }

@@ -16,8 +16,8 @@ export function corsHeaders(origins: string[], req: Request): Record<string, str
   return {
     'access-control-allow-origin': origins.includes('*') ? '*' : origin,
     'access-control-allow-headers': 'authorization, content-type, idempotency-key, prefer, x-request-id',
-    'access-control-allow-methods': 'GET, POST, OPTIONS',
-    'access-control-expose-headers': 'x-request-id, retry-after, location, x-task-id, x-content-sha256',
+    'access-control-allow-methods': 'GET, POST, PATCH, OPTIONS',
+    'access-control-expose-headers': 'x-request-id, retry-after, location, x-task-id, x-content-sha256, x-next-cursor, link',
     vary: 'origin',
   };
 }

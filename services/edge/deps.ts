@@ -5,11 +5,17 @@ import type { Logger } from '../shared/logger.js';
 import type { Authenticator } from './auth.js';
 import type { CallerBlobs } from './blobs.js';
 import type { JobsService } from './jobs.js';
+import type { CasesService } from './cases.js';
+import type { Custody } from '../forensics/custody.js';
+import type { ForensicsService } from './forensics.js';
 import type { RateLimiter } from './limits.js';
 
 export interface EdgeDeps {
   bus: Bus;
   jobs: JobsService;
+  cases: CasesService;
+  custody: Custody;
+  forensics: ForensicsService;
   blobs: CallerBlobs;
   auth: Authenticator;
   rateLimiter: RateLimiter;

@@ -22,11 +22,22 @@ import { sameOwner } from './auth.js';
 import { assertPixelLimit } from './image-size.js';
 import type { BacklogGate } from './limits.js';
 import type { LiveJobs } from './live-jobs.js';
+import type { CasesService } from './cases.js';
+import type { Custody } from '../forensics/custody.js';
+import { caseScope } from '../bus/case-store.js';
 
 export interface SubmitRequest {
   pipeline: unknown;
-  /** The image bytes (always needed: the pixel limit is checked from its header). */
-  image: Buffer;
+  /** The image bytes (needed unless originalSha256 names them: the pixel limit is checked from the header). */
+  image?: Buffer;
+  /** Its content type as the caller gave it (kept with the evidence). */
+  contentType?: string;
+  /** The case the job belongs to: the image is kept as its evidence, the job listed in it. */
+  caseId?: string;
+  /** Start from an original already kept for the case (no upload). */
+  originalSha256?: string;
+  /** Set on a replay: the job re-run. */
+  replayOf?: string;
   /** Set when the image is already stored (an uploaded blob): it is not stored again. */
   input?: BlobRef;
   deadlineMs?: number;
@@ -55,11 +66,21 @@ export class JobsService {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly backlog?: BacklogGate,
-    /** Unfinished jobs in memory (quota, deadline sweep); without it the bus is asked. */
-    private readonly open?: OpenJobsView,
-    /** Running jobs' progress as it went by (GET shows running steps without reads). */
-    private readonly live?: LiveJobs,
-  ) {}
+    /**
+     * open: unfinished jobs in memory (quota, deadline sweep; without it the bus is asked);
+     * live: running jobs' progress as it went by (GET shows running steps without reads);
+     * cases and custody: jobs in a case, and the chain-of-custody records of their evidence.
+     */
+    parts: { open?: OpenJobsView; live?: LiveJobs; cases?: CasesService; custody?: Custody } = {},
+  ) {
+    this.open = parts.open;
+    this.live = parts.live;
+    if (parts.cases && parts.custody) this.forensics = { cases: parts.cases, custody: parts.custody };
+  }
+
+  private readonly open?: OpenJobsView;
+  private readonly live?: LiveJobs;
+  private readonly forensics?: { cases: CasesService; custody: Custody };
 
   get steps(): ReadonlyMap<string, StageDefinition> {
     return this.stages;
@@ -80,12 +101,19 @@ export class JobsService {
         throw error;
       }
     }
-    if (request.image.length === 0) throw badRequest('image_required', 'the image is empty');
-    if (request.image.length > this.config.maxUploadBytes) {
-      throw new AppError(413, 'payload_too_large', `the image is ${request.image.length} bytes; the limit is ${this.config.maxUploadBytes}`,
+    let image = request.image;
+    let original: BlobRef | undefined;
+    if (request.originalSha256 !== undefined) {
+      if (!request.caseId) throw badRequest('case_required', 'originalSha256 names an original of a case: give caseId too');
+      original = (await this.caseService().originalRef(owner, request.caseId, request.originalSha256)).ref;
+      image = await this.bus.blobs.get(original);
+    }
+    if (!image || image.length === 0) throw badRequest('image_required', 'the image is empty');
+    if (image.length > this.config.maxUploadBytes) {
+      throw new AppError(413, 'payload_too_large', `the image is ${image.length} bytes; the limit is ${this.config.maxUploadBytes}`,
         { details: { limit: this.config.maxUploadBytes } });
     }
-    await assertPixelLimit(request.image, this.config.maxInputPixels);
+    await assertPixelLimit(image, this.config.maxInputPixels);
     const deadlineMs = request.deadlineMs ?? this.config.jobDeadlineMs;
     if (!Number.isInteger(deadlineMs) || deadlineMs < 1000 || deadlineMs > this.config.jobMaxDeadlineMs) {
       throw badRequest('invalid_deadline', `deadlineMs must be an integer between 1000 and ${this.config.jobMaxDeadlineMs}`);
@@ -101,22 +129,43 @@ export class JobsService {
       const existing = await this.claimIdempotencyKey(owner, idempotencyKvKey, jobId);
       if (existing) return { job: existing, created: false };
     }
-    const input = request.input ?? this.bus.blobs.refFor(uploadBlobName(jobId), request.image, 'application/octet-stream');
-    const job: JobRecord = {
-      jobId, owner, status: 'pending', pipeline, createdAt: now, deadline, input,
-      steps: pipeline.map((item, index) => ({ index, step: item.step, status: 'pending' })),
-    };
-    if (request.idempotencyKey) job.idempotencyKey = request.idempotencyKey;
     let revision: number | undefined;
+    let attachedTo: string | undefined;
+    let uploadName: string | undefined;
+    let input: BlobRef;
     try {
+      if (request.caseId) {
+        // First, so a closed case (409) or another tenant's (404) refuses before anything is stored.
+        await this.caseService().attachJob(owner, request.caseId, jobId, now);
+        attachedTo = request.caseId;
+      }
+      // In a case the input is the original kept as evidence (no TTL), not an upload blob.
+      // Otherwise the upload's reference is known before it is stored: record and upload go together.
+      input = request.caseId
+        ? original ?? (await this.caseService().keepOriginal({ owner, requestId: request.requestId }, request.caseId, image, request.contentType ?? request.input?.contentType ?? 'application/octet-stream', false)).ref
+        : request.input ?? this.bus.blobs.refFor(uploadBlobName(jobId), image, 'application/octet-stream');
+      if (!request.caseId && !request.input) uploadName = input.name;
+      const job: JobRecord = {
+        jobId, owner, status: 'pending', pipeline, createdAt: now, deadline, input,
+        steps: pipeline.map((item, index) => ({ index, step: item.step, status: 'pending' as const })),
+      };
+      if (request.idempotencyKey) job.idempotencyKey = request.idempotencyKey;
+      if (request.caseId) job.caseId = request.caseId;
+      if (request.replayOf) job.replayOf = request.replayOf;
       const [created, stored] = await Promise.allSettled([
         this.bus.jobs.create(job),
-        request.input ? Promise.resolve(request.input) : this.bus.blobs.put(input.name, request.image, input.contentType, input),
+        uploadName ? this.bus.blobs.put(uploadName, image, input.contentType, input) : Promise.resolve(input),
       ]);
       if (created.status === 'fulfilled') revision = created.value;
       if (created.status === 'rejected') throw created.reason;
       if (stored.status === 'rejected') throw stored.reason;
       await this.checkQuota(owner, jobId, revision!);
+      if (request.caseId) {
+        await this.forensics!.custody.record({
+          action: request.replayOf ? 'job.replayed' : 'job.created', owner, caseId: request.caseId, jobId, requestId: request.requestId,
+          sha256: input.sha256, bytes: input.bytes, detail: request.replayOf ? `replay of ${request.replayOf}` : pipeline.map((s) => s.step).join(','),
+        });
+      }
       await request.beforeStart?.(job);
       const first: JobMessage = {
         v: 1, jobId, owner, pipeline, index: 0, input, findings: {}, provenance: [], deadline, source: input,
@@ -132,10 +181,16 @@ export class JobsService {
       // (it would count against the quota and show in the list), no upload, no idempotency key.
       if (revision !== undefined) await this.bus.jobs.withdraw(owner, jobId).catch(() => undefined);
       this.open?.forget(ownerHash(owner), jobId);
-      if (!request.input) await this.bus.blobs.delete(input.name).catch(() => undefined);
+      if (uploadName) await this.bus.blobs.delete(uploadName).catch(() => undefined);
+      if (attachedTo) await this.bus.cases.removeJob(caseScope(owner), attachedTo, jobId, ownerHash(owner)).catch(() => undefined);
       if (idempotencyKvKey) await this.bus.idempotency.delete(idempotencyKvKey).catch(() => undefined);
       throw error;
     }
+  }
+
+  private caseService(): CasesService {
+    if (!this.forensics) throw new AppError(500, 'cases_unavailable', 'this edge was started without the case store');
+    return this.forensics.cases;
   }
 
   /**
@@ -228,22 +283,25 @@ export class JobsService {
     return ended;
   }
 
-  async result(owner: Owner, jobId: string): Promise<{ job: JobRecord; bytes?: Buffer; contentType?: string }> {
+  async result(owner: Owner, jobId: string, requestId?: string): Promise<{ job: JobRecord; bytes?: Buffer; contentType?: string }> {
     const job = await this.get(owner, jobId);
     if (job.status !== 'done') {
       throw conflict(RESULT_CONFLICT[job.status], `job ${jobId} has no result: it is ${job.status}`, { status: job.status, ...(job.error ? { error: job.error } : {}) });
     }
     const image = job.result?.image;
     if (!image) return { job };
-    return { job, bytes: await this.bus.blobs.get(image), contentType: image.contentType ?? 'application/octet-stream' };
+    const bytes = await this.bus.blobs.get(image);
+    if (job.caseId) await this.forensics?.custody.record({ action: 'result.read', owner, caseId: job.caseId, jobId, requestId, sha256: image.sha256, bytes: bytes.length });
+    return { job, bytes, contentType: image.contentType ?? 'application/octet-stream' };
   }
 
-  async cancel(owner: Owner, jobId: string): Promise<JobRecord> {
+  async cancel(owner: Owner, jobId: string, requestId?: string): Promise<JobRecord> {
     const job = await this.get(owner, jobId);
     if (isTerminal(job.status)) throw conflict('job_not_cancelable', `job ${jobId} already ended: ${job.status}`, { status: job.status });
     const ended = await this.end(job, { status: 'canceled', error: { code: 'job_canceled', message: 'canceled by the caller' } });
     const now = (await this.bus.jobs.get(owner, jobId, this.live?.get(jobId))) ?? job;
     if (!ended) throw conflict('job_not_cancelable', `job ${jobId} already ended: ${now.status}`, { status: now.status });
+    if (job.caseId) await this.forensics?.custody.record({ action: 'job.canceled', owner, caseId: job.caseId, jobId, requestId });
     return now;
   }
 

@@ -18,6 +18,10 @@ import type { HttpOptions } from './http/uws-http.js';
 import { JobsService } from './jobs.js';
 import { LiveJobs } from './live-jobs.js';
 import { OpenJobsView } from '../bus/open-jobs-view.js';
+import { CasesService } from './cases.js';
+import { Custody } from '../forensics/custody.js';
+import { loadSigningKey } from '../forensics/signing.js';
+import { ForensicsService } from './forensics.js';
 import { BacklogGate, RateLimiter } from './limits.js';
 import { mountWebSocket, type GatewayStats } from './ws/gateway.js';
 
@@ -43,7 +47,10 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
   const open = await OpenJobsView.start(bus.js, config.jobMaxDeadlineMs, log);
   const live = new LiveJobs();
   live.start(bus.nc);
-  const jobs = new JobsService(bus, stages, config, log, backlog, open, live);
+  const custody = new Custody(bus.js);
+  const cases = new CasesService(bus, custody);
+  const jobs = new JobsService(bus, stages, config, log, backlog, { cases, custody, open, live });
+  const forensics = new ForensicsService(bus, jobs, custody, await loadSigningKey({ keyFile: config.reportSigningKeyFile, dataDir: config.dataDir }), config);
   const blobs = await CallerBlobs.open(bus, bus.nc, config.maxUploadBytes);
   const rateLimiter = new RateLimiter(config.rateLimitPerMinute);
   const prune = setInterval(() => rateLimiter.prune(), 60_000);
@@ -60,8 +67,8 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
       : config.maxUploadBytes + 64 * 1024,
     commonHeaders: (req) => corsHeaders(config.corsOrigins, req),
   };
-  const gateway = mountWebSocket(app, { bus, jobs, blobs, auth, rateLimiter, config, log });
-  mountApi(app, { bus, jobs, blobs, auth, rateLimiter, config, log, steps, devTokenSecret }, http, { registry, wsConnections: () => gateway.stats().connections });
+  const gateway = mountWebSocket(app, { bus, jobs, cases, custody, forensics, blobs, auth, rateLimiter, config, log });
+  mountApi(app, { bus, jobs, cases, custody, forensics, blobs, auth, rateLimiter, config, log, steps, devTokenSecret }, http, { registry, wsConnections: () => gateway.stats().connections });
   const sweep = startDeadlineSweep(bus, jobs, config.deadlineSweepMs, log);
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {

@@ -25,6 +25,9 @@ export function jobView(job: JobRecord): JobView {
     deadline: iso(job.deadline)!,
     input: { bytes: job.input.bytes, sha256: job.input.sha256 },
   };
+  if (job.caseId) view.caseId = job.caseId;
+  if (job.replayOf) view.replayOf = job.replayOf;
+  if (job.status === 'done') view.report = `/api/jobs/${job.jobId}/report`;
   if (job.startedAt) view.startedAt = iso(job.startedAt);
   if (job.finishedAt) view.finishedAt = iso(job.finishedAt);
   if (job.error) view.error = job.error;

@@ -8,6 +8,7 @@ import { METRICS_CONSUMER, STAGE_CONSUMER_PREFIX, STREAMS, subjects } from '../b
 export const METRICS_STREAM = STREAMS.events;
 export const METRICS_SUBJECTS = {
   all: subjects.eventsAll,
+  audit: subjects.auditAll,
 } as const;
 export { METRICS_CONSUMER, STAGE_CONSUMER_PREFIX };
 /** Where messages that can never be inserted go (stream PHOTOLAB_DLQ captures photolab.dlq.>). */

@@ -21,6 +21,7 @@ import { openMetricsStore, storeOptionsFromConfig, type MetricsStore } from './c
 import { MetricsSink } from './sink.js';
 import { eventsStreamConfig } from '../bus/topology.js';
 import { serveStats } from './stats.js';
+import { serveAudit } from './audit.js';
 
 const log = createLogger('metrics');
 
@@ -85,7 +86,12 @@ async function main(): Promise<void> {
       : undefined,
   });
   await sink.start();
-  stopStats = serveStats(nc, store, log);
+  const stopStatsOnly = serveStats(nc, store, log);
+  const stopAudit = serveAudit(nc, store, log);
+  stopStats = () => {
+    stopStatsOnly();
+    stopAudit();
+  };
   log.info({ batchRows: config.metricsBatchRows, batchMs: config.metricsBatchMs, backend: store.backend }, 'metrics sink ready');
 }
 

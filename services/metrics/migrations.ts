@@ -29,6 +29,7 @@ export interface Migration {
 
 export const STAGE_RUNS_TABLE = 'stage_runs';
 export const JOBS_TABLE = 'jobs';
+export const AUDIT_TABLE = 'audit';
 export const MIGRATIONS_TABLE = 'schema_migrations';
 
 export const migrations: readonly Migration[] = [
@@ -82,6 +83,33 @@ export const migrations: readonly Migration[] = [
       ) ENGINE = ReplacingMergeTree(ingested_at_ms)
       PARTITION BY toYYYYMM(finished_at)
       ORDER BY job_id`,
+    ],
+  },
+  {
+    version: 2,
+    name: 'audit (chain of custody)',
+    // One row per access to evidence. Same duplicate rule as the other tables: ReplacingMergeTree
+    // on audit_id (the record's ULID), read with FINAL, so a redelivered batch never shows twice
+    // and N accesses read as exactly N rows.
+    statements: (db) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.${AUDIT_TABLE} (
+        audit_id String,
+        scope String,
+        case_id String,
+        job_id String,
+        action String,
+        sub String,
+        tenant String,
+        request_id String,
+        sha256 String,
+        bytes UInt64,
+        detail String,
+        at_ms UInt64,
+        at DateTime,
+        ingested_at_ms UInt64
+      ) ENGINE = ReplacingMergeTree(ingested_at_ms)
+      PARTITION BY toYYYYMM(at)
+      ORDER BY audit_id`,
     ],
   },
 ];

@@ -4,7 +4,7 @@
  * job-metric schemas) and then against what the columns can
  * hold (unsigned integers, DateTime range), so that an insert never fails because of one row.
  */
-import type { JobEvent, JobMetric, StageMetric } from '../shared/schema-types.js';
+import type { AuditRecord, JobEvent, JobMetric, StageMetric } from '../shared/schema-types.js';
 import { describeErrors, schemaValidator } from '../shared/schemas.js';
 
 export interface StageRunRow {
@@ -51,9 +51,27 @@ export interface JobRow {
   ingested_at_ms: number;
 }
 
+export interface AuditRow {
+  audit_id: string;
+  scope: string;
+  case_id: string;
+  job_id: string;
+  action: string;
+  sub: string;
+  tenant: string;
+  request_id: string;
+  sha256: string;
+  bytes: number;
+  detail: string;
+  at_ms: number;
+  at: number;
+  ingested_at_ms: number;
+}
+
 export type MetricRecord =
   | { kind: 'stage'; id: string; row: StageRunRow }
-  | { kind: 'job'; id: string; row: JobRow };
+  | { kind: 'job'; id: string; row: JobRow }
+  | { kind: 'audit'; id: string; row: AuditRow };
 
 /** A message that can never be inserted; it goes to the dead-letter subject. */
 export class InvalidMetricError extends Error {
@@ -157,8 +175,18 @@ export function jobRow(m: JobMetric, ingestedAtMs: number): JobRow {
   };
 }
 
-/** The stored subjects of a job's events: photolab.events.<jobId>.step|end. */
+export function auditRow(m: AuditRecord, ingestedAtMs: number): AuditRow {
+  checkUint(m.bytes, 'bytes');
+  checkEpochMs(m.at, 'at');
+  return {
+    audit_id: m.auditId, scope: m.scope, case_id: m.caseId, job_id: m.jobId, action: m.action, sub: m.sub, tenant: m.tenant,
+    request_id: m.requestId, sha256: m.sha256, bytes: m.bytes, detail: m.detail ?? '', at_ms: m.at, at: Math.floor(m.at / 1000), ingested_at_ms: ingestedAtMs,
+  };
+}
+
+/** The stored subjects the sink reads: a job's events (photolab.events.<jobId>.step|end) and custody records (photolab.audit.<caseId>). */
 const EVENT_SUBJECT = /^photolab\.events\.[^.]+\.(step|end)$/;
+const AUDIT_SUBJECT = /^photolab\.audit\.[^.]+$/;
 
 /**
  * Parses one message of stream PHOTOLAB_EVENTS into the rows it carries: a stage run (`run`,
@@ -167,14 +195,19 @@ const EVENT_SUBJECT = /^photolab\.events\.[^.]+\.(step|end)$/;
  * schema violation, out-of-range value).
  */
 export function parseMetricMessage(subject: string, data: Uint8Array, ingestedAtMs = Date.now()): MetricRecord[] {
-  if (!EVENT_SUBJECT.test(subject)) {
-    throw new InvalidMetricError('unknown_metric_subject', `no metrics are read from ${subject} (expected photolab.events.<jobId>.step or .end)`);
+  const audit = AUDIT_SUBJECT.test(subject);
+  if (!audit && !EVENT_SUBJECT.test(subject)) {
+    throw new InvalidMetricError('unknown_metric_subject', `no metrics are read from ${subject} (expected photolab.events.<jobId>.step or .end, or photolab.audit.<caseId>)`);
   }
   let value: unknown;
   try {
     value = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));
   } catch (error) {
     throw new InvalidMetricError('invalid_json', `event on ${subject} is not JSON: ${(error as Error).message}`);
+  }
+  if (audit) {
+    const a = validate<AuditRecord>('messages/audit-record.schema.json', value, 'AuditRecord');
+    return [{ kind: 'audit', id: a.auditId, row: auditRow(a, ingestedAtMs) }];
   }
   const event = validate<JobEvent>('messages/job-event.schema.json', value, 'JobEvent');
   const records: MetricRecord[] = [];

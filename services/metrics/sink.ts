@@ -3,12 +3,14 @@
  * carries its stage-run row and each terminal event its job row) through the durable pull
  * consumer `metrics-sink` into ClickHouse, in batches bounded by size (batchRows) and time (batchMs,
  * counted from the batch's first message; JetStream pulls last at least 1 s, so a batchMs below
- * 1000 acts as about 1000).
+ * 1000 acts as about 1000). Three tables: stage_runs (the `run` of step events), jobs (the
+ * `summary` of terminal events) and audit (photolab.audit.<caseId>, the chain of custody: the
+ * same guarantees matter most there).
  *
  * Guarantees:
  * - A message is acked only after the insert holding its row succeeded. A crash between insert
  *   and ack gets the batch redelivered and inserted again; the tables are ReplacingMergeTree
- *   keyed on run_id / job_id, and every read uses FINAL, so no row shows twice.
+ *   keyed on run_id / job_id / audit_id, and every read uses FINAL, so no row shows twice.
  * - While ClickHouse is unreachable the batch stays un-acked: the sink retries with exponential
  *   backoff, keeps the messages' ack timers alive with in-progress acks (no redelivery storm)
  *   and pulls nothing more; the rest waits in the stream. Nothing is lost.
@@ -34,7 +36,7 @@ import type { DeadLetter } from '../shared/schema-types.js';
 import type { Logger } from '../shared/logger.js';
 import { isDataError, type MetricsStore } from './clickhouse.js';
 import { METRICS_CONSUMER, METRICS_DLQ_SUBJECT, METRICS_STREAM, METRICS_SUBJECTS } from './constants.js';
-import { JOBS_TABLE, STAGE_RUNS_TABLE, migrate } from './migrations.js';
+import { AUDIT_TABLE, JOBS_TABLE, STAGE_RUNS_TABLE, migrate } from './migrations.js';
 import { InvalidMetricError, parseMetricMessage, type MetricRecord } from './records.js';
 import type { Counter, Gauge, Registry } from './prometheus.js';
 
@@ -60,12 +62,14 @@ export interface MetricsSinkOptions {
   /** Counters and gauges of the sink are registered here when given. */
   registry?: Registry;
   /** Test hook: runs after an insert succeeded and before its messages are acked. */
-  afterInsert?: (batch: { stage: number; job: number }) => void | Promise<void>;
+  afterInsert?: (batch: { stage: number; job: number; audit: number }) => void | Promise<void>;
 }
 
 export interface MetricsSinkStats {
   stageRows: number;
   jobRows: number;
+  /** Chain-of-custody rows (table audit). */
+  auditRows: number;
   batches: number;
   deadLettered: number;
   insertFailures: number;
@@ -93,7 +97,7 @@ export async function ensureMetricsConsumer(jsm: JetStreamManager, options: { ac
         durable_name: METRICS_CONSUMER,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
-        filter_subject: METRICS_SUBJECTS.all,
+        // No filter: every stored subject of PHOTOLAB_EVENTS (job events and custody records).
         ...tunables,
       });
     } catch (addError) {
@@ -115,7 +119,7 @@ export class MetricsSink {
   /** Whether a stream captures photolab.dlq.metrics (then dead letters go through JetStream), checked at most every 30 s. */
   private dlqStream: { known: boolean; checkedAt: number } = { known: false, checkedAt: 0 };
   private readonly counters: { rows?: Counter; batches?: Counter; dlq?: Counter; failures?: Counter; held?: Gauge };
-  readonly stats: MetricsSinkStats = { stageRows: 0, jobRows: 0, batches: 0, deadLettered: 0, insertFailures: 0 };
+  readonly stats: MetricsSinkStats = { stageRows: 0, jobRows: 0, auditRows: 0, batches: 0, deadLettered: 0, insertFailures: 0 };
 
   constructor(options: MetricsSinkOptions) {
     if (!Number.isInteger(options.batchRows) || options.batchRows < 1) throw new Error(`batchRows must be an integer >= 1, got ${options.batchRows}`);
@@ -195,7 +199,7 @@ export class MetricsSink {
       } catch (error) {
         failures++;
         this.stats.lastError = String((error as Error)?.message ?? error);
-        this.log?.warn({ err: this.stats.lastError, failures }, 'metrics sink: pulling from PHOTOLAB_METRICS failed; retrying');
+        this.log?.warn({ err: this.stats.lastError, failures }, 'metrics sink: pulling from PHOTOLAB_EVENTS failed; retrying');
         if (!this.stopping) await this.sleep(this.backoff(failures));
       }
     }
@@ -239,9 +243,10 @@ export class MetricsSink {
 
   /** Inserts the batch (retrying while ClickHouse is down), then acks it. */
   private async flush(batch: Pending[]): Promise<void> {
-    const rows = (kind: MetricRecord['kind']) => batch.flatMap((pending) => pending.records.filter((r) => r.kind === kind).map((record) => ({ pending, record })));
-    let stage = rows('stage');
-    let job = rows('job');
+    // One insert per table, in this order; a message is acked once every row it carries is in.
+    const groups = ([['stage', STAGE_RUNS_TABLE, 'stageRows'], ['job', JOBS_TABLE, 'jobRows'], ['audit', AUDIT_TABLE, 'auditRows']] as const)
+      .map(([kind, table, stat]) => ({ table, stat, rows: batch.flatMap((pending) => pending.records.filter((r) => r.kind === kind).map((record) => ({ pending, record }))) }));
+    const held = () => groups.reduce((n, g) => n + g.rows.length, 0);
     let attempt = 0;
     let lastWorking = Date.now();
     const keepAlive = () => {
@@ -256,19 +261,14 @@ export class MetricsSink {
           await migrate(this.opts.store, { logger: this.log });
           this.migrated = true;
         }
-        // A message is acked once every row it carries is in; a crash in between inserts the
-        // batch again, which the ReplacingMergeTree tables fold (reads use FINAL).
-        if (stage.length > 0) {
-          const kept = await this.insert(STAGE_RUNS_TABLE, stage, rejected);
-          this.stats.stageRows += kept;
-          this.counters.rows?.inc({ table: STAGE_RUNS_TABLE }, kept);
-          stage = [];
-        }
-        if (job.length > 0) {
-          const kept = await this.insert(JOBS_TABLE, job, rejected);
-          this.stats.jobRows += kept;
-          this.counters.rows?.inc({ table: JOBS_TABLE }, kept);
-          job = [];
+        // A crash between insert and ack inserts the batch again, which the ReplacingMergeTree
+        // tables fold (reads use FINAL).
+        for (const g of groups) {
+          if (g.rows.length === 0) continue;
+          const kept = await this.insert(g.table, g.rows, rejected);
+          this.stats[g.stat] += kept;
+          this.counters.rows?.inc({ table: g.table }, kept);
+          g.rows = [];
         }
         await this.ackAll(batch.filter((p) => !rejected.has(p)));
         this.stats.batches++;
@@ -281,14 +281,13 @@ export class MetricsSink {
         this.stats.insertFailures++;
         this.counters.failures?.inc();
         this.stats.lastError = String((error as Error)?.message ?? error);
-        const held = stage.length + job.length;
         if (attempt === 1 || attempt % 10 === 0) {
-          this.log?.warn({ err: this.stats.lastError, attempt, rows: held }, 'metrics sink: insert failed; keeping the batch un-acked and retrying');
+          this.log?.warn({ err: this.stats.lastError, attempt, rows: held() }, 'metrics sink: insert failed; keeping the batch un-acked and retrying');
         }
         if (this.stopping && Date.now() >= this.stopDeadline) {
           for (const p of batch) if (!rejected.has(p)) p.msg.nak();
           await this.opts.nc.flush().catch(() => undefined);
-          this.log?.warn({ rows: held }, 'metrics sink: stopping with ClickHouse unreachable; batch given back to the stream');
+          this.log?.warn({ rows: held() }, 'metrics sink: stopping with ClickHouse unreachable; batch given back to the stream');
           return;
         }
         keepAlive();
@@ -303,7 +302,7 @@ export class MetricsSink {
   private async ackAll(pendings: Pending[]): Promise<void> {
     if (this.opts.afterInsert) {
       const rows = pendings.flatMap((p) => p.records);
-      await this.opts.afterInsert({ stage: rows.filter((r) => r.kind === 'stage').length, job: rows.filter((r) => r.kind === 'job').length });
+      await this.opts.afterInsert({ stage: rows.filter((r) => r.kind === 'stage').length, job: rows.filter((r) => r.kind === 'job').length, audit: rows.filter((r) => r.kind === 'audit').length });
     }
     for (const p of pendings) p.msg.ack();
     // Make sure the acks left this process before we count the batch as done.

@@ -28,6 +28,7 @@ import type { BlobRef, DeadLetter, FrameRef, JobMessage, Provenance, ResultInfo,
 import { schemaValidator, describeErrors } from '../shared/schemas.js';
 import { decideNext } from './decide-next.js';
 import type { EncodedImage, Frame } from './frame.js';
+import { outputDigest } from '../forensics/digest.js';
 import { finishJob, type JobFacts } from './job-lifecycle.js';
 import { conditionHolds } from './pipeline.js';
 import type { PreparedStage, StageDefinition, StageInput, StageResult } from './stage.js';
@@ -220,6 +221,7 @@ export class StageRunner {
         provenance = {
           index, step: item.step, params, status: 'done', ms: finishedAt - startedAt, startedAt, finishedAt, attempt,
           host: this.config.hostId, worker: `${this.config.hostId}/${process.pid}`, ...result.provenance,
+          ...outputDigest(result), // forensic replay: where two runs first differ
         };
         output = { frame: stage.output === 'frame' ? result.frame : undefined, result, input };
         event = 'step.finished';

@@ -8,6 +8,13 @@
  */
 export type JobId = string;
 /**
+ * a case id: a ULID when the server made it, or the id a PLAYE client chose (letters, digits, _ and -: safe as a KV key token)
+ *
+ * This interface was referenced by `Common`'s JSON-Schema
+ * via the `definition` "CaseId".
+ */
+export type CaseId = string;
+/**
  * A stage step; the registered steps are the files in schemas/steps/.
  *
  * This interface was referenced by `Common`'s JSON-Schema
@@ -29,10 +36,45 @@ export type StepCondition = "always" | "faces_found" | "no_faces_found" | "objec
  */
 export type Pipeline = PipelineStep[];
 /**
+ * This interface was referenced by `CaseRecord`'s JSON-Schema
+ * via the `definition` "CaseStatus".
+ */
+export type CaseStatus = "open" | "closed";
+/**
+ * POST /api/cases. Without id: create a case (201). With id and updatedAt (the PLAYE front end's cloudStorage sends its whole case object): create or update that case, the later updatedAt wins (200 with the stored case, which is the client's when it won). Fields other than the ones below are kept as the PLAYE client sent them.
+ */
+export type CreateCaseRequest = {
+  [k: string]: unknown;
+} & {
+  id?: CaseId;
+  name?: string;
+  /**
+   * epoch ms or an ISO date-time
+   */
+  updatedAt?: string | number;
+  [k: string]: unknown;
+};
+/**
+ * a case id: a ULID when the server made it, or the id a PLAYE client chose (letters, digits, _ and -: safe as a KV key token)
+ */
+export type CaseId1 = string;
+/**
  * This interface was referenced by `JobRecord`'s JSON-Schema
  * via the `definition` "JobStatus".
  */
 export type JobStatus = "pending" | "running" | "done" | "failed" | "canceled" | "timeout";
+/**
+ * 26-character sortable id (time-ordered, Crockford base32). Safe as a NATS subject token and a KV key.
+ */
+export type JobId1 = string;
+/**
+ * a case id: a ULID when the server made it, or the id a PLAYE client chose (letters, digits, _ and -: safe as a KV key token)
+ */
+export type CaseId2 = string;
+/**
+ * 26-character sortable id (time-ordered, Crockford base32). Safe as a NATS subject token and a KV key.
+ */
+export type JobId2 = string;
 /**
  * This interface was referenced by `ModelsManifest`'s JSON-Schema
  * via the `definition` "ModelTask".
@@ -42,6 +84,10 @@ export type ModelTask = "super_resolution" | "denoise" | "face_detection" | "obj
  * Frames a client sends on /ws. Text frames are JSON. A binary frame submits a job: 4-byte big-endian header length, a JSON header (a WsSubmit without image), then the image bytes. Until authenticated (Authorization header or ?token= on the upgrade, or an auth message within 10 s) only auth is accepted.
  */
 export type WsClientMessage = WsAuth | WsSubscribe | WsUnsubscribe | WsCancel | WsSubmit;
+/**
+ * a case id: a ULID when the server made it, or the id a PLAYE client chose (letters, digits, _ and -: safe as a KV key token)
+ */
+export type CaseId3 = string;
 /**
  * Text frames the edge sends on /ws (JSON). A result asked for as binary comes as a binary frame instead: 4-byte big-endian header length, a JSON header (ws/result-frame.schema.json), then the image.
  */
@@ -86,7 +132,7 @@ export interface BlobRef {
   kind: "blob";
   stream: string;
   /**
-   * uploads/<jobId>, results/<jobId> or blobs/<ownerHash>/<blobId>
+   * uploads/<jobId>, results/<jobId> or blobs/<ownerHash>/<blobId> (stream PHOTOLAB_BLOBS), or evidence/<scope>/<sha256> (stream PHOTOLAB_EVIDENCE, no TTL)
    */
   name: string;
   bytes: number;
@@ -249,6 +295,30 @@ export interface Provenance {
    * <host>/<pid> of the process that ran the step
    */
   worker?: string;
+  /**
+   * sha256 of the step's output: for a frame of 'frame:<w>x<h>x<channels>\n', its interleaved 8-bit pixels and, when the step found something, '\nfindings:' and its findings as JSON (services/forensics/digest.ts); for an encoded image of its bytes. Replay compares these to find the first step that differs.
+   */
+  outputSha256?: string;
+}
+/**
+ * GET /api/cases/:id/audit: the case's chain of custody from ClickHouse, oldest first.
+ */
+export interface AuditList {
+  caseId: CaseId;
+  records: AuditEntry[];
+}
+export interface AuditEntry {
+  auditId: string;
+  at: string;
+  action: string;
+  caseId: string;
+  jobId: string;
+  sub: string;
+  tenant: string;
+  requestId: string;
+  sha256: string;
+  bytes: number;
+  detail?: string;
 }
 /**
  * POST /api/blobs (201): the upload is stored for its caller (kept BLOB_TTL_S); use blobId in POST /api/jobs or a WebSocket submit. Only the same caller can use it.
@@ -260,7 +330,70 @@ export interface BlobResponse {
   contentType?: string;
 }
 /**
- * POST /api/jobs. As multipart/form-data: field 'file' (the image) and field 'pipeline' (JSON: this object, or just the steps array). As application/json: this object with the image in 'image' (base64 or a data URL) or 'blobId'.
+ * A case as the API answers it (POST/GET/PATCH /api/cases..., and each item of GET /api/cases). id and caseId are the same; the PLAYE front end's own fields (extra) come back as it sent them, beside these.
+ */
+export interface CaseView {
+  id: CaseId;
+  caseId: CaseId;
+  name: string;
+  status: CaseStatus;
+  createdAt: string;
+  /**
+   * ISO time; epoch ms when the PLAYE client last sent a number
+   */
+  updatedAt: string | number;
+  closedAt?: string;
+  /**
+   * sub of the creator
+   */
+  createdBy?: string;
+  jobCount?: number;
+  /**
+   * GET /api/cases/:id only: the case's jobs, oldest first, with their status
+   */
+  jobs?: CaseJob[];
+  /**
+   * GET /api/cases/:id only: the originals kept for the case
+   */
+  evidence?: EvidenceView[];
+  [k: string]: unknown;
+}
+export interface CaseJob {
+  jobId: JobId;
+  /**
+   * a JobStatus, or expired when the job record is gone
+   */
+  status: string;
+  createdAt?: string;
+  finishedAt?: string;
+  inputSha256?: string;
+  resultSha256?: string;
+  /**
+   * the steps' names
+   */
+  pipeline?: string[];
+}
+/**
+ * An original kept for a case (POST /api/cases/:id/evidence answers it; GET /api/cases/:id/evidence lists them). Its bytes: GET /api/cases/:id/evidence/:sha256.
+ */
+export interface EvidenceView {
+  sha256: string;
+  bytes: number;
+  /**
+   * detected from the bytes (sharp): jpeg, png, webp, tiff, ...
+   */
+  format: string;
+  contentType: string;
+  /**
+   * sub of the uploader
+   */
+  uploadedBy: string;
+  uploadedTenant?: string;
+  uploadedAt: string;
+  url: string;
+}
+/**
+ * POST /api/jobs. As multipart/form-data: field 'file' (the image) and field 'pipeline' (JSON: this object, or just the steps array). As application/json: this object with the image in 'image' (base64 or a data URL), 'blobId', or (with caseId) 'originalSha256'. As multipart, caseId and originalSha256 may also be form fields or query parameters.
  */
 export interface CreateJobRequest {
   pipeline: Pipeline;
@@ -276,6 +409,11 @@ export interface CreateJobRequest {
    * per-job deadline, up to JOB_MAX_DEADLINE_MS
    */
   deadlineMs?: number;
+  caseId?: CaseId1;
+  /**
+   * start from an original already kept for the case (needs caseId; no image or blobId then)
+   */
+  originalSha256?: string;
 }
 /**
  * POST /api/dev/token (no token, no body): a development token. Exists only when the edge runs with the secret `npm start` generated for its session (JWT_DEV_SECRET), never with JWT_SECRET or a JWKS, and answers loopback callers only.
@@ -392,6 +530,12 @@ export interface JobView {
    */
   state: string;
   pipeline?: Pipeline;
+  caseId?: CaseId;
+  replayOf?: JobId;
+  /**
+   * url of the signed report (jobs that ended done)
+   */
+  report?: string;
   steps: StepProgress[];
   createdAt: string;
   startedAt?: string;
@@ -485,6 +629,137 @@ export interface PlayeQueuedResponse {
    */
   filename?: string;
   message?: string;
+}
+/**
+ * PATCH /api/cases/:id: rename a case (allowed while it is closed too: the name is not evidence).
+ */
+export interface RenameCaseRequest {
+  name: string;
+}
+/**
+ * POST /api/jobs/:id/replay (200 when the re-run ended in time, else 202 with status and replayJobId) and GET /api/jobs/:id/replay/:replayJobId: the re-run of the same pipeline on the same original, compared with the first run step by step.
+ */
+export interface ReplayComparison {
+  jobId: JobId;
+  replayJobId: JobId;
+  /**
+   * the replay's JobStatus
+   */
+  status: string;
+  /**
+   * the results' sha256 are equal (byte-identical)
+   */
+  identical?: boolean;
+  originalSha256?: string;
+  resultSha256?: {
+    first?: string;
+    replay?: string;
+  };
+  /**
+   * null when identical
+   */
+  firstDifference?: null | {
+    index: number;
+    step: string;
+    reason: "output_differs" | "model_changed" | "provider_changed" | "no_hash_recorded" | "step_missing";
+  };
+  steps?: ReplayStep[];
+}
+export interface ReplayStep {
+  index: number;
+  step: string;
+  identical: boolean;
+  /**
+   * outputSha256 of the first run
+   */
+  first?: string;
+  replay?: string;
+  modelSha256Same?: boolean;
+  providerSame?: boolean;
+  ms?: {
+    first?: number;
+    replay?: number;
+  };
+}
+/**
+ * GET /api/jobs/:id/report: what was done to the original, step by step, so another examiner can reproduce it; signed (signature: flattened JWS, EdDSA, detached payload = the canonical JSON of this object without signature; keys at /.well-known/jwks.json). ?format=html (or Accept: text/html) gives the same as a printable page.
+ */
+export interface JobReport {
+  reportVersion: 1;
+  issuedAt: string;
+  job: {
+    jobId: JobId;
+    caseId?: CaseId;
+    caseName?: string;
+    replayOf?: JobId;
+    status: string;
+    owner: {
+      sub: string;
+      tenant?: string;
+    };
+    createdAt: string;
+    startedAt?: string;
+    finishedAt?: string;
+  };
+  original: ReportImage;
+  result?: ReportImage;
+  findings?: {
+    faces?: number;
+    objects?: number;
+  };
+  steps: ReportStep[];
+  /**
+   * of the edge that issued the report; each step names its worker host
+   */
+  software: {
+    product: string;
+    version: string;
+    gitCommit: string;
+    node: string;
+    onnxruntime: string;
+    sharp: string;
+    libvips: string;
+  };
+  disclosures: string[];
+  signature: {
+    protected: string;
+    signature: string;
+    kid: string;
+  };
+}
+/**
+ * This interface was referenced by `JobReport`'s JSON-Schema
+ * via the `definition` "Image".
+ */
+export interface ReportImage {
+  sha256: string;
+  bytes: number;
+  contentType?: string;
+  /**
+   * evidence (kept for the case's life) or blob (until BLOB_TTL_S)
+   */
+  stored?: string;
+}
+export interface ReportStep {
+  index: number;
+  step: string;
+  params: {};
+  status: string;
+  model?: string;
+  modelSha256?: string;
+  provider?: string;
+  outputSha256?: string;
+  note?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  ms?: number;
+  attempt?: number;
+  host?: string;
+  worker?: string;
+  /**
+   * the step adds model-generated detail (upscale, denoise, enhance_faces)
+   */
+  synthesisesDetail: boolean;
 }
 /**
  * GET / (no token): what answers here, as the old PLAYE backend's root did ({service, version, status}), plus where the API is.
@@ -622,6 +897,78 @@ export interface StepDescription {
    * the step's parameters' JSON Schema (draft-07)
    */
   params: {};
+}
+/**
+ * One access to evidence (chain of custody), published on photolab.metrics.audit (stream PHOTOLAB_METRICS, message id = auditId) and stored by the metrics sink in ClickHouse table audit. The edge awaits the JetStream ack before it answers, so no access is served without its record.
+ */
+export interface AuditRecord {
+  auditId: JobId1;
+  /**
+   * epoch ms
+   */
+  at: number;
+  action:
+    | "case.created"
+    | "case.renamed"
+    | "case.updated"
+    | "case.closed"
+    | "evidence.uploaded"
+    | "evidence.read"
+    | "job.created"
+    | "job.canceled"
+    | "job.replayed"
+    | "result.read"
+    | "report.read";
+  /**
+   * the case scope (hash of the tenant, or of the sub without one): case ids chosen by PLAYE clients are unique only within it
+   */
+  scope: string;
+  /**
+   * empty for a job outside any case
+   */
+  caseId: string;
+  jobId: string;
+  sub: string;
+  tenant: string;
+  requestId: string;
+  /**
+   * sha256 of the bytes the access concerned (the original, the result or the report); empty when none
+   */
+  sha256: string;
+  bytes: number;
+  detail?: string;
+}
+/**
+ * Value of key <scope>.<caseId> in KV bucket photolab-cases (scope: hash of the creator's tenant, or of the creator when the token names no tenant). Updated with compare-and-set. Jobs of the case are keys <scope>.<caseId>.j.<jobId>, its evidence <scope>.<caseId>.e.<sha256>.
+ */
+export interface CaseRecord {
+  caseId: CaseId;
+  /**
+   * the scope hash the key starts with
+   */
+  scope: string;
+  name: string;
+  status: CaseStatus;
+  createdBy: Owner;
+  createdAt: number;
+  /**
+   * epoch ms; PLAYE upserts win by this (last writer wins)
+   */
+  updatedAt: number;
+  /**
+   * the PLAYE client last sent updatedAt as epoch ms: it is answered as a number (otherwise an ISO string)
+   */
+  updatedAtNumeric?: boolean;
+  closedAt?: number;
+  closedBy?: Owner;
+  /**
+   * jobs attached so far (each attach is a compare-and-set against a close)
+   */
+  jobs: number;
+  /**
+   * the other fields of a case object the PLAYE front end stored (media, notes, ...), kept as sent
+   */
+  extra?: {};
 }
 /**
  * Published on photolab.dlq.<step> (stream PHOTOLAB_DLQ) when a step gives up: the original message as it was, and why.
@@ -785,7 +1132,7 @@ export interface BlobRef1 {
   kind: "blob";
   stream: string;
   /**
-   * uploads/<jobId>, results/<jobId> or blobs/<ownerHash>/<blobId>
+   * uploads/<jobId>, results/<jobId> or blobs/<ownerHash>/<blobId> (stream PHOTOLAB_BLOBS), or evidence/<scope>/<sha256> (stream PHOTOLAB_EVIDENCE, no TTL)
    */
   name: string;
   bytes: number;
@@ -827,6 +1174,8 @@ export interface JobRecord {
   finishedAt?: number;
   deadline: number;
   idempotencyKey?: string;
+  caseId?: CaseId2;
+  replayOf?: JobId2;
   input: BlobRef;
   steps: StepProgress[];
   result?: ResultInfo;
@@ -1296,6 +1645,11 @@ export interface WsSubmit {
    * per-job deadline, up to JOB_MAX_DEADLINE_MS
    */
   deadlineMs?: number;
+  caseId?: CaseId3;
+  /**
+   * start from an original already kept for the case (needs caseId)
+   */
+  originalSha256?: string;
   /**
    * how the result comes after job.done: a WsResult text message with its url, or a binary frame with the image
    */

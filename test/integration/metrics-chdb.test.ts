@@ -57,7 +57,7 @@ describe('metrics on chDB', () => {
   test('store is chDB with query parameters; migrations apply once', async () => {
     assert.equal(store.backend, 'chdb');
     assert.equal(store.supportsQueryParams, true);
-    assert.deepEqual(await migrate(store), [1]);
+    assert.deepEqual(await migrate(store), [1, 2]);
     assert.deepEqual(await migrate(store), [], 'second run applies nothing');
   });
 

@@ -1,5 +1,5 @@
 /**
- * Metrics through real jobs: the stage runner's records travel over PHOTOLAB_METRICS to the
+ * Metrics through real jobs: the stage runner's records travel inside the jobs' events to the
  * sink and into chDB — exactly one row per stage run and one per job — and a stage process
  * serves its Prometheus text.
  */

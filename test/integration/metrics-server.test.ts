@@ -71,7 +71,7 @@ describe('metrics on clickhouse-server 18.16', () => {
     assert.equal(store.backend, 'server');
     assert.match(store.version, /^18\.16\./);
     assert.equal(store.supportsQueryParams, false);
-    assert.deepEqual(await migrate(store), [1]);
+    assert.deepEqual(await migrate(store), [1, 2]);
     assert.deepEqual(await migrate(store), []);
   });
 

@@ -10,6 +10,8 @@ import type { Owner } from '../../shared/schema-types.js';
 import { anonymousOwner } from '../anonymous.js';
 import { bearerToken } from '../auth.js';
 import { mountBlobRoutes } from './routes/blobs.js';
+import { mountCaseRoutes } from './routes/cases.js';
+import { mountForensicsRoutes } from './routes/forensics.js';
 import { mountJobRoutes } from './routes/jobs.js';
 import { mountPlayeRoutes } from './routes/playe.js';
 import { mountSystemRoutes } from './routes/system.js';
@@ -47,6 +49,8 @@ export function mountApi(app: TemplatedApp, deps: ApiDeps, http: HttpOptions, ob
   mountSystemRoutes(app, ctx);
   mountJobRoutes(app, ctx);
   mountBlobRoutes(app, ctx);
+  mountCaseRoutes(app, ctx);
+  mountForensicsRoutes(app, ctx);
   mountPlayeRoutes(app, ctx);
   mountObservabilityRoutes(app, ctx, observability.registry, observability.wsConnections);
   mountStepRoutes(app, ctx);

@@ -13,10 +13,19 @@ import type { Request } from './uws-http.js';
 
 export interface JobSubmission {
   pipeline: unknown;
-  image: Buffer;
+  image?: Buffer;
+  contentType?: string;
   input?: BlobRef;
   deadlineMs?: number;
+  caseId?: string;
+  originalSha256?: string;
 }
+
+/** caseId and originalSha256 of a request, as the submission takes them. */
+const caseFields = (request: CreateJobRequest) => ({
+  ...(request.caseId !== undefined ? { caseId: request.caseId } : {}),
+  ...(request.originalSha256 !== undefined ? { originalSha256: request.originalSha256 } : {}),
+});
 
 /** The image and pipeline of POST /api/jobs, from multipart or JSON. */
 export async function readJobSubmission(req: Request, owner: Owner, config: Config, blobs: CallerBlobs): Promise<JobSubmission> {
@@ -33,19 +42,26 @@ export async function readJobSubmission(req: Request, owner: Owner, config: Conf
         const raw = form.fields.get(name) ?? req.query.get(name);
         if (raw !== undefined && raw !== null) spec[name] = formValue(raw);
       }
+      // Ids and hashes stay strings: formValue would read an all-digit PLAYE case id as a number.
+      for (const name of ['caseId', 'originalSha256']) {
+        const raw = form.fields.get(name) ?? req.query.get(name);
+        if (raw !== undefined && raw !== null) spec[name] = raw;
+      }
     }
     const request = validateOrThrow<CreateJobRequest>('http/create-job.schema.json', spec, { what: 'job request' });
     const file = form.files.get('file');
-    if (file) return { pipeline: request.pipeline, image: file.data, deadlineMs: request.deadlineMs };
-    if (request.blobId) return { pipeline: request.pipeline, ...(await fromBlob(blobs, owner, request.blobId)), deadlineMs: request.deadlineMs };
-    throw badRequest('image_required', 'multipart field "file" with the image (or a "blobId") is missing');
+    if (file) return { pipeline: request.pipeline, image: file.data, contentType: file.type, deadlineMs: request.deadlineMs, ...caseFields(request) };
+    if (request.blobId) return { pipeline: request.pipeline, ...(await fromBlob(blobs, owner, request.blobId)), deadlineMs: request.deadlineMs, ...caseFields(request) };
+    if (request.originalSha256) return { pipeline: request.pipeline, deadlineMs: request.deadlineMs, ...caseFields(request) };
+    throw badRequest('image_required', 'multipart field "file" with the image (or a "blobId", or with a caseId an "originalSha256") is missing');
   }
   if (contentType.startsWith('application/json')) {
     const request = validateOrThrow<CreateJobRequest>('http/create-job.schema.json', parseJsonBody(body, config, true), { what: 'job request' });
-    if (request.image !== undefined && request.blobId !== undefined) throw badRequest('invalid_request', 'give either "image" or "blobId", not both');
-    if (request.blobId) return { pipeline: request.pipeline, ...(await fromBlob(blobs, owner, request.blobId)), deadlineMs: request.deadlineMs };
-    if (!request.image) throw badRequest('image_required', 'give the image as "image" (base64 or a data URL) or as "blobId"');
-    return { pipeline: request.pipeline, image: decodeBase64Image(request.image), deadlineMs: request.deadlineMs };
+    if ([request.image, request.blobId, request.originalSha256].filter((v) => v !== undefined).length > 1) throw badRequest('invalid_request', 'give one of "image", "blobId" or "originalSha256"');
+    if (request.blobId) return { pipeline: request.pipeline, ...(await fromBlob(blobs, owner, request.blobId)), deadlineMs: request.deadlineMs, ...caseFields(request) };
+    if (request.originalSha256) return { pipeline: request.pipeline, deadlineMs: request.deadlineMs, ...caseFields(request) };
+    if (!request.image) throw badRequest('image_required', 'give the image as "image" (base64 or a data URL), as "blobId", or with a caseId as "originalSha256"');
+    return { pipeline: request.pipeline, image: decodeBase64Image(request.image), deadlineMs: request.deadlineMs, ...caseFields(request) };
   }
   throw new AppError(415, 'unsupported_media_type', 'send multipart/form-data (file + pipeline) or application/json');
 }

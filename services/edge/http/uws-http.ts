@@ -58,7 +58,7 @@ export interface HttpOptions {
   commonHeaders?: (req: Request) => Record<string, string>;
 }
 
-export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'del' | 'options' | 'any', pattern: string, handler: Handler, options: HttpOptions): void {
+export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'patch' | 'del' | 'options' | 'any', pattern: string, handler: Handler, options: HttpOptions): void {
   const paramNames = [...pattern.matchAll(/:([A-Za-z_]+)/g)].map((m) => m[1]!);
   app[method](pattern, (res: HttpResponse, uwsReq: HttpRequest) => {
     let aborted = false;

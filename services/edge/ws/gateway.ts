@@ -145,11 +145,12 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
         let bytes = image && image.length > 0 ? image : msg.image ? decodeBase64Image(msg.image) : undefined;
         let input;
         if (!bytes && msg.blobId) ({ bytes, ref: input } = await deps.blobs.read(owner, msg.blobId));
-        if (!bytes) throw new AppError(400, 'image_required', 'send the image in a binary frame after the JSON header, as base64 "image", or as "blobId"');
+        if (!bytes && !msg.originalSha256) throw new AppError(400, 'image_required', 'send the image in a binary frame after the JSON header, as base64 "image", as "blobId", or with a caseId as "originalSha256"');
         // Live progress is not stored: listen before the first step can start.
         let progress: ProgressFeed | undefined;
         const { job } = await deps.jobs.submit(owner, {
           pipeline: msg.pipeline, image: bytes, input, deadlineMs: msg.deadlineMs,
+          ...(msg.caseId ? { caseId: msg.caseId } : {}), ...(msg.originalSha256 ? { originalSha256: msg.originalSha256 } : {}),
           beforeStart: async (created) => {
             progress = openProgress(created.jobId);
             await deps.bus.nc.flush();

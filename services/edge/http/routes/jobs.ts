@@ -44,10 +44,10 @@ export function mountJobRoutes(app: TemplatedApp, ctx: ApiContext): void {
   route(app, 'get', '/api/jobs/:id', async (req) => json(200, jobView(await jobs.get(await ctx.caller(req), req.params.id!))), ctx.http);
 
   route(app, 'get', '/api/jobs/:id/result', async (req) => {
-    const { job, bytes, contentType } = await jobs.result(await ctx.caller(req), req.params.id!);
+    const { job, bytes, contentType } = await jobs.result(await ctx.caller(req), req.params.id!, req.requestId);
     if (bytes) return { status: 200, headers: { 'content-type': contentType!, 'x-content-sha256': job.result!.image!.sha256 }, body: bytes };
     return json(200, job.result?.findings ?? {});
   }, ctx.http);
 
-  route(app, 'post', '/api/jobs/:id/cancel', async (req) => json(200, jobView(await jobs.cancel(await ctx.caller(req), req.params.id!))), ctx.http);
+  route(app, 'post', '/api/jobs/:id/cancel', async (req) => json(200, jobView(await jobs.cancel(await ctx.caller(req), req.params.id!, req.requestId))), ctx.http);
 }

@@ -84,6 +84,10 @@ async function playeRequest(ctx: ApiContext, req: Request): Promise<Reply> {
   } else {
     throw new AppError(415, 'unsupported_media_type', 'send multipart/form-data with the image in field "file"');
   }
+  // caseId is not a step option: the job goes into that case (form field, JSON field or query parameter).
+  const caseId = options.get('caseId');
+  options.delete('caseId');
+  if (caseId !== undefined && (typeof caseId !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(caseId))) throw badRequest('invalid_case_id', 'caseId must be 1-64 letters, digits, _ or -');
   // Validated before the image check, so a JSON call without a frame still learns of bad options.
   const pipeline = playePipeline(endpoint, options, ctx.jobs.steps);
   if (!image) {
@@ -91,11 +95,11 @@ async function playeRequest(ctx: ApiContext, req: Request): Promise<Reply> {
   }
   const explicitKey = req.headers['idempotency-key'] || undefined;
   const job = explicitKey
-    ? (await ctx.jobs.submit(caller, { pipeline, image, idempotencyKey: explicitKey, requestId: req.requestId })).job
-    : await submitOrJoin(ctx, caller, pipeline, image, req.requestId);
+    ? (await ctx.jobs.submit(caller, { pipeline, image, ...(caseId ? { caseId } : {}), idempotencyKey: explicitKey, requestId: req.requestId })).job
+    : await submitOrJoin(ctx, caller, pipeline, image, req.requestId, caseId);
   if (/\brespond-async\b/i.test(req.headers.prefer ?? '')) return queued(job, filename);
   if (!(await waitForJobEnd(ctx.bus, job.jobId, ctx.config.syncWaitMs))) return queued(job, filename);
-  return answer(ctx, endpoint, await ctx.jobs.get(caller, job.jobId), filename);
+  return answer(ctx, endpoint, await ctx.jobs.get(caller, job.jobId), filename, caller, req.requestId);
 }
 
 /**
@@ -107,16 +111,17 @@ async function playeRequest(ctx: ApiContext, req: Request): Promise<Reply> {
  * that ended without a result (failed, canceled, timeout) is never what a repeat answers: the
  * key then moves on to one derived from that job, so the repeat starts a fresh job.
  */
-async function submitOrJoin(ctx: ApiContext, caller: Owner, pipeline: PipelineStep[], image: Buffer, requestId: string): Promise<JobRecord> {
+async function submitOrJoin(ctx: ApiContext, caller: Owner, pipeline: PipelineStep[], image: Buffer, requestId: string, caseId?: string): Promise<JobRecord> {
   const imageHash = createHash('sha256').update(image).digest('hex');
-  const base = `playe:${createHash('sha256').update(JSON.stringify(pipeline)).update('\u0000').update(imageHash).digest('hex')}`;
+  const base = `playe:${createHash('sha256').update(JSON.stringify(pipeline)).update('\u0000').update(imageHash).update('\u0000').update(caseId ?? '').digest('hex')}`;
+  const inCase = caseId ? { caseId } : {};
   let key = base;
   for (let hop = 0; hop < MAX_JOIN_HOPS; hop++) {
-    const { job } = await ctx.jobs.submit(caller, { pipeline, image, idempotencyKey: key, requestId });
+    const { job } = await ctx.jobs.submit(caller, { pipeline, image, ...inCase, idempotencyKey: key, requestId });
     if (!isTerminal(job.status) || job.status === 'done') return job;
     key = `${base}:after:${job.jobId}`;
   }
-  return (await ctx.jobs.submit(caller, { pipeline, image, requestId })).job;
+  return (await ctx.jobs.submit(caller, { pipeline, image, ...inCase, requestId })).job;
 }
 
 function queued(job: JobRecord, filename: string | undefined): Reply {
@@ -128,7 +133,7 @@ function queued(job: JobRecord, filename: string | undefined): Reply {
   }, { location: statusUrl, 'retry-after': String(RETRY_AFTER_S), 'x-task-id': job.jobId });
 }
 
-async function answer(ctx: ApiContext, endpoint: PlayeEndpoint, job: JobRecord, filename: string | undefined): Promise<Reply> {
+async function answer(ctx: ApiContext, endpoint: PlayeEndpoint, job: JobRecord, filename: string | undefined, caller: Owner, requestId: string): Promise<Reply> {
   const ids = { 'x-task-id': job.jobId };
   if (job.status !== 'done') {
     const error = job.error ?? { code: `job_${job.status}`, message: `the job ended: ${job.status}` };
@@ -146,6 +151,7 @@ async function answer(ctx: ApiContext, endpoint: PlayeEndpoint, job: JobRecord, 
   }
   const image = job.result?.image;
   if (!image) throw new AppError(500, 'no_output', `job ${job.jobId} finished without an image`);
-  const bytes = await ctx.bus.blobs.get(image);
+  // Through the jobs service: a job in a case has this read recorded in its chain of custody.
+  const { bytes } = await ctx.jobs.result(caller, job.jobId, requestId);
   return { status: 200, headers: { ...ids, 'content-type': image.contentType ?? 'application/octet-stream', 'x-content-sha256': image.sha256 }, body: bytes };
 }

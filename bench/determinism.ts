@@ -1,0 +1,83 @@
+/**
+ * Determinism of every step on this machine: runs pipelines in-process, exactly as the stage
+ * runner calls the step functions (validated params with defaults, findings carried along),
+ * and prints the sha256 of each step's output (services/forensics/digest.ts, the hash the
+ * provenance records). Run it in separate processes with different ONNX_THREADS and compare:
+ *
+ *   npm run build && for t in 1 2 0; do ONNX_THREADS=$t node dist/bench/determinism.js; done
+ *
+ * DETERMINISM_PHOTO, DETERMINISM_WIDTH and DETERMINISM_PIPELINES (names, comma-separated) pick
+ * the input and the pipelines. Each process runs every pipeline twice (warm sessions) and says whether the runs agree;
+ * docs/forensics.md has the measured table.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { outputDigest } from '../services/forensics/digest.js';
+import type { EncodedImage, Frame } from '../services/runner/frame.js';
+import { validatePipeline } from '../services/runner/pipeline.js';
+import type { PreparedStage, StageInput } from '../services/runner/stage.js';
+import { resolveParams } from '../services/runner/params.js';
+import { loadStages } from '../services/stages/registry.js';
+import { config } from '../services/shared/config.js';
+import { createLogger } from '../services/shared/logger.js';
+import type { Findings } from '../services/shared/schema-types.js';
+
+const FIXTURES = process.env.FIXTURES_DIR ?? path.resolve('..', 'shared', 'fixtures');
+
+const PIPELINES: Record<string, unknown[]> = {
+  'faces-upscale2-png': [{ step: 'decode' }, { step: 'detect_faces' }, { step: 'upscale', params: { factor: 2 } }, { step: 'encode', params: { format: 'png' } }],
+  'upscale2-compact': [{ step: 'decode' }, { step: 'upscale', params: { factor: 2, model: 'compact' } }, { step: 'encode', params: { format: 'png' } }],
+  'upscale3': [{ step: 'decode' }, { step: 'upscale', params: { factor: 3 } }, { step: 'encode', params: { format: 'png' } }],
+  'upscale4': [{ step: 'decode' }, { step: 'upscale', params: { factor: 4 } }, { step: 'encode', params: { format: 'png' } }],
+  'denoise-jpeg': [{ step: 'decode' }, { step: 'denoise' }, { step: 'encode', params: { format: 'jpeg' } }],
+  'objects-webp': [{ step: 'decode' }, { step: 'detect_objects' }, { step: 'encode', params: { format: 'webp' } }],
+  'faces-enhance': [{ step: 'decode' }, { step: 'detect_faces' }, { step: 'enhance_faces' }, { step: 'encode', params: { format: 'png' } }],
+};
+
+async function main(): Promise<void> {
+  const log = createLogger('determinism');
+  const stages = await loadStages();
+  const prepared = new Map<string, PreparedStage<Record<string, unknown>>>();
+  const photo = await sharp(readFileSync(path.join(FIXTURES, process.env.DETERMINISM_PHOTO ?? 'messi5.jpg'))).resize(Number(process.env.DETERMINISM_WIDTH ?? 320)).jpeg({ quality: 92 }).toBuffer();
+  const out: Record<string, unknown> = { onnxThreads: config.onnxThreads, photoBytes: photo.length };
+  const only = (process.env.DETERMINISM_PIPELINES ?? '').split(',').filter(Boolean);
+  for (const [name, raw] of Object.entries(PIPELINES)) {
+    if (only.length > 0 && !only.includes(name)) continue;
+    let pipeline;
+    try {
+      pipeline = validatePipeline(raw, stages);
+      for (const item of pipeline) {
+        const stage = stages.get(item.step)!;
+        stage.admit?.(item.params ?? {}, { log, modelsDir: config.modelsDir });
+        if (!prepared.has(item.step)) prepared.set(item.step, await stage.prepare({ log, modelsDir: config.modelsDir }) as PreparedStage<Record<string, unknown>>);
+      }
+    } catch (error) {
+      out[name] = { skipped: (error as Error).message };
+      continue;
+    }
+    const runs: string[][] = [];
+    for (let run = 0; run < 2; run++) {
+      let input: { frame?: Frame; encoded?: EncodedImage } = { encoded: { bytes: photo, format: 'jpeg', contentType: 'image/jpeg' } };
+      let findings: Findings = {};
+      const hashes: string[] = [];
+      for (const item of pipeline) {
+        const result = await prepared.get(item.step)!.run(input as StageInput, resolveParams(item.step, item.params), {
+          log, signal: new AbortController().signal, findings, inputFormat: 'jpeg', heartbeat: () => undefined,
+        });
+        findings = { ...findings, ...result.findings };
+        hashes.push(`${item.step}:${outputDigest(result).outputSha256?.slice(0, 16)}`);
+        input = result.frame ? { frame: result.frame } : { encoded: result.encoded };
+      }
+      runs.push(hashes);
+    }
+    out[name] = { steps: runs[0], sameInProcess: JSON.stringify(runs[0]) === JSON.stringify(runs[1]) };
+  }
+  console.log(JSON.stringify(out));
+  for (const p of prepared.values()) await p.close?.();
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
