@@ -69,7 +69,7 @@ describe('metrics on chDB', () => {
     const info = await jsm.streams.info(METRICS_STREAM);
     assert.equal(info.config.retention, 'limits', 'the events are the jobs\' history: the sink reads them, it does not take them');
     assert.equal(info.config.storage, 'file');
-    assert.deepEqual(info.config.subjects, ['photolab.events.>']);
+    assert.deepEqual(info.config.subjects, ['photolab.events.>', 'photolab.audit.>']);
 
     const dead: DeadLetter[] = [];
     const dlqSub = nc.subscribe('photolab.dlq.metrics', { callback: (_e, m) => { dead.push(m.json<DeadLetter>()); } });
