@@ -8,16 +8,16 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SignJWT } from 'jose';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { ensureTopology } from '../bus/topology.js';
 import { loadStages } from '../stages/registry.js';
 import { loadConfig } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
+import { devSecretPath, signDevToken } from '../shared/dev-token.js';
 import { startNatsServer, stopProcess, type RunningNatsServer } from './nats-server.js';
 
 const log = createLogger('launcher');
@@ -54,8 +54,11 @@ async function main(): Promise<void> {
   }
   if (!config.jwtSecret && !config.jwksFile && !config.jwksUrl) {
     env.JWT_SECRET = randomBytes(32).toString('hex');
-    const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('dev').setIssuedAt().setExpirationTime('12h')
-      .sign(new TextEncoder().encode(env.JWT_SECRET));
+    // `photolab token` (and the CLI's other commands) sign development tokens with this
+    // session's secret: kept where only this user can read it, replaced at each start.
+    mkdirSync(config.dataDir, { recursive: true });
+    writeFileSync(devSecretPath(config.dataDir), env.JWT_SECRET, { mode: 0o600 });
+    const token = await signDevToken(env.JWT_SECRET);
     log.warn('JWT_SECRET not set: generated one for this run. A token for user "dev", valid 12 h:');
     process.stderr.write(`\n  export TOKEN=${token}\n\n`);
   }

@@ -41,8 +41,8 @@ export interface RunObserver {
   started(): void;
   /** ... and is no longer (acked, naked or termed). */
   settled(): void;
-  /** A run was recorded (also failed and skipped ones). */
-  finished(status: StageMetric['status'], ms: number): void;
+  /** A run was recorded (also failed and skipped ones); errorCode says why an `error` run failed. */
+  finished(status: StageMetric['status'], ms: number, errorCode?: string): void;
 }
 
 export interface RunnerHooks {
@@ -408,7 +408,7 @@ export class StageRunner {
       startedAt,
       finishedAt,
     };
-    this.observer?.finished(status, metric.runMs);
+    this.observer?.finished(status, metric.runMs, errorCode || undefined);
     // Metrics must never fail a job: a lost metrics publish is logged, not retried here.
     await this.bus.js.publish(subjects.stageMetric, JSON.stringify(metric), { msgID: metric.runId })
       .catch((error) => this.log.warn({ err: error }, 'stage metric not published'));
