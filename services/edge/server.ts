@@ -13,6 +13,7 @@ import { mountApi } from './http/api.js';
 import { httpObserver } from './http/routes/observability.js';
 import { Registry } from '../metrics/prometheus.js';
 import type { HttpOptions, Request } from './http/uws-http.js';
+import type { MountedRoute } from './http/api.js';
 import { JobsService } from './jobs.js';
 import { BacklogGate, RateLimiter } from './limits.js';
 import { mountWebSocket, type GatewayStats } from './ws/gateway.js';
@@ -23,6 +24,8 @@ export interface Edge {
   jobs: JobsService;
   /** WebSocket connections and their unsent bytes (backpressure). */
   wsStats(): GatewayStats;
+  /** The HTTP routes mounted (method, uWS pattern). */
+  routes: MountedRoute[];
   close(): Promise<void>;
 }
 
@@ -51,7 +54,7 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
     commonHeaders: (req) => corsHeaders(config.corsOrigins, req),
   };
   const gateway = mountWebSocket(app, { bus, jobs, blobs, auth, rateLimiter, config, log });
-  mountApi(app, { bus, jobs, blobs, auth, rateLimiter, config, log, steps }, http, { registry, wsConnections: () => gateway.stats().connections });
+  const routes = mountApi(app, { bus, jobs, blobs, auth, rateLimiter, config, log, steps }, http, { registry, wsConnections: () => gateway.stats().connections });
   const sweep = startDeadlineSweep(bus, jobs, config.deadlineSweepMs, log);
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
@@ -64,6 +67,7 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
     bus,
     jobs,
     wsStats: () => gateway.stats(),
+    routes,
     async close() {
       clearInterval(prune);
       await sweep.stop();

@@ -9,6 +9,7 @@ import { AppError } from '../../shared/errors.js';
 import type { Owner } from '../../shared/schema-types.js';
 import { bearerToken } from '../auth.js';
 import { mountBlobRoutes } from './routes/blobs.js';
+import { mountDocsRoutes } from './routes/docs.js';
 import { mountJobRoutes } from './routes/jobs.js';
 import { mountPlayeRoutes } from './routes/playe.js';
 import { mountSystemRoutes } from './routes/system.js';
@@ -27,7 +28,33 @@ export interface ApiContext extends ApiDeps {
   caller(req: Request): Promise<Owner>;
 }
 
-export function mountApi(app: TemplatedApp, deps: ApiDeps, http: HttpOptions, observability: { registry: Registry; wsConnections: () => number }): void {
+/** A mounted route: method and uWS pattern (`/api/jobs/:id`). */
+export interface MountedRoute {
+  method: string;
+  pattern: string;
+}
+
+const METHODS = new Set(['get', 'post', 'put', 'del', 'patch', 'options', 'any']);
+
+/** The app with its route-mounting methods noted down, so the OpenAPI test can compare the two. */
+function recording(app: TemplatedApp, routes: MountedRoute[]): TemplatedApp {
+  return new Proxy(app, {
+    get(target, key, receiver) {
+      const value = Reflect.get(target, key, receiver);
+      if (typeof key !== 'string' || !METHODS.has(key) || typeof value !== 'function') return value;
+      return (pattern: string, handler: unknown) => {
+        routes.push({ method: key, pattern });
+        value.call(target, pattern, handler);
+        return receiver;
+      };
+    },
+  });
+}
+
+/** Mounts every route; answers the list of what it mounted. */
+export function mountApi(rawApp: TemplatedApp, deps: ApiDeps, http: HttpOptions, observability: { registry: Registry; wsConnections: () => number }): MountedRoute[] {
+  const routes: MountedRoute[] = [];
+  const app = recording(rawApp, routes);
   const ctx: ApiContext = {
     ...deps,
     http,
@@ -42,7 +69,9 @@ export function mountApi(app: TemplatedApp, deps: ApiDeps, http: HttpOptions, ob
   mountBlobRoutes(app, ctx);
   mountPlayeRoutes(app, ctx);
   mountObservabilityRoutes(app, ctx, observability.registry, observability.wsConnections);
+  mountDocsRoutes(app, ctx);
   route(app, 'any', '/*', async (req) => {
     throw new AppError(404, 'route_not_found', `no route ${req.method} ${req.path}`);
   }, http);
+  return routes;
 }
