@@ -15,6 +15,7 @@ import { Registry } from '../metrics/prometheus.js';
 import type { HttpOptions, Request } from './http/uws-http.js';
 import type { MountedRoute } from './http/api.js';
 import { JobsService } from './jobs.js';
+import { logFinishedJobs } from './job-log.js';
 import { BacklogGate, RateLimiter } from './limits.js';
 import { mountWebSocket, type GatewayStats } from './ws/gateway.js';
 
@@ -56,12 +57,13 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
   const gateway = mountWebSocket(app, { bus, jobs, blobs, auth, rateLimiter, config, log });
   const routes = mountApi(app, { bus, jobs, blobs, auth, rateLimiter, config, log, steps }, http, { registry, wsConnections: () => gateway.stats().connections });
   const sweep = startDeadlineSweep(bus, jobs, config.deadlineSweepMs, log);
+  const jobLog = logFinishedJobs(bus, log);
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
     app.listen(config.httpHost, config.httpPort, (socket) => (socket ? resolve(socket) : reject(new Error(`edge cannot listen on ${config.httpHost}:${config.httpPort}`))));
   });
   const port = uWS.us_socket_local_port(listenSocket);
-  log.info({ port }, 'edge listening');
+  log.info({ port, url: `http://${config.httpHost === '0.0.0.0' ? '127.0.0.1' : config.httpHost}:${port}` }, 'edge listening');
   return {
     port,
     bus,
@@ -71,6 +73,7 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
     async close() {
       clearInterval(prune);
       await sweep.stop();
+      jobLog.stop();
       bus.jobIndex.unwatchOpen();
       uWS.us_listen_socket_close(listenSocket);
       gateway.closeAll();

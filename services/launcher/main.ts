@@ -90,8 +90,15 @@ async function main(): Promise<void> {
 
   let stopping = false;
   const startService = (service: Service) => {
-    const child = spawn(process.execPath, [service.script, ...service.args], { env: { ...env, ...service.env }, stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn(process.execPath, [service.script, ...service.args], { env: { ...env, ...service.env }, stdio: service.name === 'edge' ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'inherit', 'inherit'] });
     service.child = child;
+    child.on('message', (message: { type?: string; port?: number }) => {
+      if (message?.type !== 'edge.listening') return;
+      const host = config.httpHost === '0.0.0.0' ? '127.0.0.1' : config.httpHost;
+      const url = `http://${host}:${message.port}`;
+      log.info({ url, docs: `${url}/api/docs` }, `PhotoLab Pipeline ready at ${url}; Ctrl-C stops everything`);
+      process.stderr.write(`\n  ready: ${url}   (try: npx photolab submit photo.jpg --steps decode,upscale:factor=2,encode -o out.jpg)\n\n`);
+    });
     child.once('exit', (code, signal) => {
       if (stopping) return;
       if (code === EXIT_CANNOT_RUN_HERE) {
@@ -105,7 +112,8 @@ async function main(): Promise<void> {
     });
   };
   services.forEach(startService);
-  log.info({ services: services.map((s) => s.name), http: `http://localhost:${config.httpPort}` }, 'PhotoLab Pipeline running; Ctrl-C stops everything');
+  // Not "ready" yet: the edge says when it listens (IPC message above).
+  log.info({ services: services.map((s) => s.name) }, 'starting services');
 
   const shutdown = async (signal: string) => {
     if (stopping) return;
