@@ -16,6 +16,7 @@ import { formatMs, JobProgress } from './progress.js';
 
 export const USAGE = `usage: photolab <command> [options]
   token                                   print a development token (embedded default)
+  sample <file>                           write a sample photo (.jpg, .png or .webp) to try things with
   submit <file> --steps S [--case ID] [--watch] [-o out]
                                           submit a photo; S is e.g. decode,detect_faces,upscale:factor=2,encode:format=png
                                           (step:param=value:param=value); --watch shows each step live;
@@ -88,6 +89,13 @@ export async function main(argv: string[], io: Io = { out: process.stdout, err: 
         if (!secret) throw new CliError(`no development secret: set JWT_SECRET, or run \`npm start\` without it first (it keeps one in ${config.dataDir}/dev-jwt-secret)`);
         const token = await signDevToken(secret, values.sub ?? 'dev');
         print(token, { token });
+        return 0;
+      }
+      case 'sample': {
+        // A photo to try the pipeline with on a fresh clone (the test photos are not in the repository).
+        const file = one(positionals, 'sample needs an output file, e.g. photolab sample photo.jpg');
+        const bytes = await samplePhoto(file);
+        print(`${file}: ${bytes} bytes, 800x600`, { file, bytes, width: 800, height: 600 });
         return 0;
       }
       case 'submit': {
@@ -389,4 +397,23 @@ function summarize(subject: string, value: any): string {
 
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
   main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+}
+
+/** An 800x600 picture drawn from SVG: gradients, shapes and text, enough texture for every step. */
+async function samplePhoto(file: string): Promise<number> {
+  const { default: sharp } = await import('sharp');
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="800" height="600">
+    <defs><linearGradient id="sky" x1="0" y1="0" x2="0" y2="1"><stop offset="0" stop-color="#3a7bd5"/><stop offset="1" stop-color="#f4d03f"/></linearGradient>
+    <radialGradient id="sun"><stop offset="0" stop-color="#fff7c0"/><stop offset="1" stop-color="#f39c12"/></radialGradient></defs>
+    <rect width="800" height="600" fill="url(#sky)"/><circle cx="620" cy="140" r="70" fill="url(#sun)"/>
+    <path d="M0 420 L180 260 L330 400 L480 230 L800 430 L800 600 L0 600 Z" fill="#2e4d3a"/>
+    <rect x="90" y="430" width="160" height="110" fill="#8e5b3a"/><path d="M70 430 L170 360 L270 430 Z" fill="#b03a2e"/>
+    <rect x="150" y="480" width="40" height="60" fill="#3b2a1a"/>
+    <text x="400" y="570" font-family="sans-serif" font-size="36" fill="#ffffff" text-anchor="middle">PhotoLab sample</text>
+  </svg>`;
+  const image = sharp(Buffer.from(svg));
+  const ext = file.toLowerCase().split('.').pop();
+  const bytes = await (ext === 'png' ? image.png() : ext === 'webp' ? image.webp() : image.jpeg({ quality: 90 })).toBuffer();
+  writeFileSync(file, bytes);
+  return bytes.length;
 }

@@ -66,6 +66,14 @@ describe('photolab CLI', () => {
     assert.match(help.stdout, /submit <file> --steps/);
   });
 
+  test('sample writes a photo the pipeline accepts', async () => {
+    const file = path.join(dir, 'sample.jpg');
+    const r = await run('sample', file);
+    assert.equal(r.code, 0, r.stderr);
+    const meta = await sharp(readFileSync(file)).metadata();
+    assert.deepEqual([meta.format, meta.width, meta.height], ['jpeg', 800, 600]);
+  });
+
   test('token signs a development token that the edge accepts', async () => {
     const r = await run('token', '--json');
     assert.equal(r.code, 0, r.stderr);
