@@ -192,8 +192,8 @@ function one(positionals: string[], message: string): string {
 
 /** `decode,upscale:factor=2,encode:format=png:quality=90` → pipeline steps; values are JSON when they parse. */
 export function parseSteps(text: string): { step: string; params?: Record<string, unknown> }[] {
-  return text.split(',').map((part) => part.trim()).filter(Boolean).map((part) => {
-    const [step, ...pairs] = part.split(':');
+  return splitTop(text, ',').map((part) => part.trim()).filter(Boolean).map((part) => {
+    const [step, ...pairs] = splitTop(part, ':');
     if (!step) throw new CliError(`empty step in --steps "${text}"`, 2);
     if (pairs.length === 0) return { step };
     const params: Record<string, unknown> = {};
@@ -211,6 +211,27 @@ export function parseSteps(text: string): { step: string; params?: Record<string
     }
     return { step, params };
   });
+}
+
+/** Splits on `separator` outside brackets and quotes, so JSON values (classes=["dog","cat"]) stay whole. */
+function splitTop(text: string, separator: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let quoted = false;
+  let current = '';
+  for (const ch of text) {
+    if (ch === '"') quoted = !quoted;
+    else if (!quoted && (ch === '[' || ch === '{')) depth++;
+    else if (!quoted && (ch === ']' || ch === '}')) depth--;
+    if (ch === separator && depth === 0 && !quoted) {
+      parts.push(current);
+      current = '';
+    } else {
+      current += ch;
+    }
+  }
+  parts.push(current);
+  return parts;
 }
 
 async function submit(target: Target, io: Io, options: { image: Buffer; pipeline: ReturnType<typeof parseSteps>; caseId?: string; watch: boolean; output?: string; json: boolean }): Promise<number> {
