@@ -9,9 +9,9 @@ import type { JobEvent } from '../shared/schema-types.js';
 
 const TERMINAL = new Set(['job.done', 'job.failed', 'job.canceled', 'job.timeout']);
 
-export function logFinishedJobs(bus: Bus, log: Logger): { stop(): void } {
+export function logFinishedJobs(bus: Bus, log: Logger, queue = 'photolab-edge-job-log'): { stop(): void } {
   const sub = bus.nc.subscribe('photolab.events.*', {
-    queue: 'photolab-edge-job-log',
+    queue,
     callback: (error, msg) => {
       if (error) return;
       const type = msg.headers?.get('Photolab-Event');
