@@ -154,11 +154,12 @@ export async function main(argv: string[], io: Io = { out: process.stdout, err: 
           const byId = new Map(stats.map((s: any) => [s.id, s]));
           const services = infos.map((info: any) => ({ ...info, stats: byId.get(info.id) ?? null })).sort((a, b) => a.name.localeCompare(b.name));
           print(services.length === 0 ? 'no stage services answered (is `npm start` running? NATS_URL / --nats)' : table(
-            ['name', 'id', 'version', 'subject', 'requests', 'errors', 'avg', 'backlog', 'provider', 'last error'],
+            ['name', 'id', 'version', 'subject', 'requests', 'errors', 'avg', 'backlog', 'models', 'provider', 'last error'],
             services.map((s) => {
               const e = s.stats?.endpoints?.[0];
               return [s.name, s.id, s.version, s.endpoints?.[0]?.subject ?? '', String(e?.num_requests ?? ''), String(e?.num_errors ?? ''),
-                e ? formatMs(e.average_processing_time / 1e6) : '', String(e?.data?.backlog ?? ''), e?.data?.provider ?? '', e?.last_error ?? ''];
+                e ? formatMs(e.average_processing_time / 1e6) : '', String(e?.data?.backlog ?? ''),
+                (e?.data?.models ?? []).map((m: { model?: string }) => m.model).join(','), e?.data?.provider ?? '', e?.last_error ?? ''];
             }),
           ), services);
           return 0;

@@ -51,7 +51,10 @@ export async function startStageWorker(steps: string | string[], config: Config 
         const describe = colocated.get(step)!.prepared.describe?.() ?? {};
         const backlog = await bus.jsm.consumers.info(STREAMS.stages, stageConsumer(step))
           .then((info) => info.num_pending + info.num_ack_pending, () => null);
-        return { backlog, handled: runners[stepList.indexOf(step)]?.handled ?? 0, ...describe };
+        // Model steps list their loaded models, each with its provider; pixel-only steps (sharp) have none.
+        const models = Array.isArray(describe.models) ? describe.models as { model?: string; provider?: string }[] : [];
+        const providers = [...new Set(models.map((m) => m.provider).filter(Boolean))];
+        return { backlog, handled: runners[stepList.indexOf(step)]?.handled ?? 0, provider: providers.join(',') || null, ...describe, models };
       },
     },
   }));

@@ -25,7 +25,7 @@ describe('stages as NATS micro services', () => {
   let client: ReturnType<Svcm['client']>;
 
   before(async () => {
-    system = await startSystem({ steps: ['decode', 'encode'] });
+    system = await startSystem({ steps: ['decode', 'encode', 'detect_faces'] });
     client = new Svcm(system.nc as never).client({ strategy: 'timer', maxWait: 1000 } as never);
   });
   after(async () => {
@@ -34,7 +34,7 @@ describe('stages as NATS micro services', () => {
 
   test('ping and info find one service per hosted step, with its endpoint subject', async () => {
     const pings = await all(client.ping());
-    assert.deepEqual(pings.map((p) => p.name).sort(), ['photolab-decode', 'photolab-encode']);
+    assert.deepEqual(pings.map((p) => p.name).sort(), ['photolab-decode', 'photolab-detect_faces', 'photolab-encode']);
     for (const p of pings) {
       assert.equal(p.type, 'io.nats.micro.v1.ping_response');
       assert.equal(p.version, '0.1.0');
@@ -74,8 +74,12 @@ describe('stages as NATS micro services', () => {
     assert.equal(e.num_requests, 1);
     assert.equal(e.num_errors, 0);
     assert.equal(e.last_error, '');
-    const data = d.data as { backlog: number; handled: number };
+    const data = d.data as { backlog: number; handled: number; models: unknown[]; provider: string | null };
     assert.equal(data.backlog, 0);
     assert.equal(typeof data.handled, 'number');
+    assert.deepEqual([data.models, data.provider], [[], null], 'decode runs no model');
+    const faces = stats.find((s) => s.name === 'photolab-detect_faces')!.endpoints![0]!.data as { models: { model: string; provider: string }[]; provider: string };
+    assert.ok(faces.models.length > 0, JSON.stringify(faces));
+    assert.equal(faces.provider, 'cpu');
   });
 });
