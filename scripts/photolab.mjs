@@ -3,14 +3,20 @@
 // On a fresh clone nothing is compiled yet: build first (once, quietly) instead of failing with
 // MODULE_NOT_FOUND, then run the compiled CLI.
 import { spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const entry = path.join(root, 'dist/services/cli/main.js');
-const source = path.join(root, 'services/cli/main.ts');
-const stale = !existsSync(entry) || (existsSync(source) && statSync(source).mtimeMs > statSync(entry).mtimeMs);
+// Stale when any source under services/ is newer than the compiled CLI (after a pull or an edit):
+// a few hundred stat calls, far cheaper than running yesterday's code.
+const newest = (dir) => readdirSync(dir, { withFileTypes: true }).reduce((max, d) => {
+  const full = path.join(dir, d.name);
+  return Math.max(max, d.isDirectory() ? newest(full) : d.name.endsWith('.ts') ? statSync(full).mtimeMs : 0);
+}, 0);
+const sources = path.join(root, 'services');
+const stale = !existsSync(entry) || (existsSync(sources) && newest(sources) > statSync(entry).mtimeMs);
 if (stale) {
   const tsc = path.join(root, 'node_modules/typescript/bin/tsc');
   if (!existsSync(tsc)) {
