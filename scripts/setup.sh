@@ -51,12 +51,15 @@ lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
   echo "[setup] npm install"
   # onnxruntime-node's install script would download CUDA providers (no network here): the CPU
-  # build skips it. .npmrc says the same for a plain `npm install`, but npm warns that it will stop
-  # passing unknown .npmrc keys; the variable keeps working. GPU images set ONNXRUNTIME_NODE_INSTALL=cuda12.
+  # build skips it through this variable (an .npmrc key did the same, but npm warns that it will
+  # stop passing unknown keys). GPU images set ONNXRUNTIME_NODE_INSTALL=cuda12.
   ONNXRUNTIME_NODE_INSTALL="${ONNXRUNTIME_NODE_INSTALL:-skip}" npm install --no-audit --no-fund
   echo "$lock_sum" > "$stamp"
 else
   # The uWebSockets.js shim step is cheap; re-run it in case node_modules was copied from elsewhere.
   node scripts/fix-uws-glibc.mjs
 fi
-echo "[setup] ready"
+# Build, so that `npm start`, `npx photolab` and the tests run from a fresh clone.
+echo "[setup] npm run build"
+npm run build --silent
+echo "[setup] ready: npm start, then npx photolab --help"

@@ -15,7 +15,9 @@ import { mountApi } from './http/api.js';
 import { httpObserver } from './http/routes/observability.js';
 import { Registry } from '../metrics/prometheus.js';
 import type { HttpOptions } from './http/uws-http.js';
+import type { MountedRoute } from './http/api.js';
 import { JobsService } from './jobs.js';
+import { logFinishedJobs } from './job-log.js';
 import { LiveJobs } from './live-jobs.js';
 import { OpenJobsView } from '../bus/open-jobs-view.js';
 import { CasesService } from './cases.js';
@@ -31,6 +33,8 @@ export interface Edge {
   jobs: JobsService;
   /** WebSocket connections and their unsent bytes (backpressure). */
   wsStats(): GatewayStats;
+  /** The HTTP routes mounted (method, uWS pattern). */
+  routes: MountedRoute[];
   close(): Promise<void>;
 }
 
@@ -68,22 +72,25 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
     commonHeaders: (req) => corsHeaders(config.corsOrigins, req),
   };
   const gateway = mountWebSocket(app, { bus, jobs, cases, custody, forensics, blobs, auth, rateLimiter, config, log });
-  mountApi(app, { bus, jobs, cases, custody, forensics, blobs, auth, rateLimiter, config, log, steps, devTokenSecret }, http, { registry, wsConnections: () => gateway.stats().connections });
+  const routes = mountApi(app, { bus, jobs, cases, custody, forensics, blobs, auth, rateLimiter, config, log, steps, devTokenSecret }, http, { registry, wsConnections: () => gateway.stats().connections });
   const sweep = startDeadlineSweep(bus, jobs, config.deadlineSweepMs, log);
+  const jobLog = logFinishedJobs(bus, log);
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
     app.listen(config.httpHost, config.httpPort, (socket) => (socket ? resolve(socket) : reject(new Error(`edge cannot listen on ${config.httpHost}:${config.httpPort}`))));
   });
   const port = uWS.us_socket_local_port(listenSocket);
-  log.info({ port }, 'edge listening');
+  log.info({ port, url: `http://${config.httpHost === '0.0.0.0' ? '127.0.0.1' : config.httpHost}:${port}` }, 'edge listening');
   return {
     port,
     bus,
     jobs,
     wsStats: () => gateway.stats(),
+    routes,
     async close() {
       clearInterval(prune);
       await sweep.stop();
+      jobLog.stop();
       open.stop();
       live.stop();
       uWS.us_listen_socket_close(listenSocket);

@@ -8,10 +8,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SignJWT } from 'jose';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { ensureTopology } from '../bus/topology.js';
@@ -19,6 +18,7 @@ import { anonymousRefusal } from '../edge/anonymous.js';
 import { loadStages } from '../stages/registry.js';
 import { loadConfig } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
+import { devSecretPath, signDevToken } from '../shared/dev-token.js';
 import { startNatsServer, stopProcess, type RunningNatsServer } from './nats-server.js';
 
 const log = createLogger('launcher');
@@ -61,8 +61,11 @@ async function main(): Promise<void> {
     // Passed as JWT_DEV_SECRET, not JWT_SECRET, so the edge knows the secret is this session's own
     // and may hand development tokens to the web playground (never for an operator's secret).
     env.JWT_DEV_SECRET = randomBytes(32).toString('hex');
-    const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('dev').setIssuedAt().setExpirationTime('12h')
-      .sign(new TextEncoder().encode(env.JWT_DEV_SECRET));
+    // `photolab token` (and the CLI's other commands) sign development tokens with this
+    // session's secret: kept where only this user can read it, replaced at each start.
+    mkdirSync(config.dataDir, { recursive: true });
+    writeFileSync(devSecretPath(config.dataDir), env.JWT_DEV_SECRET, { mode: 0o600 });
+    const token = await signDevToken(env.JWT_DEV_SECRET);
     log.warn('JWT_SECRET not set: generated one for this run. A token for user "dev", valid 12 h:');
     process.stderr.write(`\n  export TOKEN=${token}\n\n`);
   }
@@ -101,8 +104,15 @@ async function main(): Promise<void> {
 
   let stopping = false;
   const startService = (service: Service) => {
-    const child = spawn(process.execPath, [service.script, ...service.args], { env: { ...env, ...service.env }, stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn(process.execPath, [service.script, ...service.args], { env: { ...env, ...service.env }, stdio: service.name === 'edge' ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'inherit', 'inherit'] });
     service.child = child;
+    child.on('message', (message: { type?: string; port?: number }) => {
+      if (message?.type !== 'edge.listening') return;
+      const host = config.httpHost === '0.0.0.0' ? '127.0.0.1' : config.httpHost;
+      const url = `http://${host}:${message.port}`;
+      log.info({ url, docs: `${url}/api/docs` }, `PhotoLab Pipeline ready at ${url}; Ctrl-C stops everything`);
+      process.stderr.write(`\n  ready: ${url}   (try: npx photolab submit photo.jpg --steps decode,upscale:factor=2,encode -o out.jpg)\n\n`);
+    });
     child.once('exit', (code, signal) => {
       if (stopping) return;
       if (code === EXIT_CANNOT_RUN_HERE) {
@@ -116,7 +126,8 @@ async function main(): Promise<void> {
     });
   };
   services.forEach(startService);
-  log.info({ services: services.map((s) => s.name), http: `http://localhost:${config.httpPort}` }, `PhotoLab Pipeline running; open http://localhost:${config.httpPort}/ for the web playground; Ctrl-C stops everything`);
+  // Not "ready" yet: the edge says when it listens (IPC message above).
+  log.info({ services: services.map((s) => s.name) }, 'starting services');
 
   const shutdown = async (signal: string) => {
     if (stopping) return;

@@ -135,7 +135,8 @@ async function verify(entries: ModelEntry[], modelsDir: string, json: boolean): 
 
 async function fetchAll(entries: ModelEntry[], modelsDir: string,
   options: { baseUrl?: string; allowUnpinned: boolean; force: boolean; retries: number }): Promise<number> {
-  let failed = 0;
+  const rows: { id: string; result: string; why: string }[] = [];
+  const unreachable = new Set<string>();
   const controller = new AbortController();
   const onSignal = () => controller.abort();
   process.once('SIGINT', onSignal);
@@ -145,17 +146,32 @@ async function fetchAll(entries: ModelEntry[], modelsDir: string,
         const outcome = await fetchModel(entry, {
           modelsDir, ...options, progress: progressBar(process.stderr), say: (line) => process.stderr.write(`${line}\n`), signal: controller.signal,
         });
-        process.stdout.write(`${entry.id}: ${outcome === 'downloaded' ? 'downloaded and verified' : 'already installed'} (${entry.file})\n`);
-        if (!entry.commercialUse) process.stdout.write(`${entry.id}: note: licence is non-commercial (${entry.licence})\n`);
+        rows.push({ id: entry.id, result: outcome === 'downloaded' ? 'installed' : 'already installed', why: entry.commercialUse ? '' : `non-commercial licence (${entry.licence})` });
       } catch (error) {
-        failed++;
-        const message = error instanceof AppError ? `${error.code}: ${error.message}` : (error as Error).message;
-        process.stderr.write(`${entry.id}: failed: ${message}\n`);
+        const code = error instanceof AppError ? error.code : 'error';
+        if (code === 'offline') unreachable.add(String((error as AppError).details && ((error as AppError).details as { host?: string }).host));
+        const why = code === 'unpinned_model' ? 'unpinned_model: no pinned sha256 (no official checksum known): --allow-unpinned fetches it unverified'
+          : code === 'offline' ? (error as Error).message
+            : `${code}: ${(error as Error).message.replace(`${entry.id}: `, '')}`;
+        rows.push({ id: entry.id, result: 'failed', why });
+        process.stderr.write(`${entry.id}: failed: ${why}\n`);
         if (controller.signal.aborted) break;
       }
     }
   } finally {
     process.off('SIGINT', onSignal);
+  }
+  // The summary: one row per model asked for, then what to do about failures.
+  const width = Math.max(5, ...rows.map((r) => r.id.length));
+  process.stdout.write(`\n${'MODEL'.padEnd(width)}  ${'RESULT'.padEnd(17)}  WHY\n`);
+  for (const r of rows) process.stdout.write(`${r.id.padEnd(width)}  ${r.result.padEnd(17)}  ${r.why}`.trimEnd() + '\n');
+  const failed = rows.filter((r) => r.result === 'failed').length;
+  process.stdout.write(`${rows.length - failed} of ${rows.length} installed in ${modelsDir}\n`);
+  if (unreachable.size > 0) {
+    // Said once, however many models it hit.
+    process.stderr.write(`\nThis machine cannot reach ${[...unreachable].join(', ')} (offline?). Either point MODELS_DIR at a folder that already has the models\n`
+      + `(for example MODELS_DIR=../shared/models npm start), or set MODELS_BASE_URL to a mirror that serves <base>/<task>/<file>.onnx\n`
+      + `(sha256 is still checked). Files that were partly downloaded resume on the next run.\n`);
   }
   return failed > 0 ? 1 : 0;
 }

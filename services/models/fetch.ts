@@ -4,7 +4,7 @@
  * .part is renamed into place only after it verified). Used only by the `models` CLI: services
  * never download at run time.
  */
-import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -64,12 +64,46 @@ export async function fetchModel(entry: ModelEntry, options: FetchOptions): Prom
     throw new AppError(400, 'unpinned_model',
       `${entry.id} has no pinned sha256 in the manifest, so its download cannot be verified; pass --allow-unpinned to fetch it anyway`);
   }
-  const urls = options.baseUrl ? [`${options.baseUrl.replace(/\/+$/, '')}/${entry.file}`] : entry.urls;
+  const urls: string[] = options.baseUrl ? [`${options.baseUrl.replace(/\/+$/, '')}/${entry.file}`] : entry.urls;
   if (urls.length === 0) {
     throw new AppError(404, 'no_download_url', `${entry.id} has no download address${entry.origin ? ` (${entry.origin})` : ''}; place ${entry.file} under ${options.modelsDir} by hand`);
   }
-  mkdirSync(path.dirname(target), { recursive: true });
+  const createdDir = mkdirSync(path.dirname(target), { recursive: true });
   const part = `${target}.part`;
+  try {
+    await downloadAll(urls, part, entry, options, say);
+  } catch (error) {
+    // Keep a .part with bytes (the next run resumes it); leave no empty file or folder behind.
+    if (existsSync(part) && statSync(part).size === 0) rmSync(part, { force: true });
+    if (createdDir) removeEmptyDirs(path.dirname(target), path.dirname(createdDir));
+    throw error;
+  }
+  renameSync(part, target);
+  return 'downloaded';
+}
+
+/** Removes `dir` and its parents up to (not including) `stop` while they are empty. */
+function removeEmptyDirs(dir: string, stop: string): void {
+  for (let current = dir; current.startsWith(stop) && current !== stop; current = path.dirname(current)) {
+    try {
+      if (readdirSync(current).length > 0) return;
+      rmdirSync(current);
+    } catch {
+      return;
+    }
+  }
+}
+
+const UNREACHABLE = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH', 'ENETDOWN']);
+
+/** The error code when a download failed because the host cannot be reached at all. */
+export function unreachableCode(error: unknown): string | undefined {
+  const cause = (error as { cause?: { code?: string; errors?: { code?: string }[] } })?.cause;
+  const code = cause?.code ?? cause?.errors?.[0]?.code;
+  return code && UNREACHABLE.has(code) ? code : undefined;
+}
+
+async function downloadAll(urls: string[], part: string, entry: ModelEntry, options: FetchOptions, say: (line: string) => void): Promise<void> {
   let lastError: unknown;
   for (const url of urls) {
     const attempts = 1 + (options.retries ?? 3);
@@ -81,6 +115,12 @@ export async function fetchModel(entry: ModelEntry, options: FetchOptions): Prom
       } catch (error) {
         lastError = error;
         if (error instanceof AppError && !error.retryable) break;
+        const unreachable = unreachableCode(error);
+        if (unreachable) {
+          // No route, no name, nobody listening: retrying in 200 ms will not change that.
+          lastError = new AppError(503, 'offline', `cannot reach ${new URL(url).host} (${unreachable})`, { retryable: false, details: { host: new URL(url).host, code: unreachable }, cause: error });
+          break;
+        }
         if (options.signal?.aborted) throw error;
         const have = existsSync(part) ? statSync(part).size : 0;
         const next = attempt >= attempts ? '' : have > 0 ? `; resuming from byte ${have}` : '; retrying';
@@ -92,11 +132,9 @@ export async function fetchModel(entry: ModelEntry, options: FetchOptions): Prom
   }
   if (lastError !== undefined) {
     throw lastError instanceof AppError ? lastError
-      : new AppError(502, 'download_failed', `${entry.id}: download failed: ${describeNetworkError(lastError)}; run the command again to resume`, { cause: lastError });
+      : new AppError(502, 'download_failed', `download failed: ${describeNetworkError(lastError)}${existsSync(part) && statSync(part).size > 0 ? '; run the command again to resume' : ''}`, { cause: lastError });
   }
   await verifyPart(part, entry);
-  renameSync(part, target);
-  return 'downloaded';
 }
 
 /** fetch() says only "fetch failed"; the reason (ENOTFOUND, ECONNRESET...) is in its cause. */

@@ -49,8 +49,8 @@ export interface RunObserver {
   started(): void;
   /** ... and is no longer (acked, naked or termed). */
   settled(): void;
-  /** A run was recorded (also failed and skipped ones). */
-  finished(status: StageMetric['status'], ms: number): void;
+  /** A run was recorded (also failed and skipped ones); errorCode says why an `error` run failed. */
+  finished(status: StageMetric['status'], ms: number, errorCode?: string): void;
 }
 
 export interface RunnerHooks {
@@ -399,7 +399,7 @@ export class StageRunner {
       startedAt,
       finishedAt,
     };
-    this.options.observer?.finished(status, run.runMs);
+    this.options.observer?.finished(status, run.runMs, errorCode || undefined);
     return run;
   }
 

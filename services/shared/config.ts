@@ -109,6 +109,9 @@ export const settings = {
   stages: setting('STAGES', [] as string[], list, 'Steps `npm start` runs a process for (default: all).'),
   stageReplicas: setting('STAGE_REPLICAS', 1, int, 'Processes per step started by `npm start`.'),
   logLevel: setting('LOG_LEVEL', 'info', str, 'pino log level.'),
+  logFormat: setting('LOG_FORMAT', 'auto' as 'auto' | 'json' | 'pretty', oneOf('auto', 'json', 'pretty'), 'Log lines: `json` (pino JSON), `pretty` (one readable line each), `auto` (pretty when stdout is a terminal, JSON otherwise).'),
+  photolabUrl: setting('PHOTOLAB_URL', '', str, 'The `photolab` CLI\'s edge address. Empty: http://127.0.0.1:HTTP_PORT (the embedded default).'),
+  photolabToken: setting('PHOTOLAB_TOKEN', '', str, 'The `photolab` CLI\'s bearer token. Empty: a development token signed with JWT_SECRET or the secret `npm start` keeps in DATA_DIR/dev-jwt-secret.'),
 } satisfies Record<string, Setting<unknown>>;
 
 function fs_shm(): string {

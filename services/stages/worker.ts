@@ -7,7 +7,10 @@
 import { connectBus } from '../bus/bus.js';
 import { JobEnds } from '../bus/job-ends.js';
 import { announceStage } from '../bus/stage-presence.js';
-import { StageRunner, type ColocatedSteps, type RunnerHooks } from '../runner/stage-runner.js';
+import { readFileSync } from 'node:fs';
+import { addMicroService, type MicroService } from '../bus/micro.js';
+import { STREAMS, stageConsumer, subjects } from '../bus/subjects.js';
+import { StageRunner, type ColocatedSteps, type RunnerHooks, type RunObserver } from '../runner/stage-runner.js';
 import type { PreparedStage } from '../runner/stage.js';
 import { config as defaultConfig, type Config } from '../shared/config.js';
 import { AppError } from '../shared/errors.js';
@@ -32,18 +35,43 @@ export async function startStageWorker(steps: string | string[], config: Config 
   }
   const bus = await connectBus(config, log, `photolab-stage-${name}`, { steps: stepList });
   const registry = new Registry();
+  const worker = `${config.hostId}-${process.pid}`;
+  // One NATS micro service per hosted step, so `nats micro ls|info|stats` (and `photolab
+  // stages`) show every stage process with its counts, processing time and backlog.
+  const micros: MicroService[] = stepList.map((step) => addMicroService(bus.nc, {
+    name: `photolab-${step}`,
+    version: PACKAGE_VERSION,
+    description: `PhotoLab stage ${step}: consumes ${subjects.stage(step)} through the JetStream consumer ${stageConsumer(step)}`,
+    metadata: { step, worker, host: config.hostId, pid: String(process.pid), steps: stepList.join(',') },
+    endpoint: {
+      name: step,
+      subject: subjects.stage(step),
+      queue_group: stageConsumer(step),
+      metadata: { transport: 'jetstream', stream: STREAMS.stages, consumer: stageConsumer(step) },
+      data: async (): Promise<Record<string, unknown>> => {
+        const describe = colocated.get(step)!.prepared.describe?.() ?? {};
+        const backlog = await bus.jsm.consumers.info(STREAMS.stages, stageConsumer(step))
+          .then((info) => info.num_pending + info.num_ack_pending, () => null);
+        // Model steps list their loaded models, each with its provider; pixel-only steps (sharp) have none.
+        const models = Array.isArray(describe.models) ? describe.models as { model?: string; provider?: string }[] : [];
+        const providers = [...new Set(models.map((m) => m.provider).filter(Boolean))];
+        return { backlog, handled: runners[stepList.indexOf(step)]?.handled ?? 0, provider: providers.join(',') || null, ...describe, models };
+      },
+    },
+  }));
   const ends = new JobEnds(bus.nc, bus.jobs);
   ends.start();
   const hooks = testPauses();
-  const runners = stepList.map((step) => new StageRunner({
-    bus, step, hosted: colocated, ends, config, log: log.child({ step }), hooks, observer: stageObserver(registry, step),
+  const runners: StageRunner[] = stepList.map((step, i) => new StageRunner({
+    bus, step, hosted: colocated, ends, config, log: log.child({ step }), hooks,
+    observer: bothObservers(stageObserver(registry, step), microObserver(micros[i]!)),
   }));
   for (const runner of runners) await runner.start();
   const closeMetrics = config.stageMetricsPort > 0
     ? await serveStageMetrics(config.stageMetricsPort, config.httpHost, registry, bus.jsm, stepList)
     : undefined;
   const leaves = await Promise.all(stepList.map((step, i) => announceStage(bus.nc, {
-    step, worker: `${config.hostId}-${process.pid}`, host: config.hostId, pid: process.pid, startedAt: Date.now(),
+    step, worker, host: config.hostId, pid: process.pid, startedAt: Date.now(),
   }, () => ({ handled: runners[i]!.handled, info: colocated.get(step)!.prepared.describe?.() ?? {} }))));
   const sweep = setInterval(() => void bus.localFrames.sweep(config.frameTtlS * 1000).catch(() => undefined), 60_000);
   sweep.unref();
@@ -56,11 +84,31 @@ export async function startStageWorker(steps: string | string[], config: Config 
       clearInterval(sweep);
       await Promise.all(runners.map((r) => r.stop()));
       ends.stop();
+      await Promise.all(micros.map((m) => m.stop()));
       await Promise.all(leaves.map((leave) => leave()));
       await closeMetrics?.();
       for (const { prepared } of colocated.values()) await prepared.close?.();
       await bus.close();
     },
+  };
+}
+
+/** Micro service statistics from the runner: a request per message, its time from start to settling. */
+function microObserver(micro: MicroService): RunObserver {
+  return {
+    started: () => micro.started(),
+    settled: () => micro.settled(),
+    finished: (status, _ms, errorCode) => {
+      if (status === 'error') micro.failed(errorCode ?? 'error');
+    },
+  };
+}
+
+function bothObservers(a: RunObserver, b: RunObserver): RunObserver {
+  return {
+    started: () => { a.started(); b.started(); },
+    settled: () => { a.settled(); b.settled(); },
+    finished: (status, ms, errorCode) => { a.finished(status, ms, errorCode); b.finished(status, ms, errorCode); },
   };
 }
 
@@ -75,6 +123,8 @@ function testPauses(): RunnerHooks {
   const pause = () => new Promise<void>((resolve) => setTimeout(resolve, ms));
   return at === 'beforeAck' ? { beforeAck: pause } : { afterRun: pause };
 }
+
+const PACKAGE_VERSION: string = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version;
 
 const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (isMain) {

@@ -172,6 +172,9 @@ describe('jobs API', () => {
     const jobId = created.body.jobId as string;
     await eventsUntil(jobId, 'step.finished'); // decode done; upscale has no worker
     assertError(await request(url(`/api/jobs/${jobId}/result`), { headers: await auth() }), 409, 'job_not_completed');
+    // ?wait=: a bad value is a 400; another caller's job is a 404 at once, before any wait.
+    assertError(await request(url(`/api/jobs/${jobId}/result?wait=soon`), { headers: await auth() }), 400, 'invalid_request');
+    assertError(await request(url(`/api/jobs/${jobId}/result?wait=30`), { headers: await auth('mallory') }), 404, 'job_not_found');
     const canceled = await request(url(`/api/jobs/${jobId}/cancel`), { method: 'POST', headers: await auth() });
     assert.equal(canceled.status, 200);
     assert.equal(canceled.body.status, 'canceled');

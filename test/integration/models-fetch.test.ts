@@ -61,6 +61,19 @@ before(async () => {
   server = http.createServer((req, res) => {
     requests.push({ url: req.url ?? '', range: req.headers.range });
     const name = path.basename(req.url ?? '');
+    if (name === 'slow.onnx') {
+      // A slow server: the file in small pieces, each sent when the previous one drained.
+      res.writeHead(200, { 'content-length': String(payload.length) });
+      let offset = 0;
+      const next = () => {
+        if (offset >= payload.length) return void res.end();
+        const piece = payload.subarray(offset, offset + 256 * 1024);
+        offset += piece.length;
+        res.write(piece, () => setImmediate(next));
+      };
+      next();
+      return;
+    }
     const body = name === 'good.onnx' ? payload : name === 'other.onnx' ? other : null;
     if (!body) {
       res.writeHead(404).end('not found');
@@ -99,7 +112,8 @@ test('fetch downloads, shows progress, verifies and then skips the installed cop
   const manifest = writeManifest([entry('good', 'denoising/good.onnx', payload)]);
   const first = await runCli(['fetch', 'good', '--manifest', manifest, '--models-dir', dir]);
   assert.equal(first.code, 0, first.stderr);
-  assert.match(first.stdout, /good: downloaded and verified/);
+  assert.match(first.stdout, /^good\s+installed\s*$/m);
+  assert.match(first.stdout, /^1 of 1 installed in /m);
   // stderr is not a TTY here: progress comes as lines every 10 %
   const steps = [...first.stderr.matchAll(/^good: (\d+)% \(\d+\/3145851 bytes\)$/gm)].map((m) => Number(m[1]));
   assert.ok(steps.length >= 5, `progress lines: ${first.stderr}`);
@@ -213,4 +227,47 @@ test('list shows installed, missing and corrupt models; verify fails on a corrup
   assert.equal(repair.code, 0, repair.stderr);
   assert.match(repair.stderr, /corrupt, downloading it again/);
   assert.ok(readFileSync(target).equals(other));
+});
+
+test('fetch of good, corrupt, missing and slow files: progress per file, then a summary with the reasons', async () => {
+  const dir = path.join(tmp, 'summary');
+  const manifest = writeManifest([
+    entry('good', 'denoising/good.onnx', payload),
+    { ...entry('corrupt', 'denoising/other.onnx', payload), bytes: null },
+    entry('missing', 'object_detection/gone.onnx', other),
+    entry('slow', 'denoising/slow.onnx', payload),
+  ]);
+  const r = await runCli(['fetch', '--all', '--manifest', manifest, '--models-dir', dir]);
+  assert.equal(r.code, 1, r.stderr);
+  for (const id of ['good', 'slow']) assert.match(r.stderr, new RegExp(`^${id}: 100% \\(3145851/3145851 bytes\\)$`, 'm'), id);
+  assert.match(r.stdout, /^MODEL\s+RESULT\s+WHY$/m);
+  assert.match(r.stdout, /^good\s+installed\s*$/m);
+  assert.match(r.stdout, /^slow\s+installed\s*$/m);
+  assert.match(r.stdout, /^corrupt\s+failed\s+checksum_mismatch: /m);
+  assert.match(r.stdout, /^missing\s+failed\s+download_failed: .*HTTP 404/m);
+  assert.match(r.stdout, /^2 of 4 installed in /m);
+  // The 404 left nothing behind: no .part, no empty object_detection folder.
+  assert.equal(existsSync(path.join(dir, 'object_detection')), false);
+});
+
+test('offline: said once, naming MODELS_DIR and MODELS_BASE_URL, without retries or empty folders', async () => {
+  const dir = path.join(tmp, 'offline', 'weights');
+  // A loopback port nobody listens on (taken, then freed): connection refused, as on a machine without network.
+  const closed = http.createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise((resolve) => closed.close(resolve));
+  const manifest = writeManifest([
+    { ...entry('a', 'denoising/a.onnx', payload), urls: [`http://127.0.0.1:${port}/a.onnx`] },
+    { ...entry('b', 'face_detection/b.onnx', other), urls: [`http://127.0.0.1:${port}/b.onnx`] },
+  ]);
+  const r = await runCli(['fetch', '--all', '--manifest', manifest, '--models-dir', dir]);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr.match(/cannot reach 127\.0\.0\.1:\d+ \(offline\?\)/g)?.length, 1, r.stderr);
+  assert.match(r.stderr, /MODELS_DIR/);
+  assert.match(r.stderr, /MODELS_BASE_URL/);
+  assert.doesNotMatch(r.stderr, /retrying/);
+  assert.match(r.stdout, /^a\s+failed\s+cannot reach 127\.0\.0\.1:\d+ \(ECONNREFUSED\)$/m);
+  assert.match(r.stdout, /^0 of 2 installed/m);
+  assert.equal(existsSync(dir), false, 'no empty folders left');
 });

@@ -12,6 +12,7 @@ import { bearerToken } from '../auth.js';
 import { mountBlobRoutes } from './routes/blobs.js';
 import { mountCaseRoutes } from './routes/cases.js';
 import { mountForensicsRoutes } from './routes/forensics.js';
+import { mountDocsRoutes } from './routes/docs.js';
 import { mountJobRoutes } from './routes/jobs.js';
 import { mountPlayeRoutes } from './routes/playe.js';
 import { mountSystemRoutes } from './routes/system.js';
@@ -35,7 +36,33 @@ export interface ApiContext extends ApiDeps {
   caller(req: Request): Promise<Owner>;
 }
 
-export function mountApi(app: TemplatedApp, deps: ApiDeps, http: HttpOptions, observability: { registry: Registry; wsConnections: () => number }): void {
+/** A mounted route: method and uWS pattern (`/api/jobs/:id`). */
+export interface MountedRoute {
+  method: string;
+  pattern: string;
+}
+
+const METHODS = new Set(['get', 'post', 'put', 'del', 'patch', 'options', 'any']);
+
+/** The app with its route-mounting methods noted down, so the OpenAPI test can compare the two. */
+function recording(app: TemplatedApp, routes: MountedRoute[]): TemplatedApp {
+  return new Proxy(app, {
+    get(target, key, receiver) {
+      const value = Reflect.get(target, key, receiver);
+      if (typeof key !== 'string' || !METHODS.has(key) || typeof value !== 'function') return value;
+      return (pattern: string, handler: unknown) => {
+        routes.push({ method: key, pattern });
+        value.call(target, pattern, handler);
+        return receiver;
+      };
+    },
+  });
+}
+
+/** Mounts every route; answers the list of what it mounted. */
+export function mountApi(rawApp: TemplatedApp, deps: ApiDeps, http: HttpOptions, observability: { registry: Registry; wsConnections: () => number }): MountedRoute[] {
+  const routes: MountedRoute[] = [];
+  const app = recording(rawApp, routes);
   const ctx: ApiContext = {
     ...deps,
     http,
@@ -55,8 +82,10 @@ export function mountApi(app: TemplatedApp, deps: ApiDeps, http: HttpOptions, ob
   mountObservabilityRoutes(app, ctx, observability.registry, observability.wsConnections);
   mountStepRoutes(app, ctx);
   if (deps.devTokenSecret) mountDevTokenRoute(app, ctx, deps.devTokenSecret);
+  mountDocsRoutes(app, ctx);
   if (playgroundAvailable(ctx)) mountWebRoutes(app, ctx);
   route(app, 'any', '/*', async (req) => {
     throw new AppError(404, 'route_not_found', `no route ${req.method} ${req.path}`);
   }, http);
+  return routes;
 }

@@ -2,6 +2,7 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import { badRequest } from '../../../shared/errors.js';
 import type { JobStatus } from '../../../shared/schema-types.js';
+import { waitForJobEnd } from '../../job-waiter.js';
 import { jobView } from '../../views.js';
 import type { ApiContext } from '../api.js';
 import { readJobSubmission } from '../body.js';
@@ -44,7 +45,18 @@ export function mountJobRoutes(app: TemplatedApp, ctx: ApiContext): void {
   route(app, 'get', '/api/jobs/:id', async (req) => json(200, jobView(await jobs.get(await ctx.caller(req), req.params.id!))), ctx.http);
 
   route(app, 'get', '/api/jobs/:id/result', async (req) => {
-    const { job, bytes, contentType } = await jobs.result(await ctx.caller(req), req.params.id!, req.requestId);
+    const caller = await ctx.caller(req);
+    const wait = req.query.get('wait');
+    if (wait !== null) {
+      // ?wait=<seconds>: hold the answer until the job ends (on its events, no polling), so a
+      // client never gets a 409 for a job that is merely still running. Capped at SYNC_WAIT_MS
+      // so a request cannot pin the edge forever; a client that needs longer asks again.
+      const seconds = Number(wait);
+      if (!Number.isFinite(seconds) || seconds < 0) throw badRequest('invalid_request', 'wait must be a number of seconds', [{ path: 'wait', message: 'not a number of seconds' }]);
+      await jobs.get(caller, req.params.id!); // 404 for unknown ids and other callers' jobs, before any wait
+      await waitForJobEnd(ctx.bus, req.params.id!, Math.min(seconds * 1000, ctx.config.syncWaitMs));
+    }
+    const { job, bytes, contentType } = await jobs.result(caller, req.params.id!, req.requestId);
     if (bytes) return { status: 200, headers: { 'content-type': contentType!, 'x-content-sha256': job.result!.image!.sha256 }, body: bytes };
     return json(200, job.result?.findings ?? {});
   }, ctx.http);
