@@ -52,7 +52,10 @@ describe('API documents', () => {
       .map((r) => `${r.method} ${r.pattern.replace(/:([A-Za-z_]+)/g, '{$1}')}`);
     assert.ok(mounted.length >= 12, JSON.stringify(mounted));
     assert.deepEqual(mounted.filter((r) => !documented.has(r)), []);
-    assert.deepEqual([...documented].filter((r) => !mounted.includes(r)), [], 'documented but not mounted');
+    // Mounted only under a setting this system does not have: the development token exists only
+    // with the launcher's generated secret (JWT_DEV_SECRET).
+    const conditional = new Set(['post /api/dev/token']);
+    assert.deepEqual([...documented].filter((r) => !mounted.includes(r) && !conditional.has(r)), [], 'documented but not mounted');
   });
 
   test('the AsyncAPI document is valid AsyncAPI 3.0 and describes the WebSocket and the NATS subjects', () => {

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { Svcm } from '@nats-io/services';
 import { fixture } from '../helpers/paths.js';
-import { startSystem, type TestSystem } from '../helpers/system.js';
+import { startSystem, waitFor, type TestSystem } from '../helpers/system.js';
 
 async function all<T>(iterator: Promise<AsyncIterable<T>>): Promise<T[]> {
   const out: T[] = [];
@@ -59,7 +59,12 @@ describe('stages as NATS micro services', () => {
     const failed = await system.waitForJob(bad.jobId);
     assert.equal(failed.status, 'failed');
 
-    const stats = await all(client.stats());
+    // A step counts once its message is settled (acked or termed, after the dead letter), which
+    // can come a moment after the job's end that waitForJob saw.
+    const stats = await waitFor(async () => {
+      const all_ = await all(client.stats());
+      return all_.find((s) => s.name === 'photolab-decode')?.endpoints?.[0]?.num_requests === 2 ? all_ : undefined;
+    }, 'decode to count both runs');
     const decode = stats.find((s) => s.name === 'photolab-decode')!;
     const encode = stats.find((s) => s.name === 'photolab-encode')!;
     assert.equal(decode.type, 'io.nats.micro.v1.stats_response');
