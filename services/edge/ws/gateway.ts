@@ -20,7 +20,8 @@ import type { JobEvent, Owner, WsClientMessage, WsServerMessage } from '../../sh
 import { schemaValidator, describeErrors } from '../../shared/schemas.js';
 import type { EdgeDeps } from '../deps.js';
 import { bearerToken } from '../auth.js';
-import { decodeBase64Image } from '../http/body.js';
+import { decodeBase64Image, parseJson, parseJsonBody } from '../http/body.js';
+import { randomUUID } from 'node:crypto';
 import { Outbox, type OutboxStats } from './outbox.js';
 
 const validateClientMessage = schemaValidator<WsClientMessage>('ws/client-message.schema.json');
@@ -62,11 +63,18 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     idleTimeout: 120,
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
-      const token = bearerToken(req.getHeader('authorization')) ?? (new URLSearchParams(req.getQuery() ?? '').get('token') || undefined);
-      const key = req.getHeader('sec-websocket-key');
-      const protocol = req.getHeader('sec-websocket-protocol');
-      const extensions = req.getHeader('sec-websocket-extensions');
-      res.upgrade<Connection>({ subscriptions: new Map(), closed: false, token }, key, protocol, extensions, context);
+      // An exception out of a uWS callback ends the process: refuse instead.
+      try {
+        const token = bearerToken(req.getHeader('authorization')) ?? (new URLSearchParams(req.getQuery() ?? '').get('token') || undefined);
+        const key = req.getHeader('sec-websocket-key');
+        const protocol = req.getHeader('sec-websocket-protocol');
+        const extensions = req.getHeader('sec-websocket-extensions');
+        res.upgrade<Connection>({ subscriptions: new Map(), closed: false, token }, key, protocol, extensions, context);
+      } catch (error) {
+        deps.log.warn({ err: error }, 'WebSocket upgrade refused');
+        res.cork(() => res.writeStatus('400 Bad Request').writeHeader('content-type', 'application/json; charset=utf-8')
+          .end(JSON.stringify({ code: 'invalid_upgrade', message: 'the WebSocket upgrade could not be accepted', requestId: randomUUID() }), true));
+      }
     },
     open: (ws) => {
       sockets.add(ws);
@@ -86,7 +94,11 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     message: (ws, message, isBinary) => {
       // uWS reuses the message's memory after this callback returns: copy it.
       const copy = Buffer.from(new Uint8Array(message).slice());
-      void onMessage(ws, copy, isBinary).catch((error) => sendError(ws, toAppError(error), (error as { jobId?: string }).jobId));
+      void onMessage(ws, copy, isBinary).catch((error) => {
+        const appError = toAppError(error);
+        if (appError.status >= 500) deps.log.error({ err: error }, 'WebSocket message failed');
+        sendError(ws, appError, (error as { jobId?: string }).jobId);
+      }).catch((error) => deps.log.error({ err: error }, 'WebSocket error could not be sent')); // last resort: never an unhandled rejection
     },
     close: (ws) => {
       sockets.delete(ws);
@@ -123,10 +135,11 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
       if (raw.length < 4) throw new AppError(400, 'invalid_frame', 'binary frame too short');
       const headerLength = raw.readUInt32BE(0);
       if (headerLength > 64 * 1024 || 4 + headerLength > raw.length) throw new AppError(400, 'invalid_frame', 'binary frame header length is wrong');
-      message = parse(raw.subarray(4, 4 + headerLength).toString('utf8'));
+      message = parseJson(raw.subarray(4, 4 + headerLength).toString('utf8'), deps.config, 'the frame header');
       image = raw.subarray(4 + headerLength);
     } else {
-      message = parse(raw.toString('utf8'));
+      // The same size and depth limits as an HTTP JSON body that may carry a base64 image.
+      message = parseJsonBody(raw, deps.config, true);
     }
     if (!validateClientMessage(message)) {
       const issues = describeErrors(validateClientMessage.errors);
@@ -242,13 +255,5 @@ async function withJobId<T>(jobId: string, work: () => Promise<T>): Promise<T> {
   } catch (error) {
     if (error && typeof error === 'object') Object.assign(error, { jobId });
     throw error;
-  }
-}
-
-function parse(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new AppError(400, 'invalid_json', 'message is not valid JSON');
   }
 }
