@@ -6,33 +6,9 @@
  * callback, this test process would have died with it).
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { assertError, bearer, request, type HttpAnswer } from '../helpers/edge-client.js';
+import { assertError, bearer, rawBody, rawRequest, request, type HttpAnswer } from '../helpers/edge-client.js';
 import { openSocket, startSystem, type TestSystem } from '../helpers/system.js';
-
-/** Sends raw bytes and collects everything the edge answers until it closes (or `settleMs` after the first answer). */
-export function rawRequest(port: number, bytes: Buffer | string, settleMs = 200): Promise<{ text: string; closed: boolean }> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
-    let text = '';
-    let timer: NodeJS.Timeout | undefined;
-    socket.on('data', (d) => {
-      text += d.toString('latin1');
-      clearTimeout(timer);
-      timer = setTimeout(() => { socket.destroy(); resolve({ text, closed: false }); }, settleMs);
-    });
-    socket.on('close', () => { clearTimeout(timer); resolve({ text, closed: true }); });
-    socket.on('error', reject);
-    socket.write(bytes);
-  });
-}
-
-/** The JSON body of a raw HTTP answer. */
-export function rawBody(text: string): any {
-  const body = text.slice(text.indexOf('\r\n\r\n') + 4);
-  return JSON.parse(body);
-}
 
 describe('edge hardening (issue 14 findings)', () => {
   let system: TestSystem;
