@@ -153,6 +153,14 @@ describe('WebSocket protocol', () => {
     const replayed = socket.messages.filter((m: any) => m.type === 'event' && m.event.jobId === done.jobId);
     assert.equal(replayed.length, 6);
     assert.ok(replayed.every((m: any) => m.replayed === true));
+    // Each event carries its stream sequence, increasing; subscribing with afterSeq resumes after it.
+    const seqs = replayed.map((m: any) => m.seq as number);
+    assert.ok(seqs.every((n, i) => Number.isInteger(n) && (i === 0 || n > seqs[i - 1]!)), `seqs ${seqs}`);
+    const resumed = await ready();
+    resumed.ws.send(JSON.stringify({ type: 'subscribe', jobId: done.jobId, afterSeq: seqs[3] }));
+    await resumed.next((m) => m.type === 'result' && m.jobId === done.jobId);
+    assert.deepEqual(resumed.messages.filter((m: any) => m.type === 'event').map((m: any) => m.seq), seqs.slice(4), 'only the events after afterSeq, once each');
+    resumed.ws.close();
 
     const stuck = await system.submit(small, STUCK);
     socket.ws.send(JSON.stringify({ type: 'subscribe', jobId: stuck.jobId }));

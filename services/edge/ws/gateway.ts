@@ -5,14 +5,15 @@
  *
  * Subscribing replays a job's stored events from JetStream and then follows live ones (an
  * ordered consumer on photolab.events.<jobId>), so a client that reconnects and subscribes
- * again gets every event exactly once, in order.
+ * again gets every event exactly once, in order. Each event frame carries `seq`, its stream
+ * sequence; `subscribe` with `afterSeq` resumes after the last one the client saw.
  *
  * A slow reader never grows server memory without bound (outbox.ts): past WS_SOFT_BUFFER_BYTES
  * of unsent data progress events are dropped, past WS_HARD_BUFFER_BYTES the socket is closed
  * with 4008.
  */
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
-import type { ConsumerMessages } from '@nats-io/jetstream';
+import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
 import { ownerHash } from '../../bus/job-index.js';
 import { STREAMS, subjects } from '../../bus/subjects.js';
 import { AppError, toAppError } from '../../shared/errors.js';
@@ -161,12 +162,12 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
         if (!bytes) throw new AppError(400, 'image_required', 'send the image in a binary frame after the JSON header, as base64 "image", or as "blobId"');
         const { job } = await deps.jobs.submit(owner, { pipeline: msg.pipeline, image: bytes, input, deadlineMs: msg.deadlineMs });
         send(ws, { type: 'submitted', jobId: job.jobId, ...(msg.clientRef ? { clientRef: msg.clientRef } : {}) });
-        await subscribe(ws, job.jobId, msg.result ?? 'url');
+        await subscribe(ws, job.jobId, msg.result ?? 'url', 0);
         return;
       }
       case 'subscribe':
         await withJobId(msg.jobId, () => deps.jobs.get(owner, msg.jobId)); // 404 unless the caller owns it
-        await subscribe(ws, msg.jobId, msg.result ?? 'url');
+        await subscribe(ws, msg.jobId, msg.result ?? 'url', msg.afterSeq ?? 0);
         return;
       case 'unsubscribe':
         await data.subscriptions.get(msg.jobId)?.close();
@@ -181,11 +182,16 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     }
   }
 
-  async function subscribe(ws: Socket, jobId: string, resultMode: 'url' | 'binary'): Promise<void> {
+  async function subscribe(ws: Socket, jobId: string, resultMode: 'url' | 'binary', afterSeq: number): Promise<void> {
     const data = ws.getUserData();
     if (data.subscriptions.has(jobId) || data.closed) return;
     const since = Date.now();
-    const consumer = await deps.bus.js.consumers.get(STREAMS.events, { filter_subjects: subjects.events(jobId) });
+    // afterSeq: the stream sequence of the last event the client saw (it resumes after a
+    // reconnect, or after an edge restart, without receiving anything twice).
+    const consumer = await deps.bus.js.consumers.get(STREAMS.events, {
+      filter_subjects: subjects.events(jobId),
+      ...(afterSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterSeq + 1 } : {}),
+    });
     const messages = await consumer.consume();
     if (data.closed) {
       await messages.close().catch(() => undefined);
@@ -197,7 +203,7 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
       for await (const m of messages) {
         if (data.closed) break;
         const event = m.json<JobEvent>();
-        const message: WsServerMessage = { type: 'event', event, ...(event.at < since ? { replayed: true } : {}) };
+        const message: WsServerMessage = { type: 'event', event, seq: m.seq, ...(event.at < since ? { replayed: true } : {}) };
         const sent = outbox.sendText(ws, JSON.stringify(message), PROGRESS_EVENTS.has(event.type) ? 'droppable' : 'essential');
         if (sent === 'closed') break;
         if (TERMINAL_EVENTS.has(event.type)) {
