@@ -36,8 +36,15 @@ export interface LoadOptions {
   /** Wait Retry-After and submit again when refused with 429/503 (otherwise a refusal ends that job). */
   retryRefused: boolean;
   allowRemote?: boolean;
+  /**
+   * Open loop: a slot submits its next job as soon as the last one is admitted, without waiting
+   * for it to end (a burst); closed loop (default): at most `concurrency` jobs in flight.
+   */
+  openLoop?: boolean;
   /** Called with each refusal, failure and reconnect (the CLI prints nothing per job). */
   onNote?: (note: string) => void;
+  /** Called when a job ends (done with its result, or another terminal event). */
+  onEnd?: (jobId: string, outcome: string) => void;
 }
 
 export interface LoadReport {
@@ -94,6 +101,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
 
   async function slot(index: number): Promise<void> {
     const token = tokens[index % tokens.length]!;
+    const inFlight: Tracked[] = [];
     const socket = new SlotSocket(base, token, deadline, () => report.reconnects++, note, counters);
     try {
       while (next < options.jobs && Date.now() < deadline) {
@@ -104,18 +112,27 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
         const admitted = await submitWithRetries(socket, token, job);
         if (!admitted) continue;
         report.admitted++;
-        // Until the job ends or the run's deadline; the timer is cleared so it cannot keep the process alive.
-        let timer: NodeJS.Timeout | undefined;
-        await new Promise<void>((resolve) => {
-          job.resolve = resolve;
-          if (job.endedAt) resolve();
-          timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
-        });
-        clearTimeout(timer);
+        if (options.openLoop) {
+          inFlight.push(job);
+          continue;
+        }
+        // Until the job ends or the run's deadline (the timer is cleared so it cannot keep the process alive).
+        await untilEnded(job);
       }
+      // Open loop: every admitted job is still followed to its end (or the deadline).
+      for (const job of inFlight.splice(0)) await untilEnded(job);
     } finally {
       socket.close();
     }
+  }
+
+  function untilEnded(job: Tracked): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    return new Promise<void>((resolve) => {
+      job.resolve = resolve;
+      if (job.endedAt) resolve();
+      timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+    }).finally(() => clearTimeout(timer));
   }
 
   /** Submits until admitted, refused for good, or out of time. */
@@ -154,6 +171,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     if (job.endedAt || job.terminal === 0) return;
     if (job.outcome === 'done' && job.results === 0) return; // done: wait for the result
     job.endedAt = Date.now();
+    options.onEnd?.(job.jobId!, job.outcome ?? 'unknown');
     job.resolve?.();
   }
 
