@@ -153,6 +153,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
         socket.follow(job, (j) => onEvent(j));
         return true;
       }
+      if (answer.status === 409 && answer.code === 'idempotency_key_in_use') {
+        // The first try of this very submission is still being processed (its answer was lost): ask again.
+        await sleep((answer.retryAfterS ?? 1) * 1000);
+        continue;
+      }
       bump(report.refused, `${answer.status} ${answer.code}`);
       if (answer.status === 429 || answer.status === 503) {
         if (answer.retryAfterS === undefined) report.refusedWithoutRetryAfter++;
@@ -255,6 +260,7 @@ class SlotSocket {
         ws.on('close', () => this.onClose(ws));
         ws.on('error', () => undefined);
         this.ws = ws;
+        this.subscribed = new Set();
         const reconnect = this.everConnected;
         this.everConnected = true;
         if (reconnect) {
@@ -277,7 +283,12 @@ class SlotSocket {
     if ([...this.jobs.values()].some((j) => !j.job.endedAt)) void this.open().catch(() => undefined);
   }
 
+  /** Jobs subscribed on the current socket: a job is subscribed once per connection. */
+  private subscribed = new Set<string>();
+
   private subscribe(ws: WebSocket, job: Tracked): void {
+    if (ws !== this.ws || this.subscribed.has(job.jobId!)) return;
+    this.subscribed.add(job.jobId!);
     // A job whose done event came without its result resumes before that event.
     const afterSeq = job.outcome === 'done' && job.results === 0 ? job.prevSeq : job.lastSeq;
     ws.send(JSON.stringify({ type: 'subscribe', jobId: job.jobId, ...(afterSeq > 0 ? { afterSeq } : {}) }));
@@ -308,6 +319,7 @@ class SlotSocket {
   private onMessage(message: any): void {
     if (message.type === 'submitted' && this.pendingSubmit?.ref === message.clientRef) {
       this.submittedViaWs.add(message.jobId);
+      this.subscribed.add(message.jobId); // a WebSocket submit subscribes the connection
       this.pendingSubmit!.resolve({ status: 202, code: 'ok', jobId: message.jobId });
       this.pendingSubmit = undefined;
       return;

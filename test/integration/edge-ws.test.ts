@@ -161,6 +161,16 @@ describe('WebSocket protocol', () => {
     await resumed.next((m) => m.type === 'result' && m.jobId === done.jobId);
     assert.deepEqual(resumed.messages.filter((m: any) => m.type === 'event').map((m: any) => m.seq), seqs.slice(4), 'only the events after afterSeq, once each');
     resumed.ws.close();
+    // Two subscribes for one job sent at once (a client re-subscribing while reconnecting): one subscription, every event once.
+    const twice = await ready();
+    twice.ws.send(JSON.stringify({ type: 'subscribe', jobId: done.jobId }));
+    twice.ws.send(JSON.stringify({ type: 'subscribe', jobId: done.jobId }));
+    await twice.next((m) => m.type === 'result' && m.jobId === done.jobId);
+    twice.ws.send(JSON.stringify({ type: 'subscribe', jobId: 'not-a-job' })); // a round trip, so anything duplicated has arrived
+    await twice.next((m) => m.type === 'error' && m.jobId === 'not-a-job');
+    assert.deepEqual(twice.messages.filter((m: any) => m.type === 'event').map((m: any) => m.seq), seqs, 'each event once');
+    assert.equal(twice.messages.filter((m: any) => m.type === 'result').length, 1);
+    twice.ws.close();
 
     const stuck = await system.submit(small, STUCK);
     socket.ws.send(JSON.stringify({ type: 'subscribe', jobId: stuck.jobId }));

@@ -8,7 +8,10 @@
  *      themselves;
  *   3. the edge SIGKILLed and restarted while WebSocket clients wait: they reconnect and resume
  *      with afterSeq, and must get every result exactly once;
- *   4. an overload burst of ten times capacity (MAX_BACKLOG) from 50 callers, open loop (each
+ *   4. the metrics sink SIGKILLed and ClickHouse (a real clickhouse-server) SIGKILLed during
+ *      the load, both started again: afterwards the row counts are exact (one jobs row per job,
+ *      every job's three steps in stage_runs, nothing twice);
+ *   5. an overload burst of ten times capacity (MAX_BACKLOG) from 50 callers, open loop (each
  *      submits again as soon as one is admitted, MAX_CONCURRENT_JOBS 2 per caller), no retries:
  *      the excess gets 429/503 with Retry-After, every admitted job completes, and the resident
  *      memory of the edge and nats-server stays under MEMORY_BOUND_MIB.
@@ -16,8 +19,8 @@
  * and recovery seconds per fault: from the fault until the first job of the load completes
  * after the faulty component is back. Bounded by job counts and a deadline per phase.
  */
-import { execFileSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { connect } from '@nats-io/transport-node';
@@ -27,6 +30,8 @@ import { runLoad, type LoadReport } from '../../services/load/load.js';
 import { PRESETS } from '../../services/load/main.js';
 import { subjects } from '../../services/bus/subjects.js';
 import type { JobEvent } from '../../services/shared/schema-types.js';
+import { DIST } from '../../bench/lib/util.js';
+import { startClickHouseServer, type ClickHouseServer } from '../helpers/clickhouse-server.js';
 
 export const MEMORY_BOUND_MIB = { edge: 768, nats: 768 };
 
@@ -38,6 +43,8 @@ export interface ReliabilityOptions {
   edgeRestarts: number;
   /** Burst size as a multiple of MAX_BACKLOG. */
   burstFactor: number;
+  /** Run the metrics phase (needs clickhouse-server; adds its start-up time). */
+  metrics: boolean;
   maxBacklog: number;
   phaseTimeoutMs: number;
   log?: (line: string) => void;
@@ -51,9 +58,18 @@ export interface PhaseReport {
   memoryMiB?: { edge: number; nats: number };
 }
 
+export interface MetricsCheck {
+  expectedJobs: number;
+  jobRows: number;
+  jobsWithAllSteps: number;
+  stageRunsByStatus: Record<string, number>;
+  duplicateRunIds: number;
+}
+
 export interface ReliabilityReport {
   options: ReliabilityOptions;
   phases: PhaseReport[];
+  metrics?: MetricsCheck;
   totals: { submitted: number; admitted: number; completed: number; failed: Record<string, number>; refused: Record<string, number>; refusedWithoutRetryAfter: number; duplicated: number; lost: number };
 }
 
@@ -91,6 +107,24 @@ export async function runReliability(options: ReliabilityOptions): Promise<Relia
     },
   });
   const port = Number(new URL(cluster.baseUrl).port);
+  let ch: ClickHouseServer | undefined;
+  let sink: ChildProcess | undefined;
+  let metricsCheck: MetricsCheck | undefined;
+  const spawnSink = async (): Promise<ChildProcess> => {
+    const logFile = path.join(cluster.dataDir, `metrics-sink-${Date.now()}.log`);
+    const fd = openSync(logFile, 'a');
+    const child = spawn(process.execPath, [path.join(DIST, 'services/metrics/main.js')], {
+      env: { ...process.env, ...cluster.env, CLICKHOUSE_URL: ch!.url, METRICS_BATCH_MS: '300', METRICS_RETRY_MAX_MS: '1000', METRICS_ACK_WAIT_MS: '5000' },
+      stdio: ['ignore', fd, fd],
+    });
+    closeSync(fd);
+    process.once('exit', () => child.kill('SIGKILL'));
+    return child;
+  };
+  if (options.metrics) {
+    ch = await startClickHouseServer();
+    sink = await spawnSink();
+  }
   let nats: RunningNatsServer = cluster.nats;
   const restartedNats: RunningNatsServer[] = [];
   const workers = new Map<string, ChildProcess>();
@@ -205,7 +239,23 @@ export async function runReliability(options: ReliabilityOptions): Promise<Relia
       return recoveries;
     });
 
-    // 4. Overload: ten times capacity at once from 50 callers, no retries.
+    // 4. The metrics sink SIGKILLed and ClickHouse SIGKILLed (stopped) during the load; both back later.
+    if (ch && sink) {
+      await load('metrics sink SIGKILL + ClickHouse stopped', Math.ceil(options.jobsPerPhase / 2), async (ended, lastEnd) => {
+        await progress(ended, 3);
+        const at = Date.now();
+        await killed(sink!);
+        await ch!.signal('SIGKILL');
+        log('  SIGKILL metrics sink and clickhouse-server');
+        await progress(ended, 5); // jobs keep completing; their metrics wait in PHOTOLAB_METRICS
+        await ch!.restart();
+        sink = await spawnSink();
+        log('  clickhouse-server and the sink started again');
+        return [await recovered(at, lastEnd)];
+      });
+    }
+
+    // 5. Overload: ten times capacity at once from 50 callers, no retries.
     const memory = { edge: 0, nats: 0 };
     const sampler = setInterval(() => {
       memory.edge = Math.max(memory.edge, rssMiB(edge?.pid));
@@ -215,7 +265,35 @@ export async function runReliability(options: ReliabilityOptions): Promise<Relia
     clearInterval(sampler);
     burst.memoryMiB = { edge: Math.round(memory.edge), nats: Math.round(memory.nats) };
     log(`  peak RSS MiB: edge ${burst.memoryMiB.edge}, nats-server ${burst.memoryMiB.nats}`);
+    if (ch) {
+      // Exact counts: every admitted job has one jobs row and its three steps in stage_runs.
+      const expectedJobs = phases.reduce((a, p) => a + p.loads.reduce((b, r) => b + r.admitted, 0), 0);
+      const db = cluster.env.CLICKHOUSE_DATABASE ?? 'photolab';
+      const count = async (sql: string) => Number((await ch!.query(sql)).trim() || 0);
+      const until = Date.now() + options.phaseTimeoutMs;
+      let jobRows = 0;
+      while (Date.now() < until) {
+        jobRows = await count(`SELECT count() FROM ${db}.jobs FINAL`).catch(() => 0);
+        if (jobRows >= expectedJobs) break;
+        await sleep(250);
+      }
+      const byStatus: Record<string, number> = {};
+      for (const line of (await ch.query(`SELECT status, count() FROM ${db}.stage_runs FINAL GROUP BY status`)).trim().split('\n')) {
+        const [status, n] = line.split('\t');
+        if (status) byStatus[status] = Number(n);
+      }
+      metricsCheck = {
+        expectedJobs,
+        jobRows,
+        jobsWithAllSteps: await count(`SELECT count() FROM (SELECT job_id, uniqExact(step) AS steps FROM ${db}.stage_runs FINAL GROUP BY job_id) WHERE steps = 3`),
+        stageRunsByStatus: byStatus,
+        duplicateRunIds: await count(`SELECT count() - uniqExact(run_id) FROM ${db}.stage_runs FINAL`),
+      };
+      log(`  metrics: ${JSON.stringify(metricsCheck)}`);
+    }
   } finally {
+    if (sink) await killed(sink);
+    await ch?.stop().catch(() => undefined);
     sub.unsubscribe();
     await watcher.close().catch(() => undefined);
     for (const server of restartedNats) await server.stop().catch(() => undefined);
@@ -235,7 +313,7 @@ export async function runReliability(options: ReliabilityOptions): Promise<Relia
       for (const [k, v] of Object.entries(r.refused)) totals.refused[k] = (totals.refused[k] ?? 0) + v;
     }
   }
-  return { options, phases, totals };
+  return { options, phases, totals, metrics: metricsCheck };
 }
 
 /** Direct children of this process: pid and command line. */

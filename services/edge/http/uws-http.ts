@@ -12,7 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { AppError, toAppError } from '../../shared/errors.js';
+import { AppError, toClientError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 
 export interface Request {
@@ -143,7 +143,7 @@ export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'del' 
     }
 
     function failure(error: unknown): Reply {
-      const appError = toAppError(error);
+      const appError = toClientError(error);
       // 503s (overloaded, model_not_installed) are the system saying no on purpose, not a fault.
       if (appError.status === 503) options.log.warn({ code: appError.code, requestId, path: req?.path }, 'request refused');
       else if (appError.status >= 500) options.log.error({ err: error, requestId, path: req?.path }, 'request failed');

@@ -16,7 +16,7 @@ import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
 import { ownerHash } from '../../bus/job-index.js';
 import { STREAMS, subjects } from '../../bus/subjects.js';
-import { AppError, toAppError } from '../../shared/errors.js';
+import { AppError, toAppError, toClientError } from '../../shared/errors.js';
 import type { JobEvent, Owner, WsClientMessage, WsServerMessage } from '../../shared/schema-types.js';
 import { schemaValidator, describeErrors } from '../../shared/schemas.js';
 import type { EdgeDeps } from '../deps.js';
@@ -36,6 +36,8 @@ interface Connection {
   owner?: Owner;
   token?: string;
   subscriptions: Map<string, ConsumerMessages>;
+  /** Jobs whose subscription is being set up: a second subscribe meanwhile must not open a second consumer. */
+  subscribing: Set<string>;
   closed: boolean;
   authTimer?: NodeJS.Timeout;
 }
@@ -70,7 +72,7 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
         const key = req.getHeader('sec-websocket-key');
         const protocol = req.getHeader('sec-websocket-protocol');
         const extensions = req.getHeader('sec-websocket-extensions');
-        res.upgrade<Connection>({ subscriptions: new Map(), closed: false, token }, key, protocol, extensions, context);
+        res.upgrade<Connection>({ subscriptions: new Map(), subscribing: new Set(), closed: false, token }, key, protocol, extensions, context);
       } catch (error) {
         deps.log.warn({ err: error }, 'WebSocket upgrade refused');
         res.cork(() => res.writeStatus('400 Bad Request').writeHeader('content-type', 'application/json; charset=utf-8')
@@ -96,7 +98,7 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
       // uWS reuses the message's memory after this callback returns: copy it.
       const copy = Buffer.from(new Uint8Array(message).slice());
       void onMessage(ws, copy, isBinary).catch((error) => {
-        const appError = toAppError(error);
+        const appError = toClientError(error);
         if (appError.status >= 500) deps.log.error({ err: error }, 'WebSocket message failed');
         sendError(ws, appError, (error as { jobId?: string }).jobId);
       }).catch((error) => deps.log.error({ err: error }, 'WebSocket error could not be sent')); // last resort: never an unhandled rejection
@@ -184,7 +186,17 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
 
   async function subscribe(ws: Socket, jobId: string, resultMode: 'url' | 'binary', afterSeq: number): Promise<void> {
     const data = ws.getUserData();
-    if (data.subscriptions.has(jobId) || data.closed) return;
+    if (data.subscriptions.has(jobId) || data.subscribing.has(jobId) || data.closed) return;
+    data.subscribing.add(jobId);
+    try {
+      await follow(ws, jobId, resultMode, afterSeq);
+    } finally {
+      data.subscribing.delete(jobId);
+    }
+  }
+
+  async function follow(ws: Socket, jobId: string, resultMode: 'url' | 'binary', afterSeq: number): Promise<void> {
+    const data = ws.getUserData();
     const since = Date.now();
     // afterSeq: the stream sequence of the last event the client saw (it resumes after a
     // reconnect, or after an edge restart, without receiving anything twice).
