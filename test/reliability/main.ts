@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { MEMORY_BOUND_MIB, runReliability, summary, type ReliabilityOptions, type ReliabilityReport } from './suite.js';
 
-export const FULL: ReliabilityOptions = { jobsPerPhase: 200, workerKills: 4, natsRestarts: 2, edgeRestarts: 2, burstFactor: 10, maxBacklog: 20, metrics: true, phaseTimeoutMs: 300_000 };
+export const FULL: ReliabilityOptions = { jobsPerPhase: 200, workerKills: 4, natsRestarts: 2, edgeRestarts: 2, burstFactor: 10, maxBacklog: 20, metrics: true, phaseTimeoutMs: 150_000 };
 export const SHORT: ReliabilityOptions = { jobsPerPhase: 8, workerKills: 1, natsRestarts: 1, edgeRestarts: 1, burstFactor: 10, maxBacklog: 8, metrics: false, phaseTimeoutMs: 60_000 };
 
 export function formatReliability(r: ReliabilityReport): string {

@@ -4,17 +4,17 @@
  * the product's own load tool, while faults are injected:
  *   1. stage workers SIGKILLed mid-step (a step.started seen, its step.finished not yet) and
  *      started again;
- *   2. nats-server SIGKILLed and restarted on the same port and store: services reconnect by
- *      themselves;
- *   3. the edge SIGKILLed and restarted while WebSocket clients wait: they reconnect and resume
+ *   2. the edge SIGKILLed and restarted while WebSocket clients wait: they reconnect and resume
  *      with afterSeq, and must get every result exactly once;
- *   4. the metrics sink SIGKILLed and ClickHouse (a real clickhouse-server) SIGKILLed during
+ *   3. the metrics sink SIGKILLed and ClickHouse (a real clickhouse-server) SIGKILLed during
  *      the load, both started again: afterwards the row counts are exact (one jobs row per job,
  *      every job's three steps in stage_runs, nothing twice);
- *   5. an overload burst of ten times capacity (MAX_BACKLOG) from 50 callers, open loop (each
+ *   4. an overload burst of ten times capacity (MAX_BACKLOG) from 50 callers, open loop (each
  *      submits again as soon as one is admitted, MAX_CONCURRENT_JOBS 2 per caller), no retries:
  *      the excess gets 429/503 with Retry-After, every admitted job completes, and the resident
  *      memory of the edge and nats-server stays under MEMORY_BOUND_MIB.
+ *   5. last, nats-server SIGKILLed and restarted on the same port and store: services reconnect
+ *      by themselves.
  * It reports, per phase and in total: submitted, completed, failed by reason, duplicated, lost,
  * and recovery seconds per fault: from the fault until the first job of the load completes
  * after the faulty component is back. Bounded by job counts and a deadline per phase.
@@ -123,6 +123,7 @@ export async function runReliability(options: ReliabilityOptions): Promise<Relia
   };
   if (options.metrics) {
     ch = await startClickHouseServer();
+    process.once('exit', () => { if (ch?.pid) try { process.kill(ch.pid, 'SIGKILL'); } catch { /* gone */ } });
     sink = await spawnSink();
   }
   let nats: RunningNatsServer = cluster.nats;
@@ -208,23 +209,7 @@ export async function runReliability(options: ReliabilityOptions): Promise<Relia
       return recoveries;
     });
 
-    // 2. nats-server SIGKILLed and restarted on the same port and file store.
-    await load('nats-server SIGKILL + restart', options.jobsPerPhase, async (ended, lastEnd) => {
-      const recoveries: number[] = [];
-      for (let k = 0; k < options.natsRestarts; k++) {
-        await progress(ended, 3);
-        const at = Date.now();
-        await killed(nats.process);
-        log(`  SIGKILL nats-server`);
-        const storeDir = (cluster.nats as { storeDir: string }).storeDir;
-        nats = await startNatsServer({ storeDir, port: nats.port, logFile: path.join(storeDir, `nats-${k + 1}.log`), maxMemoryStore: 4 * 1024 * 1024 * 1024 });
-        restartedNats.push(nats);
-        recoveries.push(await recovered(at, lastEnd));
-      }
-      return recoveries;
-    });
-
-    // 3. The edge SIGKILLed and restarted while WebSocket clients wait on jobs.
+    // 2. The edge SIGKILLed and restarted while WebSocket clients wait on jobs.
     await load('edge SIGKILL + restart', options.jobsPerPhase, async (ended, lastEnd) => {
       const recoveries: number[] = [];
       for (let k = 0; k < options.edgeRestarts; k++) {
@@ -239,7 +224,7 @@ export async function runReliability(options: ReliabilityOptions): Promise<Relia
       return recoveries;
     });
 
-    // 4. The metrics sink SIGKILLed and ClickHouse SIGKILLed (stopped) during the load; both back later.
+    // 3. The metrics sink SIGKILLed and ClickHouse SIGKILLed (stopped) during the load; both back later.
     if (ch && sink) {
       await load('metrics sink SIGKILL + ClickHouse stopped', Math.ceil(options.jobsPerPhase / 2), async (ended, lastEnd) => {
         await progress(ended, 3);
@@ -255,7 +240,7 @@ export async function runReliability(options: ReliabilityOptions): Promise<Relia
       });
     }
 
-    // 5. Overload: ten times capacity at once from 50 callers, no retries.
+    // 4. Overload: ten times capacity at once from 50 callers, no retries.
     const memory = { edge: 0, nats: 0 };
     const sampler = setInterval(() => {
       memory.edge = Math.max(memory.edge, rssMiB(edge?.pid));
@@ -265,9 +250,28 @@ export async function runReliability(options: ReliabilityOptions): Promise<Relia
     clearInterval(sampler);
     burst.memoryMiB = { edge: Math.round(memory.edge), nats: Math.round(memory.nats) };
     log(`  peak RSS MiB: edge ${burst.memoryMiB.edge}, nats-server ${burst.memoryMiB.nats}`);
+    // Last: nats-server SIGKILLed and restarted on the same port and file store (last, because
+    // a stall it causes would otherwise spoil the figures of the phases after it).
+    await load('nats-server SIGKILL + restart', options.jobsPerPhase, async (ended, lastEnd) => {
+      const recoveries: number[] = [];
+      for (let k = 0; k < options.natsRestarts; k++) {
+        await progress(ended, 3);
+        const at = Date.now();
+        await killed(nats.process);
+        log(`  SIGKILL nats-server`);
+        const storeDir = (cluster.nats as { storeDir: string }).storeDir;
+        nats = await startNatsServer({ storeDir, port: nats.port, logFile: path.join(storeDir, `nats-${k + 1}.log`), maxMemoryStore: 4 * 1024 * 1024 * 1024 });
+        restartedNats.push(nats);
+        const restarted = nats.process;
+        process.once('exit', () => restarted.kill('SIGKILL')); // not the cluster's: stop it on an interrupt too
+        recoveries.push(await recovered(at, lastEnd));
+      }
+      return recoveries;
+    });
+
     if (ch) {
-      // Exact counts: every admitted job has one jobs row and its three steps in stage_runs.
-      const expectedJobs = phases.reduce((a, p) => a + p.loads.reduce((b, r) => b + r.admitted, 0), 0);
+      // Exact counts: every job that ended has one jobs row and its three steps in stage_runs.
+      const expectedJobs = phases.reduce((a, p) => a + p.loads.reduce((b, r) => b + r.completed + Object.values(r.failed).reduce((x, y) => x + y, 0), 0), 0);
       const db = cluster.env.CLICKHOUSE_DATABASE ?? 'photolab';
       const count = async (sql: string) => Number((await ch!.query(sql)).trim() || 0);
       const until = Date.now() + options.phaseTimeoutMs;
