@@ -1,7 +1,8 @@
 /**
  * JWT checks with jose. HS256 with JWT_SECRET by default; RS256/ES256 through a JWKS file or
  * URL. Each key type accepts only its own algorithms, so a token cannot switch an RSA public
- * key into an HMAC secret (algorithm confusion), and jose refuses alg "none".
+ * key into an HMAC secret (algorithm confusion), and jose refuses alg "none". Tokens must carry
+ * exp (JWT_REQUIRE_EXP, on by default): one without it would be valid forever.
  *
  * A token that passed is remembered (by its exact text) until it expires, for at most
  * VERIFIED_TTL_MS: clients send the same token with every request, and the signature check was
@@ -59,12 +60,17 @@ export function createAuthenticator(config: Config, now: () => number = Date.now
         algorithms,
         clockTolerance: config.jwtClockToleranceS,
         currentDate: new Date(now()),
+        // A token without exp never expires; refused unless JWT_REQUIRE_EXP=false (legacy tokens).
+        ...(config.jwtRequireExp ? { requiredClaims: ['exp'] } : {}),
         ...(config.jwtIssuer ? { issuer: config.jwtIssuer } : {}),
         ...(config.jwtAudience ? { audience: config.jwtAudience } : {}),
       });
       payload = verified.payload;
     } catch (error) {
       if (error instanceof errors.JWTExpired) throw unauthorized('token_expired', 'the token has expired');
+      if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'exp' && error.reason === 'missing') {
+        throw unauthorized('token_invalid', 'the token has no expiry (exp); tokens must expire (JWT_REQUIRE_EXP)');
+      }
       if (error instanceof errors.JWTClaimValidationFailed) throw unauthorized('token_invalid', `token claim check failed: ${error.message}`);
       if (error instanceof errors.JOSEAlgNotAllowed) throw unauthorized('token_invalid', 'the token\'s algorithm is not accepted');
       throw unauthorized('token_invalid', 'the token is not valid');

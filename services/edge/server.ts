@@ -1,6 +1,7 @@
 /**
  * The edge: HTTP API and WebSocket gateway on uWebSockets.js, in front of NATS.
  */
+import './http/uws-env.js';
 import uWS from 'uWebSockets.js';
 import { connectBus, type Bus } from '../bus/bus.js';
 import { loadStages } from '../stages/registry.js';
@@ -70,6 +71,9 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
       ? Math.ceil((config.maxUploadBytes * 4) / 3) + config.maxJsonBytes + 1024
       : config.maxUploadBytes + 64 * 1024,
     commonHeaders: (req) => corsHeaders(config.corsOrigins, req),
+    maxUrlBytes: config.maxUrlBytes,
+    maxHeaderBytes: config.maxHeaderBytes,
+    bodyTimeoutMs: config.bodyTimeoutMs,
   };
   const gateway = mountWebSocket(app, { bus, jobs, cases, custody, forensics, blobs, auth, rateLimiter, config, log });
   const routes = mountApi(app, { bus, jobs, cases, custody, forensics, blobs, auth, rateLimiter, config, log, steps, devTokenSecret }, http, { registry, wsConnections: () => gateway.stats().connections });

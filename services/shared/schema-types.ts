@@ -1621,6 +1621,10 @@ export interface WsSubscribe {
    * how the result comes at the end
    */
   result?: "url" | "binary";
+  /**
+   * resume: only events with a seq greater than this (the last seq the client saw before a reconnect); 0 or absent replays every stored event
+   */
+  afterSeq?: number;
 }
 export interface WsUnsubscribe {
   type: "unsubscribe";
@@ -1701,6 +1705,10 @@ export interface WsEvent {
    * the event happened before this subscription
    */
   replayed?: boolean;
+  /**
+   * the event's sequence in the PHOTOLAB_EVENTS stream: increases with every event of a job; subscribe with afterSeq set to the last one seen to resume after it
+   */
+  seq?: number;
 }
 /**
  * after job.done, when the result was asked for as url (or the job has no image): where to fetch it, and the findings

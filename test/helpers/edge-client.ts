@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { schemaValidator, describeErrors } from '../../services/shared/schemas.js';
 
 export interface HttpAnswer {
@@ -76,3 +77,26 @@ export function assertError(answer: HttpAnswer, status: number, code: string): v
 }
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/** Sends raw bytes and collects everything the edge answers until it closes (or `settleMs` after the first answer). */
+export function rawRequest(port: number, bytes: Buffer | string, settleMs = 200): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let text = '';
+    let timer: NodeJS.Timeout | undefined;
+    socket.on('data', (d) => {
+      text += d.toString('latin1');
+      clearTimeout(timer);
+      timer = setTimeout(() => { socket.destroy(); resolve({ text, closed: false }); }, settleMs);
+    });
+    socket.on('close', () => { clearTimeout(timer); resolve({ text, closed: true }); });
+    socket.on('error', reject);
+    socket.write(bytes);
+  });
+}
+
+/** The JSON body of a raw HTTP answer. */
+export function rawBody(text: string): any {
+  const body = text.slice(text.indexOf('\r\n\r\n') + 4);
+  return JSON.parse(body);
+}

@@ -66,8 +66,21 @@ describe('authentication and ownership', () => {
     assert.equal((await status(base, await hs256({ sub: 'alice', exp: now() - 10 }))).status, 200, 'expired 10 s ago: within leeway');
     const expired = await status(base, await hs256({ sub: 'alice', exp: now() - 120 }));
     assertError(expired, 401, 'token_expired');
-    assert.equal((await status(base, await hs256({ sub: 'alice', nbf: now() + 10 }))).status, 200, 'valid in 10 s: within leeway');
-    assertError(await status(base, await hs256({ sub: 'alice', nbf: now() + 600 })), 401, 'token_invalid');
+    assert.equal((await status(base, await hs256({ sub: 'alice', nbf: now() + 10, exp: now() + 600 }))).status, 200, 'valid in 10 s: within leeway');
+    assertError(await status(base, await hs256({ sub: 'alice', nbf: now() + 600, exp: now() + 1200 })), 401, 'token_invalid');
+  });
+
+  test('a token without exp is refused by default (it would never expire); JWT_REQUIRE_EXP=false accepts it for legacy clients', async () => {
+    const legacy = await hs256({ sub: 'alice', iat: now() }); // what the old backend's README recipe made
+    const refused = await status(system.baseUrl, legacy);
+    assertError(refused, 401, 'token_invalid');
+    assert.match(refused.body.message, /exp/);
+    // Refused on the WebSocket too: the same authenticator.
+    const socket = await openSocket(`${system.baseUrl.replace('http', 'ws')}/ws?token=${legacy}`);
+    assert.equal((await socket.next((m) => m.type === 'error')).code, 'token_invalid');
+    assert.equal((await socket.closed).code, 4001);
+    const relaxed = await extraEdge({ JWT_REQUIRE_EXP: 'false' });
+    assert.equal((await status(relaxed, legacy)).status, 200);
   });
 
   test('JWKS_FILE: RS256 and ES256 accepted with iss/aud; wrong iss/aud, HS256 (also with the RSA public key as secret) and alg none refused', async () => {

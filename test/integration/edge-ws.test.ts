@@ -154,6 +154,26 @@ describe('WebSocket protocol', () => {
     // job.accepted (from the record), the stored facts; live progress is not replayed.
     assert.deepEqual(replayed.map((m: any) => m.event.type), ['job.accepted', 'step.finished', 'step.finished', 'job.done']);
     assert.ok(replayed.every((m: any) => m.replayed === true));
+    // Each stored fact carries its stream sequence, increasing (job.accepted, from the record,
+    // has none); subscribing with afterSeq resumes after it.
+    assert.equal((replayed[0] as { seq?: number }).seq, undefined);
+    const seqs = replayed.slice(1).map((m: any) => m.seq as number);
+    assert.ok(seqs.every((n, i) => Number.isInteger(n) && (i === 0 || n > seqs[i - 1]!)), `seqs ${seqs}`);
+    const resumed = await ready();
+    resumed.ws.send(JSON.stringify({ type: 'subscribe', jobId: done.jobId, afterSeq: seqs[0] }));
+    await resumed.next((m) => m.type === 'result' && m.jobId === done.jobId);
+    assert.deepEqual(resumed.messages.filter((m: any) => m.type === 'event').map((m: any) => m.seq), seqs.slice(1), 'only the facts after afterSeq, once each, no job.accepted again');
+    resumed.ws.close();
+    // Two subscribes for one job sent at once (a client re-subscribing while reconnecting): one subscription, every event once.
+    const twice = await ready();
+    twice.ws.send(JSON.stringify({ type: 'subscribe', jobId: done.jobId }));
+    twice.ws.send(JSON.stringify({ type: 'subscribe', jobId: done.jobId }));
+    await twice.next((m) => m.type === 'result' && m.jobId === done.jobId);
+    twice.ws.send(JSON.stringify({ type: 'subscribe', jobId: 'not-a-job' })); // a round trip, so anything duplicated has arrived
+    await twice.next((m) => m.type === 'error' && m.jobId === 'not-a-job');
+    assert.deepEqual(twice.messages.filter((m: any) => m.type === 'event').map((m: any) => m.seq), [undefined, ...seqs], 'each event once');
+    assert.equal(twice.messages.filter((m: any) => m.type === 'result').length, 1);
+    twice.ws.close();
 
     const stuck = await system.submit(small, STUCK);
     socket.ws.send(JSON.stringify({ type: 'subscribe', jobId: stuck.jobId }));

@@ -3,6 +3,7 @@
  * come back as strings; the front end JSON-encodes some of them (`2`, `"medium"`), so
  * `formValue` accepts JSON-encoded and plain values alike.
  */
+import './uws-env.js';
 import uWS from 'uWebSockets.js';
 import { badRequest } from '../../shared/errors.js';
 

@@ -3,10 +3,16 @@
  * await (uWS invalidates `req` after the handler returns), reads the body with a size limit,
  * handles client aborts, and always answers with a request id and a JSON error body
  * {code, message, requestId, details?} on failure.
+ *
+ * Request handling is total: nothing a client sends can throw out of a uWS callback (an
+ * exception there ends the process, and with it every WebSocket client). Malformed
+ * percent-encoding is a 400, over-long URLs and headers a 431, a body that does not arrive
+ * within BODY_TIMEOUT_MS a 408, and anything unforeseen is caught by a last-resort guard that
+ * logs it and answers 500 with the envelope.
  */
 import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { AppError, toAppError } from '../../shared/errors.js';
+import { AppError, toClientError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 
 export interface Request {
@@ -31,8 +37,8 @@ export type Handler = (req: Request) => Promise<Reply>;
 
 const STATUS_TEXT: Record<number, string> = {
   200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content', 304: 'Not Modified', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden',
-  404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict', 410: 'Gone', 413: 'Payload Too Large', 415: 'Unsupported Media Type',
-  422: 'Unprocessable Entity', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+  404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 409: 'Conflict', 410: 'Gone', 413: 'Payload Too Large', 415: 'Unsupported Media Type',
+  422: 'Unprocessable Entity', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 
 export const json = (status: number, value: unknown, headers: Record<string, string> = {}): Reply => ({
@@ -56,79 +62,132 @@ export interface HttpOptions {
   onReply?: (route: string, method: string, status: number, ms: number) => void;
   /** Extra headers on every answer (CORS). */
   commonHeaders?: (req: Request) => Record<string, string>;
+  /** Longest path + query (431 above). */
+  maxUrlBytes?: number;
+  /** Largest total of header names and values (431 above). */
+  maxHeaderBytes?: number;
+  /** Longest time the body may take to arrive (408 after). */
+  bodyTimeoutMs?: number;
+}
+
+/** Statuses after which the connection is closed: the rest of the body is not worth reading, or never comes. */
+const CLOSE_AFTER = new Set([408, 413, 431]);
+
+/** decodeURIComponent that answers 400 instead of throwing URIError on malformed percent-encoding. */
+export function decodePathParameter(raw: string, name: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new AppError(400, 'invalid_path', `path parameter "${name}" is not valid percent-encoded UTF-8`, { details: { parameter: name } });
+  }
 }
 
 export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'patch' | 'del' | 'options' | 'any', pattern: string, handler: Handler, options: HttpOptions): void {
   const paramNames = [...pattern.matchAll(/:([A-Za-z_]+)/g)].map((m) => m[1]!);
   app[method](pattern, (res: HttpResponse, uwsReq: HttpRequest) => {
-    let aborted = false;
+    const state = { aborted: false, answered: false };
     res.onAborted(() => {
-      aborted = true;
+      state.aborted = true;
     });
-    const headers: Record<string, string> = {};
-    uwsReq.forEach((key, value) => {
-      headers[key] = value;
-    });
-    const params: Record<string, string> = {};
-    paramNames.forEach((name, i) => {
-      params[name] = decodePathParameter(uwsReq.getParameter(i) ?? '');
-    });
-    const requestId = /^[\w.-]{1,64}$/.test(headers['x-request-id'] ?? '') ? headers['x-request-id']! : randomUUID();
-    const httpMethod = uwsReq.getCaseSensitiveMethod?.() ?? uwsReq.getMethod().toUpperCase();
-    const declared = Number(headers['content-length'] ?? 0);
-    const bodyPromise = httpMethod === 'GET' || httpMethod === 'HEAD' ? Promise.resolve(Buffer.alloc(0)) : readBody(res, typeof options.maxBodyBytes === 'function' ? options.maxBodyBytes(headers) : options.maxBodyBytes, declared);
-    bodyPromise.catch(() => undefined);
-    const req: Request = {
-      method: httpMethod,
-      path: uwsReq.getUrl(),
-      query: new URLSearchParams(uwsReq.getQuery() ?? ''),
-      headers,
-      params,
-      requestId,
-      remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString(),
-      body: () => bodyPromise,
-    };
+    let requestId = '';
+    let req: Request | undefined;
     const started = Date.now();
-    handler(req)
-      .catch((error: unknown) => {
-        const appError = toAppError(error);
-        // 503s (overloaded, model_not_installed) are the system saying no on purpose, not a fault.
-        if (appError.status === 503) options.log.warn({ code: appError.code, requestId, path: req.path }, 'request refused');
-        else if (appError.status >= 500) options.log.error({ err: error, requestId, path: req.path }, 'request failed');
-        return errorReply(appError, requestId);
-      })
-      .then((reply) => {
-        if (aborted) return;
-        const closeAfter = reply.status === 413;
+    try {
+      // Everything read from uwsReq must be read now, before any await.
+      const headers: Record<string, string> = {};
+      let headerBytes = 0;
+      uwsReq.forEach((key, value) => {
+        headers[key] = value;
+        headerBytes += key.length + value.length;
+      });
+      requestId = /^[\w.-]{1,64}$/.test(headers['x-request-id'] ?? '') ? headers['x-request-id']! : randomUUID();
+      const httpMethod = uwsReq.getCaseSensitiveMethod?.() ?? uwsReq.getMethod().toUpperCase();
+      const url = uwsReq.getUrl();
+      const rawQuery = uwsReq.getQuery() ?? '';
+      const rawParams = paramNames.map((_, i) => uwsReq.getParameter(i) ?? '');
+      req = {
+        method: httpMethod,
+        path: url,
+        query: new URLSearchParams(rawQuery), // never throws: malformed escapes become U+FFFD
+        headers,
+        params: {},
+        requestId,
+        remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString(),
+        body: () => Promise.resolve(Buffer.alloc(0)),
+      };
+      const request = req;
+      if (options.maxUrlBytes !== undefined && url.length + rawQuery.length > options.maxUrlBytes) {
+        throw new AppError(431, 'url_too_long', `the URL is ${url.length + rawQuery.length} bytes; the limit is ${options.maxUrlBytes}`, { details: { limit: options.maxUrlBytes } });
+      }
+      if (options.maxHeaderBytes !== undefined && headerBytes > options.maxHeaderBytes) {
+        throw new AppError(431, 'headers_too_large', `the headers are ${headerBytes} bytes; the limit is ${options.maxHeaderBytes}`, { details: { limit: options.maxHeaderBytes } });
+      }
+      paramNames.forEach((name, i) => {
+        request.params[name] = decodePathParameter(rawParams[i]!, name);
+      });
+      const declared = Number(headers['content-length'] ?? 0);
+      if (!Number.isSafeInteger(declared) || declared < 0) throw new AppError(400, 'invalid_content_length', 'Content-Length is not a byte count');
+      const bodyPromise = httpMethod === 'GET' || httpMethod === 'HEAD'
+        ? Promise.resolve(Buffer.alloc(0))
+        : readBody(res, typeof options.maxBodyBytes === 'function' ? options.maxBodyBytes(headers) : options.maxBodyBytes, declared, options.bodyTimeoutMs ?? 0, state);
+      bodyPromise.catch(() => undefined);
+      request.body = () => bodyPromise;
+      handler(request)
+        .catch((error: unknown) => failure(error))
+        .then((reply) => write(reply))
+        .catch((error: unknown) => guard(error));
+    } catch (error) {
+      // Thrown before the handler ran (limits, bad escapes) or by the route code itself.
+      if (!requestId) requestId = randomUUID();
+      write(failure(error));
+    }
+
+    function failure(error: unknown): Reply {
+      const appError = toClientError(error);
+      // 503s (overloaded, model_not_installed) are the system saying no on purpose, not a fault.
+      if (appError.status === 503) options.log.warn({ code: appError.code, requestId, path: req?.path }, 'request refused');
+      else if (appError.status >= 500) options.log.error({ err: error, requestId, path: req?.path }, 'request failed');
+      return errorReply(appError, requestId);
+    }
+
+    function write(reply: Reply): void {
+      if (state.aborted || state.answered) return;
+      state.answered = true;
+      const closeAfter = CLOSE_AFTER.has(reply.status);
+      try {
         res.cork(() => {
           res.writeStatus(`${reply.status} ${STATUS_TEXT[reply.status] ?? ''}`);
           res.writeHeader('x-request-id', requestId);
-          for (const [k, v] of Object.entries({ ...options.commonHeaders?.(req), ...reply.headers })) res.writeHeader(k, v);
+          for (const [k, v] of Object.entries({ ...(req ? options.commonHeaders?.(req) : {}), ...reply.headers })) res.writeHeader(k, v);
           res.end(reply.body ?? '', closeAfter);
         });
-        const ms = Date.now() - started;
-        options.onReply?.(pattern, req.method, reply.status, ms);
-        options.log.debug({ requestId, method: req.method, path: req.path, status: reply.status, ms }, 'request');
-      });
-  });
-}
+      } catch (error) {
+        // Writing failed half-way (a header value uWS refuses): nothing sane can follow on this connection.
+        options.log.error({ err: error, requestId }, 'answer could not be written; closing the connection');
+        if (!state.aborted) res.close();
+        return;
+      }
+      const ms = Date.now() - started;
+      options.onReply?.(pattern, req?.method ?? '', reply.status, ms);
+      options.log.debug({ requestId, method: req?.method, path: req?.path, status: reply.status, ms }, 'request');
+    }
 
-/**
- * A malformed escape (`/%`) must not throw here: this runs in uWS' callback, outside any
- * promise, and an exception would end the edge process. The raw text matches nothing, so the
- * route answers as for any unknown name or id.
- */
-function decodePathParameter(raw: string): string {
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return raw;
-  }
+    /** The last resort: a fault in the answering code itself. Logged, answered 500 if still possible, never rethrown. */
+    function guard(error: unknown): void {
+      options.log.error({ err: error, requestId }, 'unexpected fault while answering');
+      if (state.answered || state.aborted) return;
+      try {
+        write(errorReply(new AppError(500, 'internal_error', 'internal error'), requestId));
+      } catch {
+        // write() does not throw; this only keeps the guard itself total.
+      }
+    }
+  });
 }
 
 const PREALLOCATE_MAX = 1024 * 1024;
 
-function readBody(res: HttpResponse, limit: number, declared: number): Promise<Buffer> {
+function readBody(res: HttpResponse, limit: number, declared: number, timeoutMs: number, state: { aborted: boolean; answered: boolean }): Promise<Buffer> {
   if (declared > limit) {
     // Say no before reading anything; the connection is closed after the answer.
     res.onData(() => undefined);
@@ -144,11 +203,20 @@ function readBody(res: HttpResponse, limit: number, declared: number): Promise<B
     const chunks: Buffer[] = [];
     let size = 0;
     let failed = false;
+    // A body shorter than its Content-Length, or one that trickles in, would hold the
+    // request (and its buffer) until uWS' idle timeout; the deadline answers 408 instead.
+    const timer = timeoutMs > 0 ? setTimeout(() => {
+      if (failed || state.aborted) return;
+      failed = true;
+      reject(new AppError(408, 'body_timeout', `the body did not arrive within ${timeoutMs} ms (${size} of ${declared || 'unknown'} bytes came)`, { details: { timeoutMs, received: size } }));
+    }, timeoutMs) : undefined;
+    timer?.unref();
     res.onData((chunk, isLast) => {
       if (failed) return;
       const bytes = new Uint8Array(chunk);
       if (size + bytes.byteLength > limit) {
         failed = true;
+        clearTimeout(timer);
         reject(new AppError(413, 'payload_too_large', `body is over the limit of ${limit} bytes`, { details: { limit } }));
         return;
       }
@@ -160,6 +228,7 @@ function readBody(res: HttpResponse, limit: number, declared: number): Promise<B
         chunks.push(Buffer.from(bytes.slice().buffer));
       }
       size += bytes.byteLength;
+      if (isLast) clearTimeout(timer);
       if (isLast) resolve(whole ? whole.subarray(0, size) : Buffer.concat(chunks, size));
     });
   });

@@ -5,21 +5,24 @@
  *
  * Subscribing replays a job's stored events from JetStream and then follows live ones (an
  * ordered consumer on photolab.events.<jobId>), so a client that reconnects and subscribes
- * again gets every event exactly once, in order.
+ * again gets every event exactly once, in order. Each event frame carries `seq`, its stream
+ * sequence; `subscribe` with `afterSeq` resumes after the last one the client saw.
  *
  * A slow reader never grows server memory without bound (outbox.ts): past WS_SOFT_BUFFER_BYTES
  * of unsent data progress events are dropped, past WS_HARD_BUFFER_BYTES the socket is closed
  * with 4008.
  */
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
+import { DeliverPolicy } from '@nats-io/jetstream';
 import { ownerHash } from '../../bus/job-store.js';
 import { STREAMS, subjects } from '../../bus/subjects.js';
-import { AppError, toAppError } from '../../shared/errors.js';
+import { AppError, toAppError, toClientError } from '../../shared/errors.js';
 import type { JobEvent, JobRecord, Owner, WsClientMessage, WsServerMessage } from '../../shared/schema-types.js';
 import { schemaValidator, describeErrors } from '../../shared/schemas.js';
 import type { EdgeDeps } from '../deps.js';
 import { bearerToken } from '../auth.js';
-import { decodeBase64Image } from '../http/body.js';
+import { decodeBase64Image, parseJson, parseJsonBody } from '../http/body.js';
+import { randomUUID } from 'node:crypto';
 import { Outbox, type OutboxStats } from './outbox.js';
 
 const validateClientMessage = schemaValidator<WsClientMessage>('ws/client-message.schema.json');
@@ -34,6 +37,8 @@ interface Connection {
   owner?: Owner;
   token?: string;
   subscriptions: Map<string, { close(): Promise<void> }>;
+  /** Jobs whose subscription is being set up: a second subscribe meanwhile must not open a second consumer. */
+  subscribing: Set<string>;
   closed: boolean;
   authTimer?: NodeJS.Timeout;
 }
@@ -62,11 +67,18 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     idleTimeout: 120,
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
-      const token = bearerToken(req.getHeader('authorization')) ?? (new URLSearchParams(req.getQuery() ?? '').get('token') || undefined);
-      const key = req.getHeader('sec-websocket-key');
-      const protocol = req.getHeader('sec-websocket-protocol');
-      const extensions = req.getHeader('sec-websocket-extensions');
-      res.upgrade<Connection>({ subscriptions: new Map(), closed: false, token }, key, protocol, extensions, context);
+      // An exception out of a uWS callback ends the process: refuse instead.
+      try {
+        const token = bearerToken(req.getHeader('authorization')) ?? (new URLSearchParams(req.getQuery() ?? '').get('token') || undefined);
+        const key = req.getHeader('sec-websocket-key');
+        const protocol = req.getHeader('sec-websocket-protocol');
+        const extensions = req.getHeader('sec-websocket-extensions');
+        res.upgrade<Connection>({ subscriptions: new Map(), subscribing: new Set(), closed: false, token }, key, protocol, extensions, context);
+      } catch (error) {
+        deps.log.warn({ err: error }, 'WebSocket upgrade refused');
+        res.cork(() => res.writeStatus('400 Bad Request').writeHeader('content-type', 'application/json; charset=utf-8')
+          .end(JSON.stringify({ code: 'invalid_upgrade', message: 'the WebSocket upgrade could not be accepted', requestId: randomUUID() }), true));
+      }
     },
     open: (ws) => {
       sockets.add(ws);
@@ -86,7 +98,11 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     message: (ws, message, isBinary) => {
       // uWS reuses the message's memory after this callback returns: copy it.
       const copy = Buffer.from(new Uint8Array(message).slice());
-      void onMessage(ws, copy, isBinary).catch((error) => sendError(ws, toAppError(error), (error as { jobId?: string }).jobId));
+      void onMessage(ws, copy, isBinary).catch((error) => {
+        const appError = toClientError(error);
+        if (appError.status >= 500) deps.log.error({ err: error }, 'WebSocket message failed');
+        sendError(ws, appError, (error as { jobId?: string }).jobId);
+      }).catch((error) => deps.log.error({ err: error }, 'WebSocket error could not be sent')); // last resort: never an unhandled rejection
     },
     close: (ws) => {
       sockets.delete(ws);
@@ -123,10 +139,11 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
       if (raw.length < 4) throw new AppError(400, 'invalid_frame', 'binary frame too short');
       const headerLength = raw.readUInt32BE(0);
       if (headerLength > 64 * 1024 || 4 + headerLength > raw.length) throw new AppError(400, 'invalid_frame', 'binary frame header length is wrong');
-      message = parse(raw.subarray(4, 4 + headerLength).toString('utf8'));
+      message = parseJson(raw.subarray(4, 4 + headerLength).toString('utf8'), deps.config, 'the frame header');
       image = raw.subarray(4 + headerLength);
     } else {
-      message = parse(raw.toString('utf8'));
+      // The same size and depth limits as an HTTP JSON body that may carry a base64 image.
+      message = parseJsonBody(raw, deps.config, true);
     }
     if (!validateClientMessage(message)) {
       const issues = describeErrors(validateClientMessage.errors);
@@ -157,12 +174,12 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
           },
         });
         send(ws, { type: 'submitted', jobId: job.jobId, ...(msg.clientRef ? { clientRef: msg.clientRef } : {}) });
-        await subscribe(ws, job, msg.result ?? 'url', progress);
+        await subscribe(ws, job, msg.result ?? 'url', 0, progress);
         return;
       }
       case 'subscribe': {
         const job = await withJobId(msg.jobId, () => deps.jobs.get(owner, msg.jobId)); // 404 unless the caller owns it
-        await subscribe(ws, job, msg.result ?? 'url');
+        await subscribe(ws, job, msg.result ?? 'url', msg.afterSeq ?? 0);
         return;
       }
       case 'unsubscribe':
@@ -216,20 +233,35 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     };
   }
 
-  async function subscribe(ws: Socket, job: JobRecord, resultMode: 'url' | 'binary', opened?: ProgressFeed): Promise<void> {
+  async function subscribe(ws: Socket, job: JobRecord, resultMode: 'url' | 'binary', afterSeq: number, opened?: ProgressFeed): Promise<void> {
     const data = ws.getUserData();
     const jobId = job.jobId;
-    if (data.subscriptions.has(jobId) || data.closed) {
+    if (data.subscriptions.has(jobId) || data.subscribing.has(jobId) || data.closed) {
       opened?.close();
       return;
     }
+    data.subscribing.add(jobId);
+    try {
+      await follow(ws, job, resultMode, afterSeq, opened ?? openProgress(jobId));
+    } finally {
+      data.subscribing.delete(jobId);
+    }
+  }
+
+  async function follow(ws: Socket, job: JobRecord, resultMode: 'url' | 'binary', afterSeq: number, progress: ProgressFeed): Promise<void> {
+    const data = ws.getUserData();
+    const jobId = job.jobId;
     const since = Date.now();
-    const forward = (event: JobEvent, live: boolean) => {
-      const message: WsServerMessage = { type: 'event', event, ...(!live && event.at < since ? { replayed: true } : {}) };
+    // Stored facts carry their stream sequence (`seq`): a client that reconnects (or outlives an
+    // edge restart) resumes after the last one it saw with afterSeq, receiving nothing twice.
+    const forward = (event: JobEvent, live: boolean, seq?: number) => {
+      const message: WsServerMessage = { type: 'event', event, ...(seq !== undefined ? { seq } : {}), ...(!live && event.at < since ? { replayed: true } : {}) };
       return outbox.sendText(ws, JSON.stringify(message), PROGRESS_EVENTS.has(event.type) ? 'droppable' : 'essential');
     };
-    const progress = opened ?? openProgress(jobId);
-    const consumer = await deps.bus.js.consumers.get(STREAMS.events, { filter_subjects: subjects.jobEvents(jobId) });
+    const consumer = await deps.bus.js.consumers.get(STREAMS.events, {
+      filter_subjects: subjects.jobEvents(jobId),
+      ...(afterSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterSeq + 1 } : {}),
+    });
     const messages = await consumer.consume();
     const close = async () => {
       progress.close();
@@ -241,7 +273,8 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     }
     data.subscriptions.set(jobId, { close });
     send(ws, { type: 'subscribed', jobId });
-    forward({ type: 'job.accepted', jobId, at: job.createdAt, steps: job.pipeline.length }, false);
+    // A resuming client saw job.accepted already.
+    if (afterSeq === 0) forward({ type: 'job.accepted', jobId, at: job.createdAt, steps: job.pipeline.length }, false);
     progress.attach((event) => {
       if (!data.closed) forward(event, true);
     });
@@ -249,7 +282,7 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
       for await (const m of messages) {
         if (data.closed) break;
         const event = m.json<JobEvent>();
-        if (forward(event, false) === 'closed') break;
+        if (forward(event, false, m.seq) === 'closed') break;
         if (TERMINAL_EVENTS.has(event.type)) {
           if (event.type === 'job.done') await sendResult(ws, jobId, resultMode, event);
           break;
@@ -305,13 +338,5 @@ async function withJobId<T>(jobId: string, work: () => Promise<T>): Promise<T> {
   } catch (error) {
     if (error && typeof error === 'object') Object.assign(error, { jobId });
     throw error;
-  }
-}
-
-function parse(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new AppError(400, 'invalid_json', 'message is not valid JSON');
   }
 }
