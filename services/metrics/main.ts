@@ -73,6 +73,7 @@ async function main(): Promise<void> {
     batchMs: config.metricsBatchMs,
     ackWaitMs,
     retryMaxMs,
+    streamReplicas: config.natsReplicas,
     logger: log,
     afterInsert: crashAfterInsert
       ? (batch) => {

@@ -53,6 +53,8 @@ export interface MetricsSinkOptions {
   retryMaxMs?: number;
   /** Create PHOTOLAB_METRICS when it does not exist (default true; the bus topology normally has). */
   ensureStream?: boolean;
+  /** Replicas of PHOTOLAB_METRICS when the sink creates it (NATS_REPLICAS; default 1). */
+  streamReplicas?: number;
   /** How long stop() still tries to insert the batch in hand before giving it back (nak), ms. */
   stopFlushMs?: number;
   /** Counters and gauges of the sink are registered here when given. */
@@ -90,13 +92,14 @@ function isNotFound(error: unknown, what: 'stream' | 'consumer'): boolean {
 }
 
 /** Creates stream PHOTOLAB_METRICS (subjects photolab.metrics.>, work queue, file) if it is absent; leaves an existing one alone. */
-export async function ensureMetricsStream(jsm: JetStreamManager): Promise<void> {
+export async function ensureMetricsStream(jsm: JetStreamManager, replicas = 1): Promise<void> {
   try {
     await jsm.streams.info(METRICS_STREAM);
   } catch (error) {
     if (!isNotFound(error, 'stream')) throw error;
     try {
-      await jsm.streams.add(METRICS_STREAM_CONFIG);
+      // On a cluster the sink may come up before any other service: it must not make an R1 stream there.
+      await jsm.streams.add({ ...METRICS_STREAM_CONFIG, num_replicas: replicas });
     } catch (addError) {
       if (!/already in use|already exists/i.test(String(addError))) throw addError;
     }
@@ -149,6 +152,7 @@ export class MetricsSink {
       retryInitialMs: 250,
       retryMaxMs: 15_000,
       ensureStream: true,
+      streamReplicas: 1,
       stopFlushMs: 5_000,
       ...options,
     };
@@ -171,7 +175,7 @@ export class MetricsSink {
     if (this.loop) throw new Error('MetricsSink already started');
     const jsm = await jetstreamManager(this.opts.nc);
     this.jsm = jsm;
-    if (this.opts.ensureStream) await ensureMetricsStream(jsm);
+    if (this.opts.ensureStream) await ensureMetricsStream(jsm, this.opts.streamReplicas);
     await ensureMetricsConsumer(jsm, { ackWaitMs: this.opts.ackWaitMs, maxAckPending: Math.max(1000, this.opts.batchRows * 2) });
     this.js = jetstream(this.opts.nc);
     this.stopping = false;
