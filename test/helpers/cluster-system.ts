@@ -1,0 +1,259 @@
+/**
+ * The product as separate processes (edge, one process per step) against a NATS cluster, and a
+ * load client that survives server crashes: the cluster test and the replication bench use it.
+ *
+ * The client is built to count, not to hide, what a crash does:
+ *  - submits carry an Idempotency-Key and are retried with the same key on any network error,
+ *    5xx, 409 (key still being processed) or 429, so a submit that failed half-way can only
+ *    come back as the same job; two job ids for one key would be a duplicate;
+ *  - completions are read from PHOTOLAB_EVENTS with an ordered consumer, which resumes after
+ *    the last stream sequence it saw when its server goes away (a core subscription would
+ *    silently miss events during the reconnect); a job with two terminal events is a duplicate;
+ *  - a job that never ends before the deadline is lost.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DeliverPolicy, jetstream, type ConsumerMessages } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { SignJWT } from 'jose';
+import { freePort, stopProcess } from '../../services/launcher/nats-server.js';
+import { STREAMS, subjects } from '../../services/bus/subjects.js';
+import { loadConfig } from '../../services/shared/config.js';
+import type { JobEvent } from '../../services/shared/schema-types.js';
+import { connectAll, ensureTopologyWhenReady } from './nats-cluster.js';
+import { MODELS_DIR, REPO_ROOT } from './paths.js';
+
+const JWT_SECRET = 'cluster-test-secret';
+const TERMINAL = /^job\.(done|failed|canceled|timeout)$/;
+
+export interface ServicesOptions {
+  natsUrls: string;
+  replicas: number;
+  steps: string[];
+  env?: Record<string, string>;
+}
+
+export interface RunningServices {
+  baseUrl: string;
+  dataDir: string;
+  env: Record<string, string>;
+  nc: NatsConnection;
+  processes: { name: string; child: ChildProcess; logFile: string }[];
+  /** "NATS connection status" reconnect lines per service log: proof they reconnected by themselves. */
+  reconnects(): Record<string, number>;
+  /** Lines of a service's log (pino JSON), for a failure message. */
+  tail(name: string, lines?: number): string;
+  stop(): Promise<void>;
+}
+
+export async function startServices(options: ServicesOptions): Promise<RunningServices> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'photolab-cluster-data-'));
+  const port = await freePort();
+  const env: Record<string, string> = {
+    NATS_URL: options.natsUrls,
+    NATS_REPLICAS: String(options.replicas),
+    JWT_SECRET,
+    HTTP_HOST: '127.0.0.1',
+    HTTP_PORT: String(port),
+    DATA_DIR: dataDir,
+    FRAME_CACHE_DIR: path.join(dataDir, 'frames'),
+    MODELS_DIR,
+    LOG_LEVEL: 'info',
+    MAX_BACKLOG: '100000',
+    RATE_LIMIT_PER_MINUTE: '1000000',
+    MAX_CONCURRENT_JOBS: '100000',
+    // A consumer whose server died redelivers unacked messages after the ack wait: keep it short
+    // so that recovery is measured in seconds, not in the 30 s default.
+    ACK_WAIT_MS: '5000',
+    // The frames stream is memory on every replica: keep it well inside the test servers' limit.
+    FRAME_STREAM_MAX_BYTES: String(256 * 1024 * 1024),
+    ...options.env,
+  };
+  mkdirSync(env.FRAME_CACHE_DIR!, { recursive: true });
+  const nc = await connectAll(options.natsUrls, 'photolab-cluster-client');
+  // Topology first, from here, once the cluster can hold R3 streams: then no service races the election.
+  await ensureTopologyWhenReady(nc, loadConfig({ ...process.env, ...env }), options.steps);
+
+  const processes: RunningServices['processes'] = [];
+  const spawnService = async (name: string, script: string, args: string[], ready: RegExp) => {
+    const logFile = path.join(dataDir, `${name}.log`);
+    const fd = openSync(logFile, 'a');
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', script), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    processes.push({ name, child, logFile });
+    const until = Date.now() + 120_000;
+    for (;;) {
+      const text = readFileSync(logFile, 'utf8');
+      if (ready.test(text)) return;
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} exited at start:\n${text.slice(-3000)}`);
+      if (Date.now() > until) throw new Error(`${name} not ready after 120 s:\n${text.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  const running: RunningServices = {
+    baseUrl: `http://127.0.0.1:${port}`,
+    dataDir,
+    env,
+    nc,
+    processes,
+    reconnects() {
+      return Object.fromEntries(processes.map((p) => [p.name, (readFileSync(p.logFile, 'utf8').match(/"nats":"reconnect"/g) ?? []).length]));
+    },
+    tail(name, lines = 20) {
+      const p = processes.find((x) => x.name === name);
+      return p ? readFileSync(p.logFile, 'utf8').split('\n').slice(-lines).join('\n') : '';
+    },
+    async stop() {
+      await Promise.all(processes.map((p) => stopProcess(p.child, 5000)));
+      await nc.close().catch(() => undefined);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await spawnService('edge', 'services/edge/main.js', [], /"msg":"edge listening"/);
+    for (const step of options.steps) await spawnService(step, 'services/stages/worker.js', [step], /"msg":"stage ready"/);
+  } catch (error) {
+    await running.stop();
+    throw error;
+  }
+  return running;
+}
+
+export interface LoadFigures {
+  submitted: number;
+  completed: number;
+  failed: number;
+  duplicated: number;
+  lost: number;
+  /** Submits that needed at least one retry (the edge could not reach the bus for a moment). */
+  submitRetries: number;
+  seconds: number;
+}
+
+export interface Load {
+  /** Jobs that reached job.done so far. */
+  done(): number;
+  /** Wall-clock ms of every terminal event received, in order (for recovery times). */
+  completionTimes: number[];
+  finished: Promise<LoadFigures>;
+  /** Terminal event types per job, for a failure message. */
+  outcomes(): Map<string, string[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * Submits `jobs` jobs with at most `inFlight` unfinished at a time and follows them to their end.
+ * `finished` resolves when every job has ended or `timeoutMs` has passed (the rest are lost).
+ */
+export async function runLoad(services: RunningServices, options: { jobs: number; inFlight: number; image: Buffer; pipeline: unknown; timeoutMs: number }): Promise<Load> {
+  const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('cluster-test').setIssuedAt().setExpirationTime('2h')
+    .sign(new TextEncoder().encode(JWT_SECRET));
+  const js = jetstream(services.nc, { timeout: 10_000 });
+  const terminal = new Map<string, string[]>();
+  const completionTimes: number[] = [];
+  let doneCount = 0;
+  const waiters = new Set<() => void>();
+  const wake = () => { for (const w of [...waiters]) w(); };
+  // Ordered consumer from now on (DeliverPolicy.New): only this run's jobs.
+  const consumer = await js.consumers.get(STREAMS.events, { filter_subjects: subjects.eventsAll, deliver_policy: DeliverPolicy.New });
+  const messages: ConsumerMessages = await consumer.consume();
+  const following = (async () => {
+    for await (const m of messages) {
+      const event = m.json<JobEvent>();
+      if (!TERMINAL.test(event.type)) continue;
+      const list = terminal.get(event.jobId) ?? [];
+      list.push(event.type);
+      terminal.set(event.jobId, list);
+      if (list.length === 1) {
+        completionTimes.push(Date.now());
+        if (event.type === 'job.done') doneCount++;
+      }
+      wake();
+    }
+  })();
+
+  const form = () => {
+    const f = new FormData();
+    f.set('file', new Blob([new Uint8Array(options.image)]), 'photo.jpg');
+    f.set('pipeline', JSON.stringify(options.pipeline));
+    return f;
+  };
+  const started = Date.now();
+  const deadline = started + options.timeoutMs;
+  const idsByKey = new Map<string, Set<string>>();
+  let submitRetries = 0;
+  const submit = async (key: string): Promise<string | undefined> => {
+    for (let attempt = 0; Date.now() < deadline; attempt++) {
+      if (attempt === 1) submitRetries++;
+      try {
+        const response = await fetch(`${services.baseUrl}/api/jobs`, { method: 'POST', body: form(), headers: { authorization: `Bearer ${token}`, 'idempotency-key': key } });
+        const body = await response.json() as { jobId?: string };
+        if (response.status === 202 || response.status === 200) {
+          const ids = idsByKey.get(key) ?? new Set();
+          ids.add(body.jobId!);
+          idsByKey.set(key, ids);
+          return body.jobId!;
+        }
+        if (![409, 429].includes(response.status) && response.status < 500) throw new Error(`submit answered ${response.status}: ${JSON.stringify(body)}`);
+      } catch (error) {
+        if (/submit answered/.test(String(error))) throw error;
+      }
+      // Growing pause between tries of one submit (not a proof of anything: the loop retries until accepted).
+      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+    }
+    return undefined;
+  };
+  const accepted: string[] = [];
+  const unfinished = () => accepted.filter((id) => !terminal.has(id)).length;
+  const waitUntil = (condition: () => boolean) => new Promise<void>((resolve) => {
+    if (condition()) return resolve();
+    const check = () => { if (condition() || Date.now() > deadline) { waiters.delete(check); clearInterval(timer); resolve(); } };
+    // The interval only bounds the wait by the deadline; completions wake the check directly.
+    const timer = setInterval(check, 500);
+    waiters.add(check);
+  });
+  const finished = (async (): Promise<LoadFigures> => {
+    let refused = 0;
+    for (let i = 0; i < options.jobs && Date.now() < deadline; i++) {
+      await waitUntil(() => unfinished() < options.inFlight);
+      const id = await submit(`cluster-${started}-${i}`);
+      if (id) accepted.push(id); else refused++;
+    }
+    await waitUntil(() => unfinished() === 0);
+    const duplicatedIds = [...terminal.values()].filter((t) => t.length > 1).length + [...idsByKey.values()].filter((ids) => ids.size > 1).length;
+    const ended = accepted.filter((id) => terminal.has(id));
+    return {
+      submitted: accepted.length,
+      completed: ended.filter((id) => terminal.get(id)![0] === 'job.done').length,
+      failed: ended.filter((id) => terminal.get(id)![0] !== 'job.done').length,
+      duplicated: duplicatedIds,
+      lost: accepted.length - ended.length + refused,
+      submitRetries,
+      seconds: (Date.now() - started) / 1000,
+    };
+  })();
+  return {
+    done: () => doneCount,
+    completionTimes,
+    finished,
+    outcomes: () => terminal,
+    async close() {
+      messages.stop();
+      await following.catch(() => undefined);
+    },
+  };
+}
+
+/** Resolves when `count()` reaches `target`, re-checking on every completion; rejects after `timeoutMs`. */
+export function waitForCount(count: () => number, target: number, what: string, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (count() >= target) { clearInterval(timer); resolve(); } else if (Date.now() > until) { clearInterval(timer); reject(new Error(`timed out waiting for ${what} (${count()}/${target})`)); }
+    };
+    const timer = setInterval(check, 50);
+    check();
+  });
+}
