@@ -6,20 +6,20 @@
  *  - submits carry an Idempotency-Key and are retried with the same key on any network error,
  *    5xx, 409 (key still being processed) or 429, so a submit that failed half-way can only
  *    come back as the same job; two job ids for one key would be a duplicate;
- *  - completions are read from PHOTOLAB_EVENTS with an ordered consumer, which resumes after
- *    the last stream sequence it saw when its server goes away (a core subscription would
- *    silently miss events during the reconnect); a job with two terminal events is a duplicate;
+ *  - ends are read from the job records through the edge while servers die, and the terminal
+ *    events are counted from PHOTOLAB_EVENTS afterwards: a job with two is a duplicate, a job
+ *    that ended with none fails the run;
  *  - a job that never ends before the deadline is lost.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DeliverPolicy, jetstream, type ConsumerMessages } from '@nats-io/jetstream';
+import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { SignJWT } from 'jose';
 import { freePort, stopProcess } from '../../services/launcher/nats-server.js';
-import { STREAMS, subjects } from '../../services/bus/subjects.js';
+import { STREAMS } from '../../services/bus/subjects.js';
 import { loadConfig } from '../../services/shared/config.js';
 import type { JobEvent } from '../../services/shared/schema-types.js';
 import { connectAll, ensureTopologyWhenReady } from './nats-cluster.js';
@@ -133,46 +133,35 @@ export interface LoadFigures {
 }
 
 export interface Load {
-  /** Jobs that reached job.done so far. */
+  /** Jobs that reached done so far. */
   done(): number;
-  /** Wall-clock ms of every terminal event received, in order (for recovery times). */
+  /** Wall-clock ms of every job end seen, in order (for recovery times). */
   completionTimes: number[];
   finished: Promise<LoadFigures>;
-  /** Terminal event types per job, for a failure message. */
-  outcomes(): Map<string, string[]>;
+  /** Status per accepted job as last seen, for a failure message. */
+  statuses(): Map<string, string>;
   close(): Promise<void>;
 }
 
 /**
  * Submits `jobs` jobs with at most `inFlight` unfinished at a time and follows them to their end.
  * `finished` resolves when every job has ended or `timeoutMs` has passed (the rest are lost).
+ *
+ * Ends are seen by asking the edge for each unfinished job (GET /api/jobs/<id>, the job record
+ * in KV): that path has no state of its own to lose when a server dies. Duplicates are counted
+ * afterwards from the events stream itself, once nothing is being killed: every terminal event
+ * this run wrote, per job.
  */
 export async function runLoad(services: RunningServices, options: { jobs: number; inFlight: number; image: Buffer; pipeline: unknown; timeoutMs: number }): Promise<Load> {
   const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('cluster-test').setIssuedAt().setExpirationTime('2h')
     .sign(new TextEncoder().encode(JWT_SECRET));
   const js = jetstream(services.nc, { timeout: 10_000 });
-  const terminal = new Map<string, string[]>();
+  const jsm = await js.jetstreamManager();
+  const firstEventSeq = (await jsm.streams.info(STREAMS.events)).state.last_seq + 1;
+  const status = new Map<string, string>();
   const completionTimes: number[] = [];
   let doneCount = 0;
-  const waiters = new Set<() => void>();
-  const wake = () => { for (const w of [...waiters]) w(); };
-  // Ordered consumer from now on (DeliverPolicy.New): only this run's jobs.
-  const consumer = await js.consumers.get(STREAMS.events, { filter_subjects: subjects.eventsAll, deliver_policy: DeliverPolicy.New });
-  const messages: ConsumerMessages = await consumer.consume();
-  const following = (async () => {
-    for await (const m of messages) {
-      const event = m.json<JobEvent>();
-      if (!TERMINAL.test(event.type)) continue;
-      const list = terminal.get(event.jobId) ?? [];
-      list.push(event.type);
-      terminal.set(event.jobId, list);
-      if (list.length === 1) {
-        completionTimes.push(Date.now());
-        if (event.type === 'job.done') doneCount++;
-      }
-      wake();
-    }
-  })();
+  let closed = false;
 
   const form = () => {
     const f = new FormData();
@@ -206,42 +195,86 @@ export async function runLoad(services: RunningServices, options: { jobs: number
     return undefined;
   };
   const accepted: string[] = [];
-  const unfinished = () => accepted.filter((id) => !terminal.has(id)).length;
-  const waitUntil = (condition: () => boolean) => new Promise<void>((resolve) => {
-    if (condition()) return resolve();
-    const check = () => { if (condition() || Date.now() > deadline) { waiters.delete(check); clearInterval(timer); resolve(); } };
-    // The interval only bounds the wait by the deadline; completions wake the check directly.
-    const timer = setInterval(check, 500);
-    waiters.add(check);
-  });
+  const ended = (id: string) => TERMINAL.test(`job.${status.get(id)}`);
+  const unfinished = () => accepted.filter((id) => !ended(id));
+  // Watches the unfinished jobs (at most inFlight of them) until the run is over.
+  const watching = (async () => {
+    while (!closed) {
+      await Promise.all(unfinished().map(async (id) => {
+        try {
+          const response = await fetch(`${services.baseUrl}/api/jobs/${id}`, { headers: { authorization: `Bearer ${token}` } });
+          if (response.status !== 200) return; // the edge may not reach the bus for a moment
+          const job = await response.json() as { status: string };
+          if (ended(id)) return;
+          status.set(id, job.status);
+          if (ended(id)) {
+            completionTimes.push(Date.now());
+            if (job.status === 'done') doneCount++;
+          }
+        } catch { /* edge unreachable for a moment: ask again */ }
+      }));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  const waitUntil = async (condition: () => boolean) => {
+    while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  };
+
+  /** Terminal events per job written since the run began, read from the stream once the run is over. */
+  const terminalEvents = async (): Promise<Map<string, number>> => {
+    const counts = new Map<string, number>();
+    const lastSeq = (await jsm.streams.info(STREAMS.events)).state.last_seq;
+    if (lastSeq < firstEventSeq) return counts;
+    const consumer = await js.consumers.get(STREAMS.events, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: firstEventSeq });
+    for (let seq = firstEventSeq - 1; seq < lastSeq;) {
+      const batch = await consumer.fetch({ max_messages: 500, expires: 5000 });
+      let got = 0;
+      for await (const m of batch) {
+        got++;
+        seq = m.seq;
+        const event = m.json<JobEvent>();
+        if (TERMINAL.test(event.type)) counts.set(event.jobId, (counts.get(event.jobId) ?? 0) + 1);
+        if (seq >= lastSeq) break;
+      }
+      if (got === 0) throw new Error(`events stream read stopped at ${seq} of ${lastSeq}`);
+    }
+    return counts;
+  };
+
   const finished = (async (): Promise<LoadFigures> => {
     let refused = 0;
     for (let i = 0; i < options.jobs && Date.now() < deadline; i++) {
-      await waitUntil(() => unfinished() < options.inFlight);
+      await waitUntil(() => unfinished().length < options.inFlight);
       const id = await submit(`cluster-${started}-${i}`);
       if (id) accepted.push(id); else refused++;
     }
-    await waitUntil(() => unfinished() === 0);
-    const duplicatedIds = [...terminal.values()].filter((t) => t.length > 1).length + [...idsByKey.values()].filter((ids) => ids.size > 1).length;
-    const ended = accepted.filter((id) => terminal.has(id));
+    await waitUntil(() => unfinished().length === 0);
+    const seconds = (Date.now() - started) / 1000;
+    const events = await terminalEvents();
+    const done = accepted.filter((id) => status.get(id) === 'done');
+    const endedIds = accepted.filter(ended);
+    const duplicated = accepted.filter((id) => (events.get(id) ?? 0) > 1).length + [...idsByKey.values()].filter((ids) => ids.size > 1).length;
+    // A job whose record ended without its terminal event would leave a WebSocket client waiting.
+    const silent = endedIds.filter((id) => !events.has(id));
+    if (silent.length) throw new Error(`jobs ended without a terminal event: ${silent.join(', ')}`);
     return {
       submitted: accepted.length,
-      completed: ended.filter((id) => terminal.get(id)![0] === 'job.done').length,
-      failed: ended.filter((id) => terminal.get(id)![0] !== 'job.done').length,
-      duplicated: duplicatedIds,
-      lost: accepted.length - ended.length + refused,
+      completed: done.length,
+      failed: endedIds.length - done.length,
+      duplicated,
+      lost: accepted.length - endedIds.length + refused,
       submitRetries,
-      seconds: (Date.now() - started) / 1000,
+      seconds,
     };
   })();
   return {
     done: () => doneCount,
     completionTimes,
     finished,
-    outcomes: () => terminal,
+    statuses: () => new Map(accepted.map((id) => [id, status.get(id) ?? 'unknown'])),
     async close() {
-      messages.stop();
-      await following.catch(() => undefined);
+      closed = true;
+      await watching.catch(() => undefined);
     },
   };
 }

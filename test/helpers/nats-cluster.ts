@@ -56,7 +56,8 @@ export async function startNatsCluster(size = 3, prefix = 'photolab-cluster-'): 
       logFile: path.join(storeDir, `n${i + 1}.log`),
       serverName: `n${i + 1}`,
       monitorPort: monitorPorts[i],
-      cluster: { name: 'photolab-test', port: routePorts[i]!, routes: routePorts },
+      // size 1: a plain single server (the embedded default's shape), for R1 baselines.
+      ...(size > 1 ? { cluster: { name: 'photolab-test', port: routePorts[i]!, routes: routePorts } } : {}),
       // Three servers share this machine's memory: the frames stream is capped well below this.
       maxMemoryStore: 1024 * 1024 * 1024,
     },
@@ -128,7 +129,8 @@ export function connectAll(urls: string, name: string): Promise<NatsConnection> 
 
 /**
  * Creates the topology once the cluster can hold it: JetStream answers only once a meta leader
- * is elected, and an R3 stream is refused ("insufficient resources") until all three peers
+ * is elected, and an R3 stream is refused ("insufficient resources", "no suitable peers for
+ * placement") until all three peers
  * have joined the meta group. Retries those two conditions only, until the deadline.
  */
 export async function ensureTopologyWhenReady(nc: NatsConnection, config: Config, steps: string[], timeoutMs = 60_000): Promise<JetStreamManager> {
@@ -142,7 +144,7 @@ export async function ensureTopologyWhenReady(nc: NatsConnection, config: Config
       return jsm;
     } catch (error) {
       last = error;
-      if (!/insufficient resources|unavailable|no responders|timeout|leader|not enabled|503/i.test(String(error))) throw error;
+      if (!/insufficient resources|no suitable peers|unavailable|no responders|timeout|leader|not enabled|503/i.test(String(error))) throw error;
     }
     if (Date.now() > until) throw new Error(`the cluster did not accept the topology within ${timeoutMs} ms: ${String(last)}`);
     await new Promise((r) => setTimeout(r, 200));

@@ -117,7 +117,27 @@ test(`${JOBS} jobs through two SIGKILLed and restarted servers: none lost, none 
       const name = serviceName(connection);
       assert.ok((report.serviceReconnects[name] ?? 0) > 0, `${name} was on a killed server and reconnected:\n${services.tail(name)}`);
     }
+  } catch (error) {
+    console.log(`cluster test failed; state for the diagnosis:\n${await diagnose(load.statuses())}`);
+    throw error;
   } finally {
     await load.close();
   }
 });
+
+/** What a failure report needs: backlog per step, stream leaders and followers, the services' last warnings. */
+async function diagnose(statuses: Map<string, string>): Promise<string> {
+  const counts: Record<string, number> = {};
+  for (const st of statuses.values()) counts[st] = (counts[st] ?? 0) + 1;
+  const lines = [`accepted jobs by status: ${JSON.stringify(counts)}; unfinished: ${[...statuses].filter(([, st]) => !['done', 'failed', 'canceled', 'timeout'].includes(st)).map(([id, st]) => `${id} ${st}`).join(', ')}`];
+  for (const step of STEPS) {
+    const info = await jsm.consumers.info(STREAMS.stages, `stage-${step}`).catch((e) => String(e));
+    lines.push(typeof info === 'string' ? `stage-${step}: ${info}` : `stage-${step}: pending ${info.num_pending}, ack pending ${info.num_ack_pending}, redelivered ${info.num_redelivered}, waiting pulls ${info.num_waiting}, leader ${info.cluster?.leader}`);
+  }
+  lines.push(JSON.stringify(await replicaState(jsm).catch((e) => String(e))));
+  for (const p of services.processes) {
+    const notable = services.tail(p.name, 4000).split('\n').filter((l) => /"level":(40|50|60)/.test(l)).slice(-8);
+    lines.push(`--- ${p.name} (exit ${p.child.exitCode}):`, ...notable.map((l) => l.slice(0, 600)));
+  }
+  return lines.join('\n');
+}
