@@ -67,6 +67,11 @@ export async function startServices(options: ServicesOptions): Promise<RunningSe
     // A consumer whose server died redelivers unacked messages after the ack wait: keep it short
     // so that recovery is measured in seconds, not in the 30 s default.
     ACK_WAIT_MS: '5000',
+    // A server loss costs a leader election, and every request to that stream times out until
+    // it is over; on 2 shared cores that can outlast the default 3 tries (1 s + 2 s apart).
+    // Six tries, 0.5 s doubling, span about 15 s plus the timeouts: what deploy/k8s sets too.
+    MAX_ATTEMPTS: '6',
+    RETRY_DELAY_MS: '500',
     // The frames stream is memory on every replica: keep it well inside the test servers' limit.
     FRAME_STREAM_MAX_BYTES: String(256 * 1024 * 1024),
     ...options.env,
@@ -138,8 +143,10 @@ export interface Load {
   /** Wall-clock ms of every job end seen, in order (for recovery times). */
   completionTimes: number[];
   finished: Promise<LoadFigures>;
-  /** Status per accepted job as last seen, for a failure message. */
+  /** Status per accepted job as last seen (with the error of a failed one), for a failure message. */
   statuses(): Map<string, string>;
+  /** The submission under way and its last answer, for a failure message. */
+  submitting(): string;
   close(): Promise<void>;
 }
 
@@ -159,6 +166,7 @@ export async function runLoad(services: RunningServices, options: { jobs: number
   const jsm = await js.jetstreamManager();
   const firstEventSeq = (await jsm.streams.info(STREAMS.events)).state.last_seq + 1;
   const status = new Map<string, string>();
+  const errors = new Map<string, string>();
   const completionTimes: number[] = [];
   let doneCount = 0;
   let closed = false;
@@ -173,12 +181,16 @@ export async function runLoad(services: RunningServices, options: { jobs: number
   const deadline = started + options.timeoutMs;
   const idsByKey = new Map<string, Set<string>>();
   let submitRetries = 0;
+  let submitting = '';
   const submit = async (key: string): Promise<string | undefined> => {
     for (let attempt = 0; Date.now() < deadline; attempt++) {
       if (attempt === 1) submitRetries++;
       try {
-        const response = await fetch(`${services.baseUrl}/api/jobs`, { method: 'POST', body: form(), headers: { authorization: `Bearer ${token}`, 'idempotency-key': key } });
+        submitting = `${key} attempt ${attempt + 1}`;
+        // Bounded: an edge request that hangs must show up as a retry, not as a silent stall.
+        const response = await fetch(`${services.baseUrl}/api/jobs`, { method: 'POST', body: form(), headers: { authorization: `Bearer ${token}`, 'idempotency-key': key }, signal: AbortSignal.timeout(30_000) });
         const body = await response.json() as { jobId?: string };
+        submitting = `${key} attempt ${attempt + 1}: ${response.status} ${JSON.stringify(body).slice(0, 300)}`;
         if (response.status === 202 || response.status === 200) {
           const ids = idsByKey.get(key) ?? new Set();
           ids.add(body.jobId!);
@@ -188,6 +200,7 @@ export async function runLoad(services: RunningServices, options: { jobs: number
         if (![409, 429].includes(response.status) && response.status < 500) throw new Error(`submit answered ${response.status}: ${JSON.stringify(body)}`);
       } catch (error) {
         if (/submit answered/.test(String(error))) throw error;
+        submitting = `${key} attempt ${attempt + 1}: ${String(error)}`;
       }
       // Growing pause between tries of one submit (not a proof of anything: the loop retries until accepted).
       await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
@@ -204,9 +217,10 @@ export async function runLoad(services: RunningServices, options: { jobs: number
         try {
           const response = await fetch(`${services.baseUrl}/api/jobs/${id}`, { headers: { authorization: `Bearer ${token}` } });
           if (response.status !== 200) return; // the edge may not reach the bus for a moment
-          const job = await response.json() as { status: string };
+          const job = await response.json() as { status: string; error?: { code?: string; message?: string } };
           if (ended(id)) return;
           status.set(id, job.status);
+          if (job.error) errors.set(id, `${job.error.code}: ${job.error.message}`);
           if (ended(id)) {
             completionTimes.push(Date.now());
             if (job.status === 'done') doneCount++;
@@ -271,7 +285,8 @@ export async function runLoad(services: RunningServices, options: { jobs: number
     done: () => doneCount,
     completionTimes,
     finished,
-    statuses: () => new Map(accepted.map((id) => [id, status.get(id) ?? 'unknown'])),
+    statuses: () => new Map(accepted.map((id) => [id, `${status.get(id) ?? 'unknown'}${errors.has(id) ? ` (${errors.get(id)})` : ''}`])),
+    submitting: () => submitting,
     async close() {
       closed = true;
       await watching.catch(() => undefined);

@@ -118,7 +118,7 @@ test(`${JOBS} jobs through two SIGKILLed and restarted servers: none lost, none 
       assert.ok((report.serviceReconnects[name] ?? 0) > 0, `${name} was on a killed server and reconnected:\n${services.tail(name)}`);
     }
   } catch (error) {
-    console.log(`cluster test failed; state for the diagnosis:\n${await diagnose(load.statuses())}`);
+    console.log(`cluster test failed; state for the diagnosis:\n${await diagnose(load.statuses(), load.submitting())}`);
     throw error;
   } finally {
     await load.close();
@@ -126,10 +126,13 @@ test(`${JOBS} jobs through two SIGKILLed and restarted servers: none lost, none 
 });
 
 /** What a failure report needs: backlog per step, stream leaders and followers, the services' last warnings. */
-async function diagnose(statuses: Map<string, string>): Promise<string> {
+async function diagnose(statuses: Map<string, string>, submitting: string): Promise<string> {
   const counts: Record<string, number> = {};
-  for (const st of statuses.values()) counts[st] = (counts[st] ?? 0) + 1;
-  const lines = [`accepted jobs by status: ${JSON.stringify(counts)}; unfinished: ${[...statuses].filter(([, st]) => !['done', 'failed', 'canceled', 'timeout'].includes(st)).map(([id, st]) => `${id} ${st}`).join(', ')}`];
+  for (const st of statuses.values()) counts[st.split(' ')[0]!] = (counts[st.split(' ')[0]!] ?? 0) + 1;
+  const lines = [
+    `accepted jobs by status: ${JSON.stringify(counts)}; not done: ${[...statuses].filter(([, st]) => !st.startsWith('done')).map(([id, st]) => `${id} ${st}`).join(', ')}`,
+    `last submission: ${submitting}`,
+  ];
   for (const step of STEPS) {
     const info = await jsm.consumers.info(STREAMS.stages, `stage-${step}`).catch((e) => String(e));
     lines.push(typeof info === 'string' ? `stage-${step}: ${info}` : `stage-${step}: pending ${info.num_pending}, ack pending ${info.num_ack_pending}, redelivered ${info.num_redelivered}, waiting pulls ${info.num_waiting}, leader ${info.cluster?.leader}`);
