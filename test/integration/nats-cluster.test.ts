@@ -23,8 +23,11 @@ import { waitFor } from '../helpers/system.js';
 const JOBS = Number(process.env.CLUSTER_TEST_JOBS ?? 100);
 const IN_FLIGHT = 6;
 const STEPS = ['decode', 'detect_objects', 'encode'];
-// Bounds for CI on 2 shared cores; the run itself takes far less.
-const RUN_TIMEOUT_MS = 150_000;
+// Bounds, not expectations: on the shared 2-core development machine the run took 70-150 s,
+// much of it the ~40 s after a kill before the stages pull again (their consume() requests
+// expire after 30 s when the consumer's leader died with its server); with other engineers'
+// work on the same cores it once needed more than 150 s.
+const RUN_TIMEOUT_MS = 240_000;
 const CATCH_UP_TIMEOUT_MS = 60_000;
 
 let cluster: NatsCluster;
@@ -86,8 +89,9 @@ test(`${JOBS} jobs through two SIGKILLed and restarted servers: none lost, none 
     kill.caughtUpAt = Date.now();
   };
   try {
-    await crash(Math.round(JOBS * 0.15), Math.round(JOBS * 0.35));
-    await crash(Math.round(JOBS * 0.55), Math.round(JOBS * 0.75));
+    // Ten jobs done with a server down prove progress without it; more only lengthen CI.
+    await crash(Math.round(JOBS * 0.15), Math.round(JOBS * 0.25));
+    await crash(Math.round(JOBS * 0.5), Math.round(JOBS * 0.6));
     const figures = await load.finished;
     // Recovery: from the SIGKILL to the first job that completed after it.
     const recovery = kills.map((k) => ((load.completionTimes.find((t) => t > k.at) ?? NaN) - k.at) / 1000);
