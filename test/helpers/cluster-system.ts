@@ -41,6 +41,8 @@ export interface RunningServices {
   env: Record<string, string>;
   nc: NatsConnection;
   processes: { name: string; child: ChildProcess; logFile: string }[];
+  /** STAGE_METRICS_PORT of each stage process (/metrics, /healthz, /readyz). */
+  stagePorts: Record<string, number>;
   /** "NATS connection status" reconnect lines per service log: proof they reconnected by themselves. */
   reconnects(): Record<string, number>;
   /** Lines of a service's log (pino JSON), for a failure message. */
@@ -82,10 +84,12 @@ export async function startServices(options: ServicesOptions): Promise<RunningSe
   await ensureTopologyWhenReady(nc, loadConfig({ ...process.env, ...env }), options.steps);
 
   const processes: RunningServices['processes'] = [];
-  const spawnService = async (name: string, script: string, args: string[], ready: RegExp) => {
+  const stagePorts: Record<string, number> = {};
+  for (const step of options.steps) stagePorts[step] = await freePort();
+  const spawnService = async (name: string, script: string, args: string[], ready: RegExp, extra: Record<string, string> = {}) => {
     const logFile = path.join(dataDir, `${name}.log`);
     const fd = openSync(logFile, 'a');
-    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', script), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', script), ...args], { env: { ...process.env, ...env, ...extra }, stdio: ['ignore', fd, fd] });
     closeSync(fd);
     processes.push({ name, child, logFile });
     const until = Date.now() + 120_000;
@@ -103,6 +107,7 @@ export async function startServices(options: ServicesOptions): Promise<RunningSe
     env,
     nc,
     processes,
+    stagePorts,
     reconnects() {
       return Object.fromEntries(processes.map((p) => [p.name, (readFileSync(p.logFile, 'utf8').match(/"nats":"reconnect"/g) ?? []).length]));
     },
@@ -118,7 +123,7 @@ export async function startServices(options: ServicesOptions): Promise<RunningSe
   };
   try {
     await spawnService('edge', 'services/edge/main.js', [], /"msg":"edge listening"/);
-    for (const step of options.steps) await spawnService(step, 'services/stages/worker.js', [step], /"msg":"stage ready"/);
+    for (const step of options.steps) await spawnService(step, 'services/stages/worker.js', [step], /"msg":"stage ready"/, { STAGE_METRICS_PORT: String(stagePorts[step]) });
   } catch (error) {
     await running.stop();
     throw error;

@@ -115,6 +115,13 @@ test(`${JOBS} jobs through two SIGKILLed and restarted servers: none lost, none 
     assert.equal(figures.completed, JOBS, 'every job done');
     // Nobody restarted a service: every process is the one started at the beginning.
     for (const p of services.processes) assert.equal(p.child.exitCode, null, `${p.name} still running:\n${services.tail(p.name)}`);
+    // The probes Kubernetes uses: every stage alive and ready again after the crashes, by itself.
+    for (const [step, port] of Object.entries(services.stagePorts)) {
+      for (const probe of ['/healthz', '/readyz']) {
+        const answer = await fetch(`http://127.0.0.1:${port}${probe}`);
+        assert.equal(answer.status, 200, `${step} ${probe}: ${await answer.text()}`);
+      }
+    }
     // Every service that was on a killed server logged its reconnect (the client picks another URL by itself).
     const serviceName = (connection: string) => connection === 'photolab-edge' ? 'edge' : connection.replace(/^photolab-stage-/, '');
     for (const connection of new Set(kills.flatMap((k) => k.connected))) {
