@@ -16,7 +16,8 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { STREAMS } from '../../services/bus/subjects.js';
 import { findNatsServer } from '../../services/launcher/nats-server.js';
 import { runLoad, startServices, waitForCount, type RunningServices } from '../helpers/cluster-system.js';
-import { allReplicasCurrent, replicaState, startNatsCluster, type NatsCluster } from '../helpers/nats-cluster.js';
+import { loadConfig } from '../../services/shared/config.js';
+import { allReplicasCurrent, connectAll, ensureTopologyWhenReady, replicaState, startNatsCluster, type NatsCluster } from '../helpers/nats-cluster.js';
 import { fixture } from '../helpers/paths.js';
 import { waitFor } from '../helpers/system.js';
 
@@ -37,6 +38,14 @@ let jsm: JetStreamManager;
 before(async () => {
   assert.ok(findNatsServer(), 'nats-server is not installed (scripts/setup.sh --test installs it)');
   cluster = await startNatsCluster(3);
+  // First as a single-server deployment would leave it (R1), then the services come up with
+  // NATS_REPLICAS=3: the first test then shows that every stream and bucket was scaled to R3.
+  // (The frames stream's cap as startServices sets it: the test servers have 1 GiB of memory store.)
+  const setup = await connectAll(cluster.urls, 'photolab-cluster-setup');
+  await ensureTopologyWhenReady(setup, loadConfig({ ...process.env, NATS_REPLICAS: '1', FRAME_STREAM_MAX_BYTES: String(256 * 1024 * 1024) }), STEPS);
+  const r1 = await replicaState(await jetstreamManager(setup));
+  assert.ok(Object.values(r1).every((s) => s.replicas === 1), 'the topology starts at R1');
+  await setup.close();
   services = await startServices({ natsUrls: cluster.urls, replicas: 3, steps: STEPS });
   jsm = await jetstreamManager(services.nc);
 }, { timeout: 180_000 });
@@ -46,7 +55,7 @@ after(async () => {
   await cluster?.stop();
 }, { timeout: 60_000 });
 
-test('every stream and KV bucket is R3 with a leader and two current followers', async () => {
+test('every stream and KV bucket, first made R1, is R3 with a leader and two current followers', async () => {
   const state = await replicaState(jsm);
   for (const [name, s] of Object.entries(state)) {
     assert.equal(s.replicas, 3, `${name} replicas`);
