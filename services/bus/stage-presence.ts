@@ -9,11 +9,11 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { StagePresence } from '../shared/schema-types.js';
 import { BUCKETS } from './subjects.js';
 
-const TTL_MS = 30_000;
+export const PRESENCE_TTL_MS = 30_000;
 export const PRESENCE_INTERVAL_MS = 5_000;
 
 export async function openPresence(nc: NatsConnection): Promise<KV> {
-  return new Kvm(nc).create(BUCKETS.stages, { history: 1, storage: StorageType.Memory, ttl: TTL_MS });
+  return new Kvm(nc).create(BUCKETS.stages, { history: 1, storage: StorageType.Memory, ttl: PRESENCE_TTL_MS });
 }
 
 /** Announces this process until the returned function is called. */

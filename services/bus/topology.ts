@@ -10,12 +10,13 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from '../shared/config.js';
 import { isAlreadyExists, isConsumerNotFound, isStreamNotFound } from './nats-errors.js';
 import { BUCKETS, STREAMS, stageConsumer, subjects } from './subjects.js';
+import { PRESENCE_TTL_MS } from './stage-presence.js';
 
 const NS_PER_MS = 1_000_000;
 const seconds = (s: number) => s * 1000 * NS_PER_MS;
 
 export function streamConfigs(config: Config): Partial<StreamConfig>[] {
-  return [
+  return withReplicas(config, [
     {
       name: STREAMS.stages,
       subjects: [subjects.stageAll],
@@ -73,7 +74,34 @@ export function streamConfigs(config: Config): Partial<StreamConfig>[] {
       storage: StorageType.File,
       max_age: seconds(30 * 24 * 3600),
     },
-  ];
+  ]);
+}
+
+/**
+ * NATS_REPLICAS on every stream: 1 on a single server, 3 on a cluster. Consumers inherit their
+ * stream's count (num_replicas 0), so the stage consumers follow without a setting of their own.
+ */
+function withReplicas(config: Config, streams: Partial<StreamConfig>[]): Partial<StreamConfig>[] {
+  const replicas = replicaCount(config);
+  return streams.map((s) => ({ ...s, num_replicas: replicas }));
+}
+
+function replicaCount(config: Config): number {
+  const replicas = config.natsReplicas ?? 1;
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) throw new Error(`NATS_REPLICAS must be 1 to 5 (JetStream's limit), got ${replicas}`);
+  return replicas;
+}
+
+/**
+ * A KV bucket with NATS_REPLICAS replicas. Kvm.create leaves an existing bucket as it is, so a
+ * bucket first made on a single server (or with another count) is scaled here: the same
+ * idempotent rule as the streams.
+ */
+async function ensureBucket(kvm: Kvm, jsm: JetStreamManager, name: string, options: Parameters<Kvm['create']>[1], replicas: number): Promise<void> {
+  await kvm.create(name, { ...options, replicas });
+  const stream = `KV_${name}`;
+  const info = await jsm.streams.info(stream);
+  if ((info.config.num_replicas || 1) !== replicas) await jsm.streams.update(stream, { ...info.config, num_replicas: replicas });
 }
 
 /** PHOTOLAB_EVENTS, which the metrics sink also ensures (it may start before any other service). */
@@ -132,9 +160,12 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   for (const stream of streamConfigs(config)) await ensureStream(jsm, stream);
   for (const step of steps) await ensureStageConsumer(jsm, step, config);
   const kvm = new Kvm(nc);
+  const replicas = replicaCount(config);
   // A job is its record plus its events: both are kept equally long.
-  await kvm.create(BUCKETS.jobs, { history: 1, storage: StorageType.File, ttl: config.eventsTtlS * 1000 });
-  await kvm.create(BUCKETS.idempotency, { history: 1, storage: StorageType.File, ttl: 24 * 3600 * 1000 });
+  await ensureBucket(kvm, jsm, BUCKETS.jobs, { history: 1, storage: StorageType.File, ttl: config.eventsTtlS * 1000 }, replicas);
+  await ensureBucket(kvm, jsm, BUCKETS.idempotency, { history: 1, storage: StorageType.File, ttl: 24 * 3600 * 1000 }, replicas);
   // Cases are records of an investigation: no TTL.
-  await kvm.create(BUCKETS.cases, { history: 1, storage: StorageType.File });
+  await ensureBucket(kvm, jsm, BUCKETS.cases, { history: 1, storage: StorageType.File }, replicas);
+  // Created here with the replica count (same options as stage-presence.ts, which then finds it made).
+  await ensureBucket(kvm, jsm, BUCKETS.stages, { history: 1, storage: StorageType.Memory, ttl: PRESENCE_TTL_MS }, replicas);
 }

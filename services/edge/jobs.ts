@@ -54,6 +54,8 @@ export interface ListRequest {
   cursor?: string;
 }
 
+/** A retried submission re-sends its first step only this long after the first try: inside the 120 s duplicate window of the streams (topology.ts), with a margin. */
+const RESUME_WINDOW_MS = 100_000;
 const JOB_ID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const RESULT_CONFLICT: Record<JobStatus, string> = {
   pending: 'job_not_completed', running: 'job_not_completed', done: '', failed: 'job_failed', canceled: 'job_canceled', timeout: 'job_timeout',
@@ -127,7 +129,10 @@ export class JobsService {
     if (request.idempotencyKey) {
       idempotencyKvKey = idempotencyKey(owner, request.idempotencyKey);
       const existing = await this.claimIdempotencyKey(owner, idempotencyKvKey, jobId);
-      if (existing) return { job: existing, created: false };
+      if (existing) {
+        await this.resumeSubmission(existing);
+        return { job: existing, created: false };
+      }
     }
     let revision: number | undefined;
     let attachedTo: string | undefined;
@@ -171,9 +176,7 @@ export class JobsService {
         v: 1, jobId, owner, pipeline, index: 0, input, findings: {}, provenance: [], deadline, source: input,
         submittedAt: now, enqueuedAt: now, ...(request.requestId ? { requestId: request.requestId } : {}),
       };
-      // job.accepted goes out before the first step can be taken, so it precedes step.started.
-      publishProgress(this.bus.nc, { type: 'job.accepted', jobId, at: now, steps: pipeline.length });
-      await this.bus.js.publish(subjects.stage(pipeline[0]!.step), JSON.stringify(first), { msgID: msgIds.step(jobId, 0) });
+      await this.enqueue(job, first);
       this.log.info({ jobId, sub: owner.sub, steps: pipeline.map((s) => s.step) }, 'job accepted');
       return { job, created: true };
     } catch (error) {
@@ -191,6 +194,33 @@ export class JobsService {
   private caseService(): CasesService {
     if (!this.forensics) throw new AppError(500, 'cases_unavailable', 'this edge was started without the case store');
     return this.forensics.cases;
+  }
+
+  /**
+   * What follows the record: job.accepted (live) and the first step message (its message id
+   * makes a second send of it a duplicate), so a retried submission may run it again.
+   */
+  private async enqueue(job: JobRecord, first: JobMessage): Promise<void> {
+    // job.accepted goes out before the first step can be taken, so it precedes step.started.
+    publishProgress(this.bus.nc, { type: 'job.accepted', jobId: job.jobId, at: job.createdAt, steps: job.pipeline.length });
+    await this.bus.js.publish(subjects.stage(job.pipeline[0]!.step), JSON.stringify(first), { msgID: msgIds.step(job.jobId, 0) });
+  }
+
+  /**
+   * A retry (same Idempotency-Key) of a submission that failed after its record was written:
+   * the first request may have died before the first step message was stored (a NATS server
+   * lost mid-submission: the 3-node cluster test found jobs left pending for good that way).
+   * Within the streams' duplicate window (2 min) the first step is sent again with the same
+   * message id, so a message that did get stored is dropped as a duplicate and never forks the
+   * job; past the window, re-sending could run the first step twice, so the deadline sweep is
+   * left to end such a job.
+   */
+  private async resumeSubmission(job: JobRecord): Promise<void> {
+    if (job.status !== 'pending' || job.steps[0]?.status !== 'pending' || Date.now() - job.createdAt > RESUME_WINDOW_MS) return;
+    await this.enqueue(job, {
+      v: 1, jobId: job.jobId, owner: job.owner, pipeline: job.pipeline, index: 0, input: job.input, source: job.input, findings: {}, provenance: [],
+      deadline: job.deadline, submittedAt: job.createdAt, enqueuedAt: Date.now(),
+    });
   }
 
   /**

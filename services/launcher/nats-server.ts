@@ -19,6 +19,12 @@ export interface NatsServerOptions {
   logFile?: string;
   /** GOMAXPROCS of the server (NATS_GOMAXPROCS); 0 leaves Go's default (every core). */
   goMaxProcs?: number;
+  /** HTTP monitoring port (/varz, /connz, /jsz); none when unset. */
+  monitorPort?: number;
+  /** Distinct per server of a cluster (JetStream's peers are named by it). */
+  serverName?: string;
+  /** Member of a nats-server cluster: its route port and every member's route port (its own may be listed). */
+  cluster?: { name: string; port: number; routes: number[] };
 }
 
 export interface RunningNatsServer {
@@ -70,6 +76,16 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
     `host: "${host}"`,
     `port: ${port}`,
     `max_payload: ${maxPayload}`,
+    ...(options.serverName ? [`server_name: "${options.serverName}"`] : []),
+    ...(options.monitorPort ? [`http: "${host}:${options.monitorPort}"`] : []),
+    // Routes on the same host; nats-server skips the route to itself.
+    ...(options.cluster ? [
+      'cluster {',
+      `  name: "${options.cluster.name}"`,
+      `  listen: "${host}:${options.cluster.port}"`,
+      `  routes: [${options.cluster.routes.map((p) => `"nats-route://${host}:${p}"`).join(', ')}]`,
+      '}',
+    ] : []),
     // A frame chunk plus headers must fit in one write; the default 64 MB pending is plenty.
     'jetstream {',
     `  store_dir: "${path.join(options.storeDir, 'jetstream')}"`,

@@ -68,7 +68,7 @@ export async function startStageWorker(steps: string | string[], config: Config 
   }));
   for (const runner of runners) await runner.start();
   const closeMetrics = config.stageMetricsPort > 0
-    ? await serveStageMetrics(config.stageMetricsPort, config.httpHost, registry, bus.jsm, stepList)
+    ? await serveStageMetrics(config.stageMetricsPort, config.httpHost, registry, bus.jsm, stepList, bus.nc)
     : undefined;
   const leaves = await Promise.all(stepList.map((step, i) => announceStage(bus.nc, {
     step, worker, host: config.hostId, pid: process.pid, startedAt: Date.now(),
