@@ -197,12 +197,13 @@ export class JobsService {
   }
 
   /**
-   * What follows the record: job.accepted (live) and the first step message (its message id
-   * makes a second send of it a duplicate), so a retried submission may run it again.
+   * What follows the record: job.accepted (live) and the first step message. A retried
+   * submission sends the step again only: its message id makes a second one a duplicate, and
+   * job.accepted is progress that the first try's clients already had (or can do without).
    */
-  private async enqueue(job: JobRecord, first: JobMessage): Promise<void> {
+  private async enqueue(job: JobRecord, first: JobMessage, options: { retry?: boolean } = {}): Promise<void> {
     // job.accepted goes out before the first step can be taken, so it precedes step.started.
-    publishProgress(this.bus.nc, { type: 'job.accepted', jobId: job.jobId, at: job.createdAt, steps: job.pipeline.length });
+    if (!options.retry) publishProgress(this.bus.nc, { type: 'job.accepted', jobId: job.jobId, at: job.createdAt, steps: job.pipeline.length });
     await this.bus.js.publish(subjects.stage(job.pipeline[0]!.step), JSON.stringify(first), { msgID: msgIds.step(job.jobId, 0) });
   }
 
@@ -220,7 +221,7 @@ export class JobsService {
     await this.enqueue(job, {
       v: 1, jobId: job.jobId, owner: job.owner, pipeline: job.pipeline, index: 0, input: job.input, source: job.input, findings: {}, provenance: [],
       deadline: job.deadline, submittedAt: job.createdAt, enqueuedAt: Date.now(),
-    });
+    }, { retry: true });
   }
 
   /**

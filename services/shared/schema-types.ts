@@ -986,7 +986,7 @@ export interface DeadLetter {
   payload: string;
 }
 /**
- * A job's history. Durable facts go to stream PHOTOLAB_EVENTS: step.finished / step.skipped / step.retrying on photolab.events.<jobId>.step (Nats-Msg-Id <jobId>:<index>:<kind>[:<attempt>], so a re-run step never duplicates one) and the one terminal event on photolab.events.<jobId>.end (published with Nats-Expected-Last-Subject-Sequence 0: exactly one ever). job.accepted and step.started are live progress on photolab.events.<jobId>.progress, core NATS only.
+ * A job's history. Durable facts go to stream PHOTOLAB_EVENTS: step.finished / step.skipped / step.retrying on photolab.events.<jobId>.step (Nats-Msg-Id <jobId>:<index>:<kind>[:<attempt>], so a re-run step never duplicates one) and the one terminal event on photolab.events.<jobId>.end (published with Nats-Expected-Last-Subject-Sequence 0: exactly one ever). `run` is the stage run the event reports (step.finished, step.skipped, step.retrying, and job.failed for the failing attempt): the metrics sink's stage_runs row; `summary` (terminal events) its jobs row. job.accepted and step.started are live progress on photolab.progress.<jobId>, core NATS only.
  */
 export interface JobEvent {
   type:
@@ -1040,7 +1040,7 @@ export interface ResultInfo {
   provenance: Provenance[];
 }
 /**
- * the stage run this event reports (step.finished, step.skipped, step.retrying, and job.failed for the failing attempt): the metrics sink's stage_runs row
+ * One stage run (one attempt of one step), carried as `run` by the step's event on PHOTOLAB_EVENTS (step.finished, step.skipped, step.retrying, job.failed) and inserted into ClickHouse table stage_runs by the metrics sink. ClickHouse dedup key: runId.
  */
 export interface StageMetric {
   /**
@@ -1075,7 +1075,7 @@ export interface StageMetric {
   finishedAt: number;
 }
 /**
- * terminal events: the metrics sink's jobs row
+ * One finished job, carried as `summary` by the job's terminal event on PHOTOLAB_EVENTS and inserted into ClickHouse table jobs by the metrics sink. Dedup key: jobId.
  */
 export interface JobMetric {
   jobId: string;
@@ -1096,7 +1096,7 @@ export interface JobMetric {
   finishedAt: number;
 }
 /**
- * Published on photolab.stage.<step> (stream PHOTOLAB_STAGES). The routing slip: the whole pipeline plus the index of the step to run now. Nats-Msg-Id is <jobId>:<index>, so a redelivered step never forks the job.
+ * Published on photolab.stage.<step> (stream PHOTOLAB_STAGES). The routing slip: the whole pipeline plus the index of the step to run now; `source` is the job's original upload (for the job's metric and the forensic record; the current input may be a frame). Nats-Msg-Id is <jobId>:<index>, so a redelivered step never forks the job.
  */
 export interface JobMessage {
   /**
@@ -1123,43 +1123,7 @@ export interface JobMessage {
    */
   enqueuedAt?: number;
   requestId?: string;
-  source?: BlobRef1;
-}
-/**
- * Claim check for an encoded image (upload, result, caller blob) on stream PHOTOLAB_BLOBS: chunks on photolab.blobs.<name with / as .>.<n>, this reference as JSON in the header Photolab-Blob of chunk 0 (written last).
- */
-export interface BlobRef1 {
-  kind: "blob";
-  stream: string;
-  /**
-   * uploads/<jobId>, results/<jobId> or blobs/<ownerHash>/<blobId> (stream PHOTOLAB_BLOBS), or evidence/<scope>/<sha256> (stream PHOTOLAB_EVIDENCE, no TTL)
-   */
-  name: string;
-  bytes: number;
-  chunks: number;
-  sha256: string;
-  contentType?: string;
-}
-/**
- * One finished job, carried as `summary` by the job's terminal event on PHOTOLAB_EVENTS and inserted into ClickHouse table jobs by the metrics sink. Dedup key: jobId.
- */
-export interface JobMetric1 {
-  jobId: string;
-  sub: string;
-  tenant: string;
-  status: "done" | "failed" | "canceled" | "timeout";
-  errorCode: string;
-  steps: number;
-  /**
-   * step names joined by '>'
-   */
-  pipeline: string;
-  inputBytes: number;
-  outputBytes: number;
-  totalMs: number;
-  host: string;
-  createdAt: number;
-  finishedAt: number;
+  source?: BlobRef;
 }
 /**
  * The job as API clients and the edge see it. Stored in KV bucket photolab-jobs under <ownerHash>.<jobId> once, as submitted (status pending, steps pending); status, steps, result and error are projected from the job's events (services/bus/job-state.ts).
@@ -1180,41 +1144,6 @@ export interface JobRecord {
   steps: StepProgress[];
   result?: ResultInfo;
   error?: ErrorInfo;
-}
-/**
- * One stage run (one attempt of one step), carried as `run` by the step's event on PHOTOLAB_EVENTS (step.finished, step.skipped, step.retrying, job.failed) and inserted into ClickHouse table stage_runs by the metrics sink. ClickHouse dedup key: runId.
- */
-export interface StageMetric1 {
-  /**
-   * <jobId>:<index>:<attempt>
-   */
-  runId: string;
-  jobId: string;
-  sub: string;
-  tenant: string;
-  step: string;
-  index: number;
-  attempt: number;
-  status: "ok" | "error" | "skipped" | "canceled";
-  errorCode: string;
-  model: string;
-  modelSha256: string;
-  provider: string;
-  inputPixels: number;
-  outputPixels: number;
-  inputBytes: number;
-  outputBytes: number;
-  queueWaitMs: number;
-  runMs: number;
-  host: string;
-  /**
-   * epoch ms
-   */
-  startedAt: number;
-  /**
-   * epoch ms
-   */
-  finishedAt: number;
 }
 /**
  * models/manifest.json: every ONNX model the pipeline knows, where `npm run models -- fetch` gets it, how to check it and how to feed it.
