@@ -240,7 +240,9 @@ async function submit(target: Target, io: Io, options: { image: Buffer; pipeline
     const form = new FormData();
     form.set('file', new Blob([new Uint8Array(options.image)]), 'image');
     form.set('pipeline', JSON.stringify(options.pipeline));
-    const job = expect(await call(target, '/api/jobs', { method: 'POST', body: form, headers: options.caseId ? { 'x-request-id': safeId(options.caseId) } : {} }), 200, 202) as JobView;
+    // In a case, the image is kept as the case's evidence and the job is listed in it.
+    if (options.caseId) form.set('caseId', options.caseId);
+    const job = expect(await call(target, '/api/jobs', { method: 'POST', body: form }), 200, 202) as JobView;
     if (!options.output) {
       io.out.write(options.json ? `${JSON.stringify(job, null, 2)}\n` : `${job.jobId}\n`);
       return 0;
@@ -276,7 +278,7 @@ async function submit(target: Target, io: Io, options: { image: Buffer; pipeline
     });
     socket.ws.once('close', (code) => reject(new CliError(`the edge closed the WebSocket (code ${code}) before the job ended`)));
   });
-  socket.ws.send(submitFrame({ pipeline: options.pipeline, result: options.output ? 'binary' : 'url', ...(options.caseId ? { clientRef: options.caseId } : {}) }, options.image));
+  socket.ws.send(submitFrame({ pipeline: options.pipeline, result: options.output ? 'binary' : 'url', ...(options.caseId ? { caseId: options.caseId } : {}) }, options.image));
   try {
     const { event, image } = await ended;
     progress?.stop();
@@ -298,11 +300,6 @@ async function submit(target: Target, io: Io, options: { image: Buffer; pipeline
   } finally {
     socket.ws.close();
   }
-}
-
-/** A case id names the request (x-request-id) so edge logs can be found by it. */
-function safeId(text: string): string {
-  return text.replace(/[^\w.-]/g, '_').slice(0, 64);
 }
 
 /**

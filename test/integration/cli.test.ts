@@ -168,6 +168,22 @@ describe('photolab CLI', () => {
     assert.match(r.stdout, /step\.started decode \[1\/2\]/);
   });
 
+  test('submit --case puts the job in the case (its image kept as evidence)', async () => {
+    const token = await system.token('dev'); // the CLI's own development token is for user dev
+    const created = await fetch(`${system.baseUrl}/api/cases`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'CLI case' }) });
+    assert.equal(created.status, 201);
+    const caseId = (await created.json() as { id: string }).id;
+    const r = await run('submit', photo, '--steps', 'decode', '--case', caseId);
+    assert.equal(r.code, 0, r.stderr);
+    const jobId = r.stdout.trim();
+    const view = await (await fetch(`${system.baseUrl}/api/cases/${caseId}`, { headers: { authorization: `Bearer ${token}` } })).json() as { jobs: { jobId: string }[]; evidence: unknown[] };
+    assert.deepEqual(view.jobs.map((j) => j.jobId), [jobId]);
+    assert.equal(view.evidence.length, 1);
+    const missing = await run('submit', photo, '--steps', 'decode', '--case', 'no-such-case');
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /case_not_found/);
+  });
+
   test('stages lists the stage services with their statistics', async () => {
     const r = await run('stages', '--json');
     assert.equal(r.code, 0, r.stderr);
