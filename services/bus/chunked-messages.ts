@@ -64,8 +64,11 @@ export class ChunkedMessages {
 
   /** The headers chunk 0 was sealed with, or null when there is no such item. */
   async sealOf(prefix: string): Promise<MsgHdrs | null> {
-    const message = await this.jsm.direct.getMessage(this.stream, { last_by_subj: `${prefix}.0` });
-    return message?.header ?? null;
+    const subject = `${prefix}.0`;
+    const message = await this.jsm.direct.getMessage(this.stream, { last_by_subj: subject });
+    if (message) return message.header;
+    // A replica catching up may not have it yet: the leader decides.
+    return (await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject }))?.header ?? null;
   }
 
   /** The item's bytes; `missing` makes the error for a chunk that never came. */
@@ -90,9 +93,18 @@ export class ChunkedMessages {
     for (let delay = 2; ; delay = Math.min(delay * 2, 200)) {
       const message = await this.jsm.direct.getMessage(this.stream, { last_by_subj: subject });
       if (message) return message.data;
+      // On a replicated stream any replica answers a direct get, also one still catching up
+      // (a server just restarted): before calling a message missing, ask the stream's leader.
+      const fromLeader = await this.leaderGet(subject);
+      if (fromLeader) return fromLeader;
       if (Date.now() >= until) throw missing(subject);
       await new Promise((r) => setTimeout(r, delay));
     }
+  }
+
+  /** The stream API's get (answered by the leader); null when the stream has no such message. */
+  private async leaderGet(subject: string): Promise<Uint8Array | null> {
+    return (await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject }))?.data ?? null;
   }
 
   async publish(subject: string, data: Uint8Array | string): Promise<void> {

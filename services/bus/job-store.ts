@@ -74,9 +74,14 @@ export class JobStore {
     return projectJob(record, steps, end, live);
   }
 
-  /** The job's terminal event, or null while it runs (one direct get, no consumer). */
-  async terminal(jobId: string): Promise<JobEvent | null> {
-    const message = await this.jsm.direct.getMessage(STREAMS.events, { last_by_subj: subjects.endEvent(jobId) });
+  /**
+   * The job's terminal event, or null while it runs (one direct get, no consumer). A direct get
+   * may be answered by a replica still catching up; `fromLeader` asks the stream's leader,
+   * where an answer of "none" is final.
+   */
+  async terminal(jobId: string, options: { fromLeader?: boolean } = {}): Promise<JobEvent | null> {
+    const query = { last_by_subj: subjects.endEvent(jobId) };
+    const message = options.fromLeader ? await this.jsm.streams.getMessage(STREAMS.events, query) : await this.jsm.direct.getMessage(STREAMS.events, query);
     return message ? message.json<JobEvent>() : null;
   }
 
@@ -125,7 +130,7 @@ export class JobStore {
       if (!isWrongLastSequence(error)) throw error;
       // Someone's end is stored. Ours, when an earlier try of this very call was stored and its
       // ack lost (a reconnect): then we did win.
-      const stored = await this.terminal(event.jobId);
+      const stored = await this.terminal(event.jobId, { fromLeader: true });
       return stored?.eventId === event.eventId ? { event: stored, seq: 0 } : null;
     }
   }

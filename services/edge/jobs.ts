@@ -137,6 +137,7 @@ export class JobsService {
     let revision: number | undefined;
     let attachedTo: string | undefined;
     let uploadName: string | undefined;
+    let enqueueing = false;
     let input: BlobRef;
     try {
       if (request.caseId) {
@@ -176,10 +177,20 @@ export class JobsService {
         v: 1, jobId, owner, pipeline, index: 0, input, findings: {}, provenance: [], deadline, source: input,
         submittedAt: now, enqueuedAt: now, ...(request.requestId ? { requestId: request.requestId } : {}),
       };
+      enqueueing = true;
       await this.enqueue(job, first);
       this.log.info({ jobId, sub: owner.sub, steps: pipeline.map((s) => s.step) }, 'job accepted');
       return { job, created: true };
     } catch (error) {
+      if (enqueueing) {
+        // The first step's publish failed, but it may have been stored all the same (an ack lost
+        // with a server that died: the 3-node cluster test found jobs whose upload this cleanup
+        // had deleted under a running step). Nothing is taken back: a retry with the same
+        // Idempotency-Key resumes the job (resumeSubmission), and the deadline sweep ends it if
+        // nothing ever does.
+        this.log.warn({ err: error, jobId }, 'first step not confirmed; job left to a retry or the deadline sweep');
+        throw error;
+      }
       // A job refused or broken before its first step went out leaves nothing behind: no record
       // (it would count against the quota and show in the list), no upload, no idempotency key.
       if (revision !== undefined) await this.bus.jobs.withdraw(owner, jobId).catch(() => undefined);
