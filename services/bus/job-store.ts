@@ -19,14 +19,7 @@ import { projectJob, type LiveProgress } from './job-state.js';
 import { isWrongLastSequence } from './nats-errors.js';
 import { STREAMS, subjects } from './subjects.js';
 
-export const TERMINAL_STATUSES = ['done', 'failed', 'canceled', 'timeout'] as const;
-export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
-export const TERMINAL: ReadonlySet<string> = new Set(TERMINAL_STATUSES);
-export const isTerminal = (status: string): status is TerminalStatus => TERMINAL.has(status);
-export const TERMINAL_EVENT: Record<TerminalStatus, JobEvent['type']> = {
-  done: 'job.done', failed: 'job.failed', canceled: 'job.canceled', timeout: 'job.timeout',
-};
-export const isTerminalEvent = (type: JobEvent['type']) => type.startsWith('job.') && type !== 'job.accepted';
+export { TERMINAL_EVENT, TERMINAL_STATUSES, isTerminal, isTerminalEvent, type TerminalStatus } from '../shared/job-status.js';
 
 /** A stable, subject-safe token for a caller (sub + tenant). */
 export const ownerHash = (owner: Owner): string =>

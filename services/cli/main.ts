@@ -30,7 +30,6 @@ export const USAGE = `usage: photolab <command> [options]
   models list|fetch|verify ...            manage ONNX models (photolab models --help)
 options: --url URL (PHOTOLAB_URL)  --token T (PHOTOLAB_TOKEN)  --nats URL (NATS_URL)  --json  -h, --help`;
 
-const TERMINAL = new Set(['done', 'failed', 'canceled', 'timeout']);
 
 interface Io {
   out: NodeJS.WriteStream;

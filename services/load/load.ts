@@ -18,6 +18,7 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
+import { isTerminalEvent } from '../shared/job-status.js';
 
 export interface LoadOptions {
   url: string;
@@ -77,7 +78,6 @@ interface Tracked {
   resolve?: () => void;
 }
 
-const TERMINAL = new Set(['job.done', 'job.failed', 'job.canceled', 'job.timeout']);
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -342,7 +342,7 @@ class SlotSocket {
           this.counters.duplicateEvents++;
         }
       }
-      if (TERMINAL.has(message.event.type)) {
+      if (isTerminalEvent(message.event.type)) {
         // A done event seen again because we resumed before it (its result never came) is not a duplicate.
         if (!(job.outcome === 'done' && job.results === 0 && message.event.type === 'job.done')) job.terminal++;
         job.outcome = message.event.type === 'job.done' ? 'done' : message.event.error?.code ?? message.event.type;

@@ -35,7 +35,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { DeadLetter } from '../shared/schema-types.js';
 import type { Logger } from '../shared/logger.js';
 import { isDataError, type MetricsStore } from './clickhouse.js';
-import { METRICS_CONSUMER, METRICS_DLQ_SUBJECT, METRICS_STREAM, METRICS_SUBJECTS } from './constants.js';
+import { METRICS_CONSUMER, METRICS_DLQ_SUBJECT, METRICS_STREAM } from './constants.js';
 import { AUDIT_TABLE, JOBS_TABLE, STAGE_RUNS_TABLE, migrate } from './migrations.js';
 import { InvalidMetricError, parseMetricMessage, type MetricRecord } from './records.js';
 import type { Counter, Gauge, Registry } from './prometheus.js';

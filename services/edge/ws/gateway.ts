@@ -14,7 +14,7 @@
  */
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { DeliverPolicy } from '@nats-io/jetstream';
-import { ownerHash } from '../../bus/job-store.js';
+import { isTerminalEvent, ownerHash } from '../../bus/job-store.js';
 import { STREAMS, subjects } from '../../bus/subjects.js';
 import { AppError, toAppError, toClientError } from '../../shared/errors.js';
 import type { JobEvent, JobRecord, Owner, WsClientMessage, WsServerMessage } from '../../shared/schema-types.js';
@@ -28,7 +28,6 @@ import { Outbox, type OutboxStats } from './outbox.js';
 const validateClientMessage = schemaValidator<WsClientMessage>('ws/client-message.schema.json');
 /** Droppable for a slow reader: live progress, and retries (a retry's outcome follows anyway). */
 const PROGRESS_EVENTS = new Set<JobEvent['type']>(['job.accepted', 'step.started', 'step.retrying']);
-const TERMINAL_EVENTS = new Set<JobEvent['type']>(['job.done', 'job.failed', 'job.canceled', 'job.timeout']);
 const AUTH_TIMEOUT_MS = 10_000;
 export const WS_CLOSE_SLOW_CONSUMER = 4008;
 export const WS_CLOSE_UNAUTHORIZED = 4001;
@@ -283,7 +282,7 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
         if (data.closed) break;
         const event = m.json<JobEvent>();
         if (forward(event, false, m.seq) === 'closed') break;
-        if (TERMINAL_EVENTS.has(event.type)) {
+        if (isTerminalEvent(event.type)) {
           if (event.type === 'job.done') await sendResult(ws, jobId, resultMode, event);
           break;
         }
