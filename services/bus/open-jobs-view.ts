@@ -49,7 +49,10 @@ export class OpenJobsView {
     const ends = await js.consumers.get(STREAMS.events, {
       filter_subjects: subjects.endEventsAll, deliver_policy: DeliverPolicy.StartTime, opt_start_time: since, headers_only: true,
     });
-    const [recordFeed, endFeed] = await Promise.all([records.consume(), ends.consume()]);
+    // Pulls that expire after 5 s: an ordered consumer whose server died is noticed (and made
+    // anew) within seconds instead of the client's 30 s default, during which every submission
+    // would wait for its record in vain and count from the bus instead (3-node cluster test).
+    const [recordFeed, endFeed] = await Promise.all([records.consume({ expires: 5000 }), ends.consume({ expires: 5000 })]);
     view.feeds.push(recordFeed, endFeed);
     void view.follow(recordFeed, (m) => view.applyRecord(m.subject, m.seq, m.headers?.get('KV-Operation') ?? '', () => m.json<JobRecord>()));
     void view.follow(endFeed, (m) => view.applyEnd(m.subject.split('.')[2]!));

@@ -24,11 +24,10 @@ import { waitFor } from '../helpers/system.js';
 const JOBS = Number(process.env.CLUSTER_TEST_JOBS ?? 100);
 const IN_FLIGHT = 6;
 const STEPS = ['decode', 'detect_objects', 'encode'];
-// Bounds, not expectations: on the shared 2-core development machine the run took 70-150 s,
-// much of it the ~40 s after a kill before the stages pull again (their consume() requests
-// expire after 30 s when the consumer's leader died with its server); with other engineers'
-// work on the same cores it once needed more than 150 s.
-const RUN_TIMEOUT_MS = 240_000;
+// Bounds, not expectations: on the 2-core development machine the run took 32-243 s (how long
+// a server stays down depends on how fast ten jobs finish without it), and once ran out of a
+// 240 s bound with every job correct but one still running; the bound is a liveness check.
+const RUN_TIMEOUT_MS = 420_000;
 const CATCH_UP_TIMEOUT_MS = 60_000;
 
 let cluster: NatsCluster;
