@@ -53,7 +53,19 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
   # onnxruntime-node's install script would download CUDA providers (no network here): the CPU
   # build skips it through this variable (an .npmrc key did the same, but npm warns that it will
   # stop passing unknown keys). GPU images set ONNXRUNTIME_NODE_INSTALL=cuda12.
-  ONNXRUNTIME_NODE_INSTALL="${ONNXRUNTIME_NODE_INSTALL:-skip}" npm install --no-audit --no-fund
+  # The registry sometimes stalls mid-body (EIDLETIMEOUT, ECONNRESET); npm's own fetch retries do
+  # not cover a body that stops, so the whole install is retried, each try resuming from the cache.
+  attempt=1
+  until ONNXRUNTIME_NODE_INSTALL="${ONNXRUNTIME_NODE_INSTALL:-skip}" npm install --no-audit --no-fund \
+      --fetch-retries=5 --fetch-retry-mintimeout=5000 --fetch-retry-maxtimeout=60000; do
+    if [ "$attempt" -ge 4 ]; then
+      echo "[setup] npm install failed $attempt times; giving up" >&2
+      exit 1
+    fi
+    echo "[setup] npm install failed (try $attempt of 4); retrying in $((attempt * 15)) s" >&2
+    sleep $((attempt * 15))
+    attempt=$((attempt + 1))
+  done
   echo "$lock_sum" > "$stamp"
 else
   # The uWebSockets.js shim step is cheap; re-run it in case node_modules was copied from elsewhere.
