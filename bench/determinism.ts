@@ -1,7 +1,7 @@
 /**
  * Determinism of every step on this machine: runs pipelines in-process, exactly as the stage
  * runner calls the step functions (validated params with defaults, findings carried along),
- * and prints the sha256 of each step's output (services/forensics/digest.ts, the hash the
+ * and prints the sha256 of each step's output (services/lib/forensics/digest.ts, the hash the
  * provenance records). Run it in separate processes with different ONNX_THREADS and compare:
  *
  *   npm run build && for t in 1 2 0; do ONNX_THREADS=$t node dist/bench/determinism.js; done
@@ -13,15 +13,15 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { outputDigest } from '../services/forensics/digest.js';
-import type { EncodedImage, Frame } from '../services/runner/frame.js';
-import { validatePipeline } from '../services/runner/pipeline.js';
-import type { PreparedStage, StageInput } from '../services/runner/stage.js';
-import { resolveParams } from '../services/runner/params.js';
-import { loadStages } from '../services/stages/registry.js';
-import { config } from '../services/shared/config.js';
-import { createLogger } from '../services/shared/logger.js';
-import type { Findings } from '../services/shared/schema-types.js';
+import { outputDigest } from '../services/lib/forensics/digest.js';
+import type { EncodedImage, Frame } from '../services/lib/pipeline/frame.js';
+import { validatePipeline } from '../services/lib/pipeline/pipeline.js';
+import type { PreparedStage, StageInput } from '../services/lib/pipeline/stage.js';
+import { resolveParams } from '../services/lib/pipeline/params.js';
+import { loadStages } from '../services/lib/steps/registry.js';
+import { config } from '../services/lib/shared/config.js';
+import { createLogger } from '../services/lib/shared/logger.js';
+import type { Findings } from '../services/lib/shared/schema-types.js';
 
 const FIXTURES = process.env.FIXTURES_DIR ?? path.resolve('..', 'shared', 'fixtures');
 

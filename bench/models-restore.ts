@@ -11,19 +11,19 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import sharp from 'sharp';
-import type { Frame } from '../services/runner/frame.js';
-import type { StageContext, StageDefinition } from '../services/runner/stage.js';
-import type { Findings } from '../services/shared/schema-types.js';
+import type { Frame } from '../services/lib/pipeline/frame.js';
+import type { StageContext, StageDefinition } from '../services/lib/pipeline/stage.js';
+import type { Findings } from '../services/lib/shared/schema-types.js';
 import { fixture } from '../test/helpers/paths.js';
 import { createRestorationModelsDir } from '../test/helpers/restoration-models.js';
-import { resolveParams } from '../services/runner/params.js';
+import { resolveParams } from '../services/lib/pipeline/params.js';
 
 const testModels = createRestorationModelsDir();
 process.env.MODELS_MANIFEST = testModels.manifestPath;
-const { stage: upscale } = await import('../services/stages/steps/upscale.js');
-const { stage: denoise } = await import('../services/stages/steps/denoise.js');
-const { createEnhanceFacesStage } = await import('../services/stages/steps/enhance_faces.js');
-const { stage: detectFaces } = await import('../services/stages/steps/detect_faces.js');
+const { stage: upscale } = await import('../services/lib/steps/upscale.js');
+const { stage: denoise } = await import('../services/lib/steps/denoise.js');
+const { createEnhanceFacesStage } = await import('../services/lib/steps/enhance_faces.js');
+const { stage: detectFaces } = await import('../services/lib/steps/detect_faces.js');
 
 const silent = { info() {}, warn() {}, debug() {}, error() {}, trace() {}, fatal() {}, child() { return silent; } } as unknown as StageContext['log'];
 const ctx = (findings: Findings = {}): StageContext => ({ log: silent, signal: new AbortController().signal, findings, heartbeat() {} });

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// The README's configuration table, made from services/shared/config.ts (run after a build).
+// The README's configuration table, made from services/lib/shared/config.ts (run after a build).
 //   node scripts/config-table.mjs           prints it
 //   node scripts/config-table.mjs --write   replaces the table between the README's config markers
 import { readFileSync, writeFileSync } from 'node:fs';
 
-const { settings } = await import('../dist/services/shared/config.js');
+const { settings } = await import('../dist/services/lib/shared/config.js');
 const show = (s) => {
   if (s.env === 'HOST_ID') return '(hostname)';
   const v = s.default;

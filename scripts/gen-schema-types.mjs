@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Generates services/shared/schema-types.ts from the JSON Schemas in schemas/, so the
+// Generates services/lib/shared/schema-types.ts from the JSON Schemas in schemas/, so the
 // TypeScript types follow from the schemas (never the other way round).
 // `node scripts/gen-schema-types.mjs --check` fails when the committed file is stale.
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -9,7 +9,7 @@ import { compile } from 'json-schema-to-typescript';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const schemasDir = path.join(root, 'schemas');
-const target = path.join(root, 'services/shared/schema-types.ts');
+const target = path.join(root, 'services/lib/shared/schema-types.ts');
 const BASE = 'https://photolab.dev/schemas/';
 
 function walk(dir) {
@@ -67,7 +67,7 @@ output += `\n${resolved.join('\n')}\n`;
 if (process.argv.includes('--check')) {
   const current = readFileSync(target, 'utf8');
   if (current !== output) {
-    console.error('services/shared/schema-types.ts is stale: run `npm run gen:types`');
+    console.error('services/lib/shared/schema-types.ts is stale: run `npm run gen:types`');
     process.exit(1);
   }
 } else {

@@ -11,7 +11,7 @@ import { Ajv, type ValidateFunction } from 'ajv';
 import type {
   DetectedObject, DevTokenResponse, Face, HealthResponse, JobEvent, JobListResponse, JobView, PipelineStep, StatsResponse,
   StepDescription, StepsResponse, WsServerMessage,
-} from '../services/shared/schema-types.js';
+} from '../services/lib/shared/schema-types.js';
 
 // ---------- small helpers ----------
 

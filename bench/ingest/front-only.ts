@@ -5,18 +5,18 @@
  * handler, so the pair measures the HTTP layer itself: the part where uWebSockets.js and
  * node:http differ, without the NATS work that both share.
  */
-import type { Bus } from '../../services/bus/bus.js';
-import { ownerHash } from '../../services/bus/job-store.js';
+import type { Bus } from '../../services/lib/bus/bus.js';
+import { ownerHash } from '../../services/lib/bus/job-store.js';
 import { bearerToken, type Authenticator } from '../../services/edge/auth.js';
 import type { CallerBlobs } from '../../services/edge/blobs.js';
 import { readJobSubmission } from '../../services/edge/http/body.js';
 import { json, type Handler } from '../../services/edge/http/uws-http.js';
-import { assertPixelLimit } from '../../services/edge/image-size.js';
+import { assertPixelLimit } from '../../services/lib/imaging/image-size.js';
 import type { RateLimiter } from '../../services/edge/limits.js';
-import { validatePipeline } from '../../services/runner/pipeline.js';
-import type { StageDefinition } from '../../services/runner/stage.js';
-import type { Config } from '../../services/shared/config.js';
-import { newId } from '../../services/shared/ids.js';
+import { validatePipeline } from '../../services/lib/pipeline/pipeline.js';
+import type { StageDefinition } from '../../services/lib/pipeline/stage.js';
+import type { Config } from '../../services/lib/shared/config.js';
+import { newId } from '../../services/lib/shared/ids.js';
 
 export interface FrontDeps {
   bus: Bus;

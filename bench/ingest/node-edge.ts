@@ -14,8 +14,8 @@
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { WebSocketServer } from 'ws';
-import { connectBus } from '../../services/bus/bus.js';
-import { ownerHash } from '../../services/bus/job-store.js';
+import { connectBus } from '../../services/lib/bus/bus.js';
+import { ownerHash } from '../../services/lib/bus/job-store.js';
 import { bearerToken, createAuthenticator } from '../../services/edge/auth.js';
 import { CallerBlobs } from '../../services/edge/blobs.js';
 import { readJobSubmission } from '../../services/edge/http/body.js';
@@ -23,12 +23,12 @@ import { errorReply, json, type Reply, type Request } from '../../services/edge/
 import { JobsService } from '../../services/edge/jobs.js';
 import { BacklogGate, RateLimiter } from '../../services/edge/limits.js';
 import { jobView } from '../../services/edge/views.js';
-import { OpenJobsView } from '../../services/bus/open-jobs-view.js';
-import { loadStages } from '../../services/stages/registry.js';
+import { OpenJobsView } from '../../services/lib/bus/open-jobs-view.js';
+import { loadStages } from '../../services/lib/steps/registry.js';
 import { frontOnlyHandler } from './front-only.js';
-import { config } from '../../services/shared/config.js';
-import { AppError, toAppError } from '../../services/shared/errors.js';
-import { createLogger } from '../../services/shared/logger.js';
+import { config } from '../../services/lib/shared/config.js';
+import { AppError, toAppError } from '../../services/lib/shared/errors.js';
+import { createLogger } from '../../services/lib/shared/logger.js';
 
 const log = createLogger('node-edge');
 const stages = await loadStages();

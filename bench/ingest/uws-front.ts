@@ -5,14 +5,14 @@
  *   node dist/bench/ingest/uws-front.js   (same environment variables as the edge)
  */
 import uWS from 'uWebSockets.js';
-import { connectBus } from '../../services/bus/bus.js';
+import { connectBus } from '../../services/lib/bus/bus.js';
 import { createAuthenticator } from '../../services/edge/auth.js';
 import { CallerBlobs } from '../../services/edge/blobs.js';
 import { route } from '../../services/edge/http/uws-http.js';
 import { RateLimiter } from '../../services/edge/limits.js';
-import { loadStages } from '../../services/stages/registry.js';
-import { config } from '../../services/shared/config.js';
-import { createLogger } from '../../services/shared/logger.js';
+import { loadStages } from '../../services/lib/steps/registry.js';
+import { config } from '../../services/lib/shared/config.js';
+import { createLogger } from '../../services/lib/shared/logger.js';
 import { frontOnlyHandler } from './front-only.js';
 
 const log = createLogger('uws-front');

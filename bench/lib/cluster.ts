@@ -1,7 +1,7 @@
 /**
  * The system as production runs it, on this machine: a nats-server on a free loopback port
  * with a temporary store, the edge and the stage services as separate Node processes
- * (dist/services/edge/main.js, dist/services/stages/worker.js <step>), and a client that
+ * (dist/services/edge/main.js, dist/services/stage-worker/main.js <step>), and a client that
  * submits over HTTP and follows the job's events on NATS.
  *
  * Everything started here is stopped by `stop()`, and also when the bench process exits or
@@ -16,7 +16,7 @@ import { SignJWT } from 'jose';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { freePort, startTemporaryNatsServer, stopProcess, type RunningNatsServer } from '../../services/launcher/nats-server.js';
-import type { JobEvent } from '../../services/shared/schema-types.js';
+import type { JobEvent } from '../../services/lib/shared/schema-types.js';
 import { cpuMs, DIST, MODELS_DIR, now, sleep } from './util.js';
 
 export const JWT_SECRET = 'bench-secret-not-for-production';
@@ -53,7 +53,7 @@ export async function startNats(): Promise<NatsHandle> {
 /** The processes a bench starts: script under dist/ and its arguments. */
 const SERVICES = {
   edge: ['services/edge/main.js'],
-  worker: ['services/stages/worker.js'],
+  worker: ['services/stage-worker/main.js'],
   'node-edge': ['bench/ingest/node-edge.js'],
   'node-front': ['bench/ingest/node-edge.js', '--front-only'],
   'uws-front': ['bench/ingest/uws-front.js'],

@@ -2,12 +2,12 @@
  * The baseline: the same stage functions called one after another in this process, the frame
  * handed over in memory. No bus, no blob store, no HTTP.
  */
-import type { Frame, EncodedImage } from '../../services/runner/frame.js';
-import type { PreparedStage, StageContext, StageInput } from '../../services/runner/stage.js';
-import { loadStage } from '../../services/stages/registry.js';
-import type { Findings } from '../../services/shared/schema-types.js';
+import type { Frame, EncodedImage } from '../../services/lib/pipeline/frame.js';
+import type { PreparedStage, StageContext, StageInput } from '../../services/lib/pipeline/stage.js';
+import { loadStage } from '../../services/lib/steps/registry.js';
+import type { Findings } from '../../services/lib/shared/schema-types.js';
 import { MODELS_DIR, now, silentLog } from './util.js';
-import { resolveParams } from '../../services/runner/params.js';
+import { resolveParams } from '../../services/lib/pipeline/params.js';
 
 export interface PipelineStep { step: string; params?: Record<string, unknown> }
 

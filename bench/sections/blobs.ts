@@ -7,12 +7,12 @@
 import { deflateRawSync, inflateRawSync, constants as zc } from 'node:zlib';
 import { mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { connectBus } from '../../services/bus/bus.js';
-import { BusFrames } from '../../services/bus/frames/bus-frames.js';
-import { LocalFrames } from '../../services/bus/frames/local-frames.js';
+import { connectBus } from '../../services/lib/bus/bus.js';
+import { BusFrames } from '../../services/lib/bus/frames/bus-frames.js';
+import { LocalFrames } from '../../services/lib/bus/frames/local-frames.js';
 import { StorageType } from '@nats-io/jetstream';
-import { loadConfig } from '../../services/shared/config.js';
-import type { BlobRef, FrameRef } from '../../services/shared/schema-types.js';
+import { loadConfig } from '../../services/lib/shared/config.js';
+import type { BlobRef, FrameRef } from '../../services/lib/shared/schema-types.js';
 import { Objm } from '@nats-io/obj';
 import { benchEnv, startNats } from '../lib/cluster.js';
 import { fixed, mb, ms, now, progress, rawFrame, silentLog, summarize, table } from '../lib/util.js';

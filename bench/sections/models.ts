@@ -9,10 +9,10 @@
  * by the pixel count (x2.08; the models are tiled, so time is linear in pixels), marked "est.".
  */
 import sharp from 'sharp';
-import type { Frame } from '../../services/runner/frame.js';
-import type { PreparedStage, StageContext } from '../../services/runner/stage.js';
-import { loadStage } from '../../services/stages/registry.js';
-import { config } from '../../services/shared/config.js';
+import type { Frame } from '../../services/lib/pipeline/frame.js';
+import type { PreparedStage, StageContext } from '../../services/lib/pipeline/stage.js';
+import { loadStage } from '../../services/lib/steps/registry.js';
+import { config } from '../../services/lib/shared/config.js';
 import { fixture, hasGpu, MODELS_DIR, ms, now, progress, silentLog, summarize, table } from '../lib/util.js';
 import type { SectionResult } from './types.js';
 

@@ -11,7 +11,7 @@
  *
  * Both (a) and (b) use the machine's two cores; (b) also runs nats-server and the edge on them.
  */
-import { STREAMS } from '../../services/bus/subjects.js';
+import { STREAMS } from '../../services/lib/bus/subjects.js';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { busCost, costPerJob, multipartBody, startCluster, type Cluster, type JobOutcome } from '../lib/cluster.js';
 import { closeAll, prepare, runInProcess, type PipelineStep } from '../lib/inproc.js';
@@ -136,7 +136,7 @@ export async function overheadSection(options: { quick: boolean }): Promise<Sect
     rows.filter((r) => r.transport === 'auto').flatMap((r) => pipelineOf(r.name).pipeline.map((p, i) => [r.name, r.transport, p.step, ms(r.stepA[i]!), ms(r.stepB[i]!)])),
   );
   const markdown = [
-    'Same steps, same photo (fixtures/dog.jpg resized to the size shown, JPEG q90), same parameters. (a): the stage functions called one after another in the bench process, frame handed over in memory. (b): `POST /api/jobs` to the edge (uWebSockets.js, own process), NATS JetStream, one process per stage service (`dist/services/stages/worker.js <step>`), timed until the terminal job event reaches the client. One job at a time; warm-ups first. p95 is the nearest-rank p95 (of 3 runs: the largest).',
+    'Same steps, same photo (fixtures/dog.jpg resized to the size shown, JPEG q90), same parameters. (a): the stage functions called one after another in the bench process, frame handed over in memory. (b): `POST /api/jobs` to the edge (uWebSockets.js, own process), NATS JetStream, one process per stage service (`dist/services/stage-worker/main.js <step>`), timed until the terminal job event reaches the client. One job at a time; warm-ups first. p95 is the nearest-rank p95 (of 3 runs: the largest).',
     'Fairness: both use the same 2 cores; (a) has them to itself, (b) shares them with nats-server, the edge and idle services. ONNX Runtime uses its default intra-op threads (2) in both.',
     'Hop = one step through the bus: the step message, its input loaded (the upload blob for decode, a frame for the others), step.started (live, core NATS), its output stored (frame, or the result blob for encode), its step event (which carries the stage metric), publish of the next step, ack. The edge\'s upload (blob and job record, written together, then the first publish) and the terminal event are spread over the hops too.',
     '',

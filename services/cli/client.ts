@@ -3,8 +3,8 @@
  * error bodies into readable failures, and the edge's WebSocket for live progress.
  */
 import WebSocket from 'ws';
-import type { Config } from '../shared/config.js';
-import { devSecret, signDevToken } from '../shared/dev-token.js';
+import type { Config } from '../lib/shared/config.js';
+import { devSecret, signDevToken } from '../lib/shared/dev-token.js';
 
 /** A failure the CLI reports in one line and exits with `exitCode` (1: it failed, 2: bad usage). */
 export class CliError extends Error {

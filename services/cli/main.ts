@@ -7,10 +7,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { discoverServices } from '../bus/micro.js';
-import { loadConfig, type Config } from '../shared/config.js';
-import { signDevToken, devSecret } from '../shared/dev-token.js';
-import type { JobEvent, JobView } from '../shared/schema-types.js';
+import { discoverServices } from '../lib/bus/micro.js';
+import { loadConfig, type Config } from '../lib/shared/config.js';
+import { signDevToken, devSecret } from '../lib/shared/dev-token.js';
+import type { JobEvent, JobView } from '../lib/shared/schema-types.js';
 import { call, CliError, edgeUrl, errorOf, expect, openEdgeSocket, resolveToken, submitFrame, type Target } from './client.js';
 import { formatMs, JobProgress } from './progress.js';
 
@@ -39,7 +39,7 @@ interface Io {
 export async function main(argv: string[], io: Io = { out: process.stdout, err: process.stderr }, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'models') {
-    const models = await import('../models/cli.js');
+    const models = await import('./models.js');
     return models.main(rest);
   }
   let parsed;

@@ -3,7 +3,7 @@
  * time) redrawn in place; otherwise (a pipe, a CI log) one plain line per event, so logs and
  * tests read the same information without escape codes.
  */
-import type { JobEvent } from '../shared/schema-types.js';
+import type { JobEvent } from '../lib/shared/schema-types.js';
 
 type StepState = 'waiting' | 'running' | 'done' | 'skipped' | 'retrying' | 'failed';
 

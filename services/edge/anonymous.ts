@@ -10,9 +10,9 @@
  * does not allow gets no anonymous access (401 as before): only the configured front end, or a
  * non-browser client on this machine, rides on the setting.
  */
-import type { Config } from '../shared/config.js';
-import type { Logger } from '../shared/logger.js';
-import type { Owner } from '../shared/schema-types.js';
+import type { Config } from '../lib/shared/config.js';
+import type { Logger } from '../lib/shared/logger.js';
+import type { Owner } from '../lib/shared/schema-types.js';
 import { originAllowed } from './cors.js';
 
 const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|\[::1\]|localhost)$/i;

@@ -10,7 +10,7 @@
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { schemasDir } from '../shared/schemas.js';
+import { schemasDir } from '../lib/shared/schemas.js';
 
 type Json = Record<string, any>;
 

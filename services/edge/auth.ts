@@ -12,9 +12,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import type { Config } from '../shared/config.js';
-import { AppError } from '../shared/errors.js';
-import type { Owner } from '../shared/schema-types.js';
+import type { Config } from '../lib/shared/config.js';
+import { AppError } from '../lib/shared/errors.js';
+import type { Owner } from '../lib/shared/schema-types.js';
 
 export interface Authenticator {
   verify(token: string | undefined): Promise<Owner>;

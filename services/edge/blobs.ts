@@ -4,11 +4,11 @@
  * blob to its owner: another caller's blobId simply does not resolve (404, never 403).
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Bus } from '../bus/bus.js';
-import { ownerHash } from '../bus/job-store.js';
-import { AppError, notFound } from '../shared/errors.js';
-import { newId } from '../shared/ids.js';
-import type { BlobRef, Owner } from '../shared/schema-types.js';
+import type { Bus } from '../lib/bus/bus.js';
+import { ownerHash } from '../lib/bus/job-store.js';
+import { AppError, notFound } from '../lib/shared/errors.js';
+import { newId } from '../lib/shared/ids.js';
+import type { BlobRef, Owner } from '../lib/shared/schema-types.js';
 
 const BLOB_ID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 

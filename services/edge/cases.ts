@@ -4,16 +4,16 @@
  * (docs/api.md, "Cases"). A case of another tenant is "not found", never "forbidden".
  */
 import sharp from 'sharp';
-import type { Bus } from '../bus/bus.js';
-import { caseScope, type EvidenceRecord } from '../bus/case-store.js';
-import { ownerHash } from '../bus/job-store.js';
-import { sha256 } from '../bus/blob-store.js';
-import { evidenceBlobName } from '../bus/subjects.js';
-import type { Custody } from '../forensics/custody.js';
-import { AppError, badRequest, conflict, notFound } from '../shared/errors.js';
-import { newId } from '../shared/ids.js';
-import type { BlobRef, CaseRecord, CaseView, CreateCaseRequest, EvidenceView, Owner } from '../shared/schema-types.js';
-import { validateOrThrow } from '../shared/schemas.js';
+import type { Bus } from '../lib/bus/bus.js';
+import { caseScope, type EvidenceRecord } from '../lib/bus/case-store.js';
+import { ownerHash } from '../lib/bus/job-store.js';
+import { sha256 } from '../lib/bus/blob-store.js';
+import { evidenceBlobName } from '../lib/bus/subjects.js';
+import type { Custody } from '../lib/forensics/custody.js';
+import { AppError, badRequest, conflict, notFound } from '../lib/shared/errors.js';
+import { newId } from '../lib/shared/ids.js';
+import type { BlobRef, CaseRecord, CaseView, CreateCaseRequest, EvidenceView, Owner } from '../lib/shared/schema-types.js';
+import { validateOrThrow } from '../lib/shared/schemas.js';
 
 const CASE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const SHA256 = /^[0-9a-f]{64}$/;

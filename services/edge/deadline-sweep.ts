@@ -5,8 +5,8 @@
  * and times out the late ones. Several edges may sweep at once; the terminal event's expected
  * sequence lets exactly one of them end each job.
  */
-import type { Bus } from '../bus/bus.js';
-import type { Logger } from '../shared/logger.js';
+import type { Bus } from '../lib/bus/bus.js';
+import type { Logger } from '../lib/shared/logger.js';
 import type { JobsService } from './jobs.js';
 
 export function startDeadlineSweep(bus: Bus, jobs: JobsService, intervalMs: number, log: Logger): { stop(): Promise<void> } {

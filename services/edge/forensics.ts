@@ -4,16 +4,16 @@
  * chain of custody with the sha256 of the bytes served. A replay submits the same pipeline on
  * the same original as a new job and compares the two runs step by step by their output hashes.
  */
-import { sha256 } from '../bus/blob-store.js';
-import { caseScope } from '../bus/case-store.js';
-import { isTerminal } from '../bus/job-store.js';
-import type { Bus } from '../bus/bus.js';
-import type { Custody } from '../forensics/custody.js';
-import { buildReport, reportHtml, signReport, thumbnail } from '../forensics/report.js';
-import type { SigningKey } from '../forensics/signing.js';
-import type { Config } from '../shared/config.js';
-import { AppError, conflict, notFound } from '../shared/errors.js';
-import type { JobRecord, Owner, ReplayComparison, ReplayStep } from '../shared/schema-types.js';
+import { sha256 } from '../lib/bus/blob-store.js';
+import { caseScope } from '../lib/bus/case-store.js';
+import { isTerminal } from '../lib/bus/job-store.js';
+import type { Bus } from '../lib/bus/bus.js';
+import type { Custody } from '../lib/forensics/custody.js';
+import { buildReport, reportHtml, signReport, thumbnail } from '../lib/forensics/report.js';
+import type { SigningKey } from '../lib/forensics/signing.js';
+import type { Config } from '../lib/shared/config.js';
+import { AppError, conflict, notFound } from '../lib/shared/errors.js';
+import type { JobRecord, Owner, ReplayComparison, ReplayStep } from '../lib/shared/schema-types.js';
 import type { JobsService } from './jobs.js';
 import { waitForJobEnd } from './job-waiter.js';
 

@@ -3,10 +3,10 @@
  * (each announces its worker id, execution provider and models in KV photolab-stages),
  * the pull requests waiting and the backlog.
  */
-import type { Bus } from '../bus/bus.js';
-import { listStages } from '../bus/stage-presence.js';
-import { STREAMS, stageConsumer } from '../bus/subjects.js';
-import type { HealthResponse } from '../shared/schema-types.js';
+import type { Bus } from '../lib/bus/bus.js';
+import { listStages } from '../lib/bus/stage-presence.js';
+import { STREAMS, stageConsumer } from '../lib/bus/subjects.js';
+import type { HealthResponse } from '../lib/shared/schema-types.js';
 
 export async function checkHealth(bus: Bus, steps: string[]): Promise<HealthResponse> {
   const connected = !bus.nc.isClosed();

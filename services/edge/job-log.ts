@@ -4,10 +4,10 @@
  * queue group: with several edges each job is still logged once. Everything the line says is
  * in the event (its `summary`): nothing is read.
  */
-import type { Bus } from '../bus/bus.js';
-import { subjects } from '../bus/subjects.js';
-import type { Logger } from '../shared/logger.js';
-import type { JobEvent } from '../shared/schema-types.js';
+import type { Bus } from '../lib/bus/bus.js';
+import { subjects } from '../lib/bus/subjects.js';
+import type { Logger } from '../lib/shared/logger.js';
+import type { JobEvent } from '../lib/shared/schema-types.js';
 
 export function logFinishedJobs(bus: Bus, log: Logger, queue = 'photolab-edge-job-log'): { stop(): void } {
   const sub = bus.nc.subscribe(subjects.endEventsAll, {

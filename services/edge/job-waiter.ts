@@ -4,8 +4,8 @@
  * one read of the terminal event, which closes the race with a job that ended before the
  * subscription existed.
  */
-import type { Bus } from '../bus/bus.js';
-import { subjects } from '../bus/subjects.js';
+import type { Bus } from '../lib/bus/bus.js';
+import { subjects } from '../lib/bus/subjects.js';
 
 /** Resolves true once the job ended, false when it still runs after timeoutMs. */
 export async function waitForJobEnd(bus: Bus, jobId: string, timeoutMs: number): Promise<boolean> {

@@ -4,27 +4,27 @@
  * the result. Every read is scoped to the caller: someone else's job is "not found".
  */
 import { createHash } from 'node:crypto';
-import type { Bus } from '../bus/bus.js';
-import { publishProgress } from '../bus/events.js';
-import { isTerminal, ownerHash } from '../bus/job-store.js';
-import { isWrongLastSequence } from '../bus/nats-errors.js';
-import type { OpenJob, OpenJobsView } from '../bus/open-jobs-view.js';
-import { msgIds, subjects, uploadBlobName } from '../bus/subjects.js';
-import { finishJob, type Outcome } from '../runner/job-lifecycle.js';
-import { validatePipeline } from '../runner/pipeline.js';
-import type { StageDefinition } from '../runner/stage.js';
-import type { Config } from '../shared/config.js';
-import { AppError, badRequest, conflict, notFound } from '../shared/errors.js';
-import { idTime, newId } from '../shared/ids.js';
-import type { Logger } from '../shared/logger.js';
-import type { BlobRef, JobMessage, JobRecord, JobStatus, Owner } from '../shared/schema-types.js';
+import type { Bus } from '../lib/bus/bus.js';
+import { publishProgress } from '../lib/bus/events.js';
+import { isTerminal, ownerHash } from '../lib/bus/job-store.js';
+import { isWrongLastSequence } from '../lib/bus/nats-errors.js';
+import type { OpenJob, OpenJobsView } from '../lib/bus/open-jobs-view.js';
+import { msgIds, subjects, uploadBlobName } from '../lib/bus/subjects.js';
+import { finishJob, type Outcome } from '../lib/pipeline/job-lifecycle.js';
+import { validatePipeline } from '../lib/pipeline/pipeline.js';
+import type { StageDefinition } from '../lib/pipeline/stage.js';
+import type { Config } from '../lib/shared/config.js';
+import { AppError, badRequest, conflict, notFound } from '../lib/shared/errors.js';
+import { idTime, newId } from '../lib/shared/ids.js';
+import type { Logger } from '../lib/shared/logger.js';
+import type { BlobRef, JobMessage, JobRecord, JobStatus, Owner } from '../lib/shared/schema-types.js';
 import { sameOwner } from './auth.js';
-import { assertPixelLimit } from './image-size.js';
+import { assertPixelLimit } from '../lib/imaging/image-size.js';
 import type { BacklogGate } from './limits.js';
 import type { LiveJobs } from './live-jobs.js';
 import type { CasesService } from './cases.js';
-import type { Custody } from '../forensics/custody.js';
-import { caseScope } from '../bus/case-store.js';
+import type { Custody } from '../lib/forensics/custody.js';
+import { caseScope } from '../lib/bus/case-store.js';
 
 export interface SubmitRequest {
   pipeline: unknown;

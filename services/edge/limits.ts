@@ -8,8 +8,8 @@
  * The concurrent-job quota lives in JobsService (it needs the job's id to reserve a slot).
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { STREAMS, stageConsumer } from '../bus/subjects.js';
-import { AppError } from '../shared/errors.js';
+import { STREAMS, stageConsumer } from '../lib/bus/subjects.js';
+import { AppError } from '../lib/shared/errors.js';
 
 export class RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();

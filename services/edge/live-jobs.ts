@@ -6,10 +6,10 @@
  * did is read from the stream instead (JobStore.get).
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { isTerminalEvent } from '../bus/job-store.js';
-import type { LiveProgress } from '../bus/job-state.js';
-import { subjects } from '../bus/subjects.js';
-import type { JobEvent } from '../shared/schema-types.js';
+import { isTerminalEvent } from '../lib/bus/job-store.js';
+import type { LiveProgress } from '../lib/bus/job-state.js';
+import { subjects } from '../lib/bus/subjects.js';
+import type { JobEvent } from '../lib/shared/schema-types.js';
 
 /** Ended jobs stay a little (a client reading the job right after its end). */
 const KEEP_AFTER_END_MS = 30_000;

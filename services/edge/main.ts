@@ -1,7 +1,7 @@
 /** The edge service process: `node dist/services/edge/main.js`. */
-import { config } from '../shared/config.js';
-import { runUntilStopped } from '../shared/lifecycle.js';
-import { createLogger } from '../shared/logger.js';
+import { config } from '../lib/shared/config.js';
+import { runUntilStopped } from '../lib/shared/lifecycle.js';
+import { createLogger } from '../lib/shared/logger.js';
 import { startEdge } from './server.js';
 
 const log = createLogger('edge');

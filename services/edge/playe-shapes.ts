@@ -5,7 +5,7 @@
  * from each object. Our own fields stay beside them, so a client of either kind reads one body.
  * Copies are made: the findings of the job record are never changed.
  */
-import type { Box, DetectedObject, Face, PlayeFace, PlayeObject } from '../shared/schema-types.js';
+import type { Box, DetectedObject, Face, PlayeFace, PlayeObject } from '../lib/shared/schema-types.js';
 
 export function playeFaces(faces: Face[]): PlayeFace[] {
   return faces.map((face) => ({ ...face, boundingBox: { ...face.box }, ...face.box }));

@@ -8,10 +8,10 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { StageDefinition } from '../runner/stage.js';
-import { AppError, badRequest } from '../shared/errors.js';
-import type { PipelineStep } from '../shared/schema-types.js';
-import { schemasDir } from '../shared/schemas.js';
+import type { StageDefinition } from '../lib/pipeline/stage.js';
+import { AppError, badRequest } from '../lib/shared/errors.js';
+import type { PipelineStep } from '../lib/shared/schema-types.js';
+import { schemasDir } from '../lib/shared/schemas.js';
 import { formValue } from './http/multipart.js';
 
 export interface PlayeEndpoint {

@@ -3,7 +3,7 @@
  * end's old names beside the new ones: task_id (= jobId), state (Celery's state names) and in
  * `result` the detections (faces / objects) and the result's url.
  */
-import type { JobRecord, JobStatus, JobView } from '../shared/schema-types.js';
+import type { JobRecord, JobStatus, JobView } from '../lib/shared/schema-types.js';
 import { boxesOf, playeFaces, playeObjects } from './playe-shapes.js';
 
 /** The PLAYE front end's (Celery's) state names. */

@@ -13,12 +13,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { ensureTopology } from '../bus/topology.js';
+import { ensureTopology } from '../lib/bus/topology.js';
 import { anonymousRefusal } from '../edge/anonymous.js';
-import { loadStages } from '../stages/registry.js';
-import { loadConfig } from '../shared/config.js';
-import { createLogger } from '../shared/logger.js';
-import { devSecretPath, signDevToken } from '../shared/dev-token.js';
+import { loadStages } from '../lib/steps/registry.js';
+import { loadConfig } from '../lib/shared/config.js';
+import { createLogger } from '../lib/shared/logger.js';
+import { devSecretPath, signDevToken } from '../lib/shared/dev-token.js';
 import { startNatsServer, stopProcess, type RunningNatsServer } from './nats-server.js';
 
 const log = createLogger('launcher');
@@ -90,16 +90,16 @@ async function main(): Promise<void> {
   const replicas = Math.max(1, config.stageReplicas);
   if (config.stageLayout === 'fused') {
     for (let r = 0; r < replicas; r++) {
-      services.push({ name: `stages-fused-${r + 1}`, script: path.join(servicesDir, 'stages/worker.js'), args: [steps.join(',')], env: nextMetricsEnv(), restarts: 0 });
+      services.push({ name: `stages-fused-${r + 1}`, script: path.join(servicesDir, 'stage-worker/main.js'), args: [steps.join(',')], env: nextMetricsEnv(), restarts: 0 });
     }
   } else {
     for (const step of steps) {
       for (let r = 0; r < replicas; r++) {
-        services.push({ name: `stage-${step}${replicas > 1 ? `-${r + 1}` : ''}`, script: path.join(servicesDir, 'stages/worker.js'), args: [step], env: nextMetricsEnv(), restarts: 0 });
+        services.push({ name: `stage-${step}${replicas > 1 ? `-${r + 1}` : ''}`, script: path.join(servicesDir, 'stage-worker/main.js'), args: [step], env: nextMetricsEnv(), restarts: 0 });
       }
     }
   }
-  const sink = path.join(servicesDir, 'metrics/main.js');
+  const sink = path.join(servicesDir, 'metrics-sink/main.js');
   if (existsSync(sink)) services.push({ name: 'metrics-sink', script: sink, args: [], restarts: 0 });
 
   let stopping = false;

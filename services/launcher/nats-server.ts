@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
-import { loadConfig } from '../shared/config.js';
+import { loadConfig } from '../lib/shared/config.js';
 
 export interface NatsServerOptions {
   port?: number;

@@ -18,7 +18,7 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
-import { isTerminalEvent } from '../shared/job-status.js';
+import { isTerminalEvent } from '../lib/shared/job-status.js';
 
 export interface LoadOptions {
   url: string;

@@ -19,9 +19,9 @@ import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { SignJWT } from 'jose';
 import { freePort, stopProcess } from '../../services/launcher/nats-server.js';
-import { STREAMS } from '../../services/bus/subjects.js';
-import { loadConfig } from '../../services/shared/config.js';
-import type { JobEvent } from '../../services/shared/schema-types.js';
+import { STREAMS } from '../../services/lib/bus/subjects.js';
+import { loadConfig } from '../../services/lib/shared/config.js';
+import type { JobEvent } from '../../services/lib/shared/schema-types.js';
 import { connectAll, ensureTopologyWhenReady } from './nats-cluster.js';
 import { MODELS_DIR, REPO_ROOT } from './paths.js';
 
@@ -123,7 +123,7 @@ export async function startServices(options: ServicesOptions): Promise<RunningSe
   };
   try {
     await spawnService('edge', 'services/edge/main.js', [], /"msg":"edge listening"/);
-    for (const step of options.steps) await spawnService(step, 'services/stages/worker.js', [step], /"msg":"stage ready"/, { STAGE_METRICS_PORT: String(stagePorts[step]) });
+    for (const step of options.steps) await spawnService(step, 'services/stage-worker/main.js', [step], /"msg":"stage ready"/, { STAGE_METRICS_PORT: String(stagePorts[step]) });
   } catch (error) {
     await running.stop();
     throw error;

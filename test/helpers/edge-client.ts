@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { schemaValidator, describeErrors } from '../../services/shared/schemas.js';
+import { schemaValidator, describeErrors } from '../../services/lib/shared/schemas.js';
 
 export interface HttpAnswer {
   status: number;

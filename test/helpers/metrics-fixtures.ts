@@ -1,7 +1,7 @@
 /** Synthetic job events carrying StageMetric / JobMetric rows for the metrics tests, published like the runner does. */
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { JobEvent, JobMetric, StageMetric } from '../../services/shared/schema-types.js';
+import type { JobEvent, JobMetric, StageMetric } from '../../services/lib/shared/schema-types.js';
 
 export const STEPS = ['decode', 'upscale', 'encode'];
 const MODEL_OF: Record<string, string> = { decode: '', upscale: 'sr-nomos-compact-x2', encode: '' };

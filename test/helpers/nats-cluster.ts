@@ -9,9 +9,9 @@ import path from 'node:path';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { freePort, startNatsServer, type NatsServerOptions, type RunningNatsServer } from '../../services/launcher/nats-server.js';
-import { ensureTopology } from '../../services/bus/topology.js';
-import { BUCKETS, STREAMS } from '../../services/bus/subjects.js';
-import type { Config } from '../../services/shared/config.js';
+import { ensureTopology } from '../../services/lib/bus/topology.js';
+import { BUCKETS, STREAMS } from '../../services/lib/bus/subjects.js';
+import type { Config } from '../../services/lib/shared/config.js';
 
 export interface ClusterNode {
   name: string;

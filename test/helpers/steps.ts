@@ -2,8 +2,8 @@
  * A step's prepared run() as the tests call it: with the parameters a job would carry, the
  * defaults filled in from the step's schema the way the runner fills them (runner/params.ts).
  */
-import { resolveParams } from '../../services/runner/params.js';
-import type { PreparedStage, StageContext, StageInput, StageResult } from '../../services/runner/stage.js';
+import { resolveParams } from '../../services/lib/pipeline/params.js';
+import type { PreparedStage, StageContext, StageInput, StageResult } from '../../services/lib/pipeline/stage.js';
 
 export interface TestableStage<P> {
   run(input: StageInput, params: P, ctx: StageContext): Promise<StageResult>;

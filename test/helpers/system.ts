@@ -13,11 +13,11 @@ import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jets
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { freePort, stopProcess } from '../../services/launcher/nats-server.js';
 import { startEdge, type Edge } from '../../services/edge/server.js';
-import { startStageWorker } from '../../services/stages/worker.js';
-import { loadConfig, type Config } from '../../services/shared/config.js';
-import { createLogger } from '../../services/shared/logger.js';
-import type { JobEvent, JobView } from '../../services/shared/schema-types.js';
-import { STREAMS, subjects } from '../../services/bus/subjects.js';
+import { startStageWorker } from '../../services/stage-worker/main.js';
+import { loadConfig, type Config } from '../../services/lib/shared/config.js';
+import { createLogger } from '../../services/lib/shared/logger.js';
+import type { JobEvent, JobView } from '../../services/lib/shared/schema-types.js';
+import { STREAMS, subjects } from '../../services/lib/bus/subjects.js';
 import { REPO_ROOT, MODELS_DIR } from './paths.js';
 import { startNatsServer, type TestNatsServer } from './nats-server.js';
 
@@ -99,7 +99,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
       return worker;
     },
     spawnWorker(step, extraEnv = {}) {
-      const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/services/stages/worker.js'), step], {
+      const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/services/stage-worker/main.js'), step], {
         env: { ...process.env, ...env, ...extraEnv },
         stdio: ['ignore', 'ignore', 'inherit'],
       });

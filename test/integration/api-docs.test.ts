@@ -74,7 +74,7 @@ describe('API documents', () => {
   test('the documents are generated from schemas/: every schema is a component', async () => {
     const { readdirSync, statSync } = await import('node:fs');
     const path = await import('node:path');
-    const { schemasDir } = await import('../../services/shared/schemas.js');
+    const { schemasDir } = await import('../../services/lib/shared/schemas.js');
     const walk = (dir: string, prefix = ''): string[] => readdirSync(dir).flatMap((n) => (statSync(path.join(dir, n)).isDirectory() ? walk(path.join(dir, n), `${prefix}${n}.`) : n.endsWith('.schema.json') ? [`${prefix}${n.slice(0, -12)}`] : []));
     const names = walk(schemasDir).sort();
     assert.deepEqual(Object.keys(openapi.components.schemas).sort(), names);

@@ -12,13 +12,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import sharp from 'sharp';
-import type { Frame } from '../../services/runner/frame.js';
-import type { PreparedStage, StageContext, StageResult } from '../../services/runner/stage.js';
-import type { Box, DecodeParams, DetectFacesParams, DetectObjectsParams, DetectedObject, Face, Findings } from '../../services/shared/schema-types.js';
-import { findModel } from '../../services/models/manifest.js';
-import { schemaValidator } from '../../services/shared/schemas.js';
+import type { Frame } from '../../services/lib/pipeline/frame.js';
+import type { PreparedStage, StageContext, StageResult } from '../../services/lib/pipeline/stage.js';
+import type { Box, DecodeParams, DetectFacesParams, DetectObjectsParams, DetectedObject, Face, Findings } from '../../services/lib/shared/schema-types.js';
+import { findModel } from '../../services/lib/models/manifest.js';
+import { schemaValidator } from '../../services/lib/shared/schemas.js';
 import { MODELS_DIR, fixture } from '../helpers/paths.js';
-import { resolveParams } from '../../services/runner/params.js';
+import { resolveParams } from '../../services/lib/pipeline/params.js';
 import { withDefaults, type TestableStage } from '../helpers/steps.js';
 
 const log = pino({ level: 'silent' });
@@ -28,8 +28,8 @@ const ctx = (): StageContext => ({ log, signal: new AbortController().signal, fi
 let decode: PreparedStage<DecodeParams, 'encoded'>;
 let faces: TestableStage<DetectFacesParams>;
 let objects: TestableStage<DetectObjectsParams>;
-let facesStage: typeof import('../../services/stages/steps/detect_faces.js').stage;
-let objectsStage: typeof import('../../services/stages/steps/detect_objects.js').stage;
+let facesStage: typeof import('../../services/lib/steps/detect_faces.js').stage;
+let objectsStage: typeof import('../../services/lib/steps/detect_objects.js').stage;
 
 const DOG_REF: Record<string, Box> = {
   dog: { x: 130, y: 210, width: 195, height: 335 },
@@ -39,9 +39,9 @@ const DOG_REF: Record<string, Box> = {
 const MESSI_FACE: Box = { x: 227, y: 93, width: 30, height: 39 };
 
 before(async () => {
-  decode = await (await import('../../services/stages/steps/decode.js')).stage.prepare(options);
-  facesStage = (await import('../../services/stages/steps/detect_faces.js')).stage;
-  objectsStage = (await import('../../services/stages/steps/detect_objects.js')).stage;
+  decode = await (await import('../../services/lib/steps/decode.js')).stage.prepare(options);
+  facesStage = (await import('../../services/lib/steps/detect_faces.js')).stage;
+  objectsStage = (await import('../../services/lib/steps/detect_objects.js')).stage;
   faces = withDefaults('detect_faces', await facesStage.prepare(options));
   objects = withDefaults('detect_objects', await objectsStage.prepare(options));
 });

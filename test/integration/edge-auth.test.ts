@@ -14,8 +14,8 @@ import { after, before, describe, test } from 'node:test';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK, type CryptoKey } from 'jose';
 import { startEdge, type Edge } from '../../services/edge/server.js';
 import { freePort } from '../../services/launcher/nats-server.js';
-import { loadConfig } from '../../services/shared/config.js';
-import { createLogger } from '../../services/shared/logger.js';
+import { loadConfig } from '../../services/lib/shared/config.js';
+import { createLogger } from '../../services/lib/shared/logger.js';
 import { assertError, bearer, request } from '../helpers/edge-client.js';
 import { JWT_SECRET, openSocket, startSystem, type TestSystem } from '../helpers/system.js';
 

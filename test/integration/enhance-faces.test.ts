@@ -8,19 +8,19 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fixture } from '../helpers/paths.js';
 import { createRestorationModelsDir } from '../helpers/restoration-models.js';
-import type { Frame } from '../../services/runner/frame.js';
-import type { StageContext, StageDefinition } from '../../services/runner/stage.js';
-import type { EnhanceFacesParams, EnhanceFacesParamsResolved, Face, Findings } from '../../services/shared/schema-types.js';
+import type { Frame } from '../../services/lib/pipeline/frame.js';
+import type { StageContext, StageDefinition } from '../../services/lib/pipeline/stage.js';
+import type { EnhanceFacesParams, EnhanceFacesParamsResolved, Face, Findings } from '../../services/lib/shared/schema-types.js';
 import { withDefaults } from '../helpers/steps.js';
-import { resolveParams } from '../../services/runner/params.js';
+import { resolveParams } from '../../services/lib/pipeline/params.js';
 
 // The manifest override must be in place before any service module reads the configuration.
 const models = createRestorationModelsDir();
 process.env.MODELS_MANIFEST = models.manifestPath;
-const { createEnhanceFacesStage } = await import('../../services/stages/steps/enhance_faces.js');
-const { stage: decode } = await import('../../services/stages/steps/decode.js');
-const align = await import('../../services/stages/face-align.js');
-const { AppError } = await import('../../services/shared/errors.js');
+const { createEnhanceFacesStage } = await import('../../services/lib/steps/enhance_faces.js');
+const { stage: decode } = await import('../../services/lib/steps/decode.js');
+const align = await import('../../services/lib/imaging/face-align.js');
+const { AppError } = await import('../../services/lib/shared/errors.js');
 
 const silent = { info() {}, warn() {}, debug() {}, error() {}, trace() {}, fatal() {}, child() { return silent; } } as unknown as StageContext['log'];
 

@@ -31,7 +31,7 @@ describe('reports and replay', () => {
   const url = (p: string) => `${system.baseUrl}${p}`;
 
   function verify(reportFile: string, imageFile: string, jwksFile: string): { status: number; output: string } {
-    const run = spawnSync(process.execPath, [path.join(REPO_ROOT, 'dist/services/forensics/verify-cli.js'), reportFile, imageFile, '--jwks', jwksFile], { encoding: 'utf8' });
+    const run = spawnSync(process.execPath, [path.join(REPO_ROOT, 'dist/services/cli/verify.js'), reportFile, imageFile, '--jwks', jwksFile], { encoding: 'utf8' });
     return { status: run.status ?? -1, output: `${run.stdout}${run.stderr}` };
   }
 

@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { STREAMS, subjects } from '../../services/bus/subjects.js';
-import type { DeadLetter, JobEvent } from '../../services/shared/schema-types.js';
+import { STREAMS, subjects } from '../../services/lib/bus/subjects.js';
+import type { DeadLetter, JobEvent } from '../../services/lib/shared/schema-types.js';
 import { fixture } from '../helpers/paths.js';
 import { openSocket, startSystem, waitFor, type TestSystem } from '../helpers/system.js';
 

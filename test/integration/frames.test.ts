@@ -10,12 +10,12 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { BusFrames } from '../../services/bus/frames/bus-frames.js';
-import { LocalFrames } from '../../services/bus/frames/local-frames.js';
-import { TieredFrames } from '../../services/bus/frames/tiered-frames.js';
-import { ensureTopology } from '../../services/bus/topology.js';
-import { loadConfig } from '../../services/shared/config.js';
-import { AppError } from '../../services/shared/errors.js';
+import { BusFrames } from '../../services/lib/bus/frames/bus-frames.js';
+import { LocalFrames } from '../../services/lib/bus/frames/local-frames.js';
+import { TieredFrames } from '../../services/lib/bus/frames/tiered-frames.js';
+import { ensureTopology } from '../../services/lib/bus/topology.js';
+import { loadConfig } from '../../services/lib/shared/config.js';
+import { AppError } from '../../services/lib/shared/errors.js';
 import { startNatsServer, type TestNatsServer } from '../helpers/nats-server.js';
 
 let nats: TestNatsServer;

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { STREAMS } from '../../services/bus/subjects.js';
+import { STREAMS } from '../../services/lib/bus/subjects.js';
 import { fixture } from '../helpers/paths.js';
 import { startSystem, waitFor, type TestSystem } from '../helpers/system.js';
 

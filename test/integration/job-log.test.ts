@@ -9,7 +9,7 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { logFinishedJobs } from '../../services/edge/job-log.js';
-import { createLogger } from '../../services/shared/logger.js';
+import { createLogger } from '../../services/lib/shared/logger.js';
 import { fixture } from '../helpers/paths.js';
 import { startSystem, waitFor, type TestSystem } from '../helpers/system.js';
 

@@ -11,13 +11,13 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { openMetricsStore, type MetricsStore } from '../../services/metrics/clickhouse.js';
-import { METRICS_CONSUMER, METRICS_STREAM } from '../../services/metrics/constants.js';
-import { migrate } from '../../services/metrics/migrations.js';
-import { MetricsSink } from '../../services/metrics/sink.js';
-import { ensureStream, eventsStreamConfig } from '../../services/bus/topology.js';
-import { loadConfig } from '../../services/shared/config.js';
-import { queryStats } from '../../services/metrics/stats.js';
+import { openMetricsStore, type MetricsStore } from '../../services/lib/metrics/clickhouse.js';
+import { METRICS_CONSUMER, METRICS_STREAM } from '../../services/lib/metrics/constants.js';
+import { migrate } from '../../services/lib/metrics/migrations.js';
+import { MetricsSink } from '../../services/metrics-sink/sink.js';
+import { ensureStream, eventsStreamConfig } from '../../services/lib/bus/topology.js';
+import { loadConfig } from '../../services/lib/shared/config.js';
+import { queryStats } from '../../services/lib/metrics/stats.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { STEPS, publishJobs, waitFor } from '../helpers/metrics-fixtures.js';
 import { startMetricsNats, type TestNatsServer } from '../helpers/server-binaries.js';
@@ -140,7 +140,7 @@ describe('metrics on clickhouse-server 18.16', () => {
       METRICS_ACK_WAIT_MS: '2000',
       LOG_LEVEL: 'warn',
     };
-    const main = path.join(REPO_ROOT, 'dist/services/metrics/main.js');
+    const main = path.join(REPO_ROOT, 'dist/services/metrics-sink/main.js');
     let output = '';
     const run = (extra: Record<string, string>) => {
       const c = spawn(process.execPath, [main], { env: { ...env, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from '../helpers/paths.js';
 
-const CLI = path.join(REPO_ROOT, 'dist', 'services', 'models', 'cli.js');
+const CLI = path.join(REPO_ROOT, 'dist', 'services', 'cli', 'models.js');
 const SIZE = 3 * 1024 * 1024 + 123;
 const payload = randomBytes(SIZE);
 const other = randomBytes(4096);

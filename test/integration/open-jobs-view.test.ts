@@ -6,14 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { connectBus, type Bus } from '../../services/bus/bus.js';
-import { ownerHash } from '../../services/bus/job-store.js';
-import { OpenJobsView } from '../../services/bus/open-jobs-view.js';
-import { finishJob } from '../../services/runner/job-lifecycle.js';
-import type { JobRecord, Owner } from '../../services/shared/schema-types.js';
-import { loadConfig } from '../../services/shared/config.js';
-import { newId } from '../../services/shared/ids.js';
-import { createLogger } from '../../services/shared/logger.js';
+import { connectBus, type Bus } from '../../services/lib/bus/bus.js';
+import { ownerHash } from '../../services/lib/bus/job-store.js';
+import { OpenJobsView } from '../../services/lib/bus/open-jobs-view.js';
+import { finishJob } from '../../services/lib/pipeline/job-lifecycle.js';
+import type { JobRecord, Owner } from '../../services/lib/shared/schema-types.js';
+import { loadConfig } from '../../services/lib/shared/config.js';
+import { newId } from '../../services/lib/shared/ids.js';
+import { createLogger } from '../../services/lib/shared/logger.js';
 import { startNatsServer, type TestNatsServer } from '../helpers/nats-server.js';
 
 let nats: TestNatsServer;

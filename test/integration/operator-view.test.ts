@@ -8,9 +8,9 @@ import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { BUCKETS, STREAMS } from '../../services/bus/subjects.js';
-import { jobKey } from '../../services/bus/job-store.js';
-import { schemaValidator } from '../../services/shared/schemas.js';
+import { BUCKETS, STREAMS } from '../../services/lib/bus/subjects.js';
+import { jobKey } from '../../services/lib/bus/job-store.js';
+import { schemaValidator } from '../../services/lib/shared/schemas.js';
 import { fixture } from '../helpers/paths.js';
 import { startSystem, type TestSystem } from '../helpers/system.js';
 

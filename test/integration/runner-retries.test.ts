@@ -8,18 +8,18 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { AckPolicy, type ConsumerMessages } from '@nats-io/jetstream';
-import { connectBus, type Bus } from '../../services/bus/bus.js';
-import { JobEnds } from '../../services/bus/job-ends.js';
-import { msgIds, STREAMS, stageConsumer, subjects, uploadBlobName } from '../../services/bus/subjects.js';
-import { StageRunner, type ColocatedSteps } from '../../services/runner/stage-runner.js';
-import type { StageDefinition } from '../../services/runner/stage.js';
-import type { EncodedImage } from '../../services/runner/frame.js';
-import { loadConfig, type Config } from '../../services/shared/config.js';
-import { AppError } from '../../services/shared/errors.js';
-import { newId } from '../../services/shared/ids.js';
-import { createLogger } from '../../services/shared/logger.js';
-import { registerSchema } from '../../services/shared/schemas.js';
-import type { DeadLetter, JobEvent, JobMessage, JobRecord } from '../../services/shared/schema-types.js';
+import { connectBus, type Bus } from '../../services/lib/bus/bus.js';
+import { JobEnds } from '../../services/lib/bus/job-ends.js';
+import { msgIds, STREAMS, stageConsumer, subjects, uploadBlobName } from '../../services/lib/bus/subjects.js';
+import { StageRunner, type ColocatedSteps } from '../../services/lib/pipeline/stage-runner.js';
+import type { StageDefinition } from '../../services/lib/pipeline/stage.js';
+import type { EncodedImage } from '../../services/lib/pipeline/frame.js';
+import { loadConfig, type Config } from '../../services/lib/shared/config.js';
+import { AppError } from '../../services/lib/shared/errors.js';
+import { newId } from '../../services/lib/shared/ids.js';
+import { createLogger } from '../../services/lib/shared/logger.js';
+import { registerSchema } from '../../services/lib/shared/schemas.js';
+import type { DeadLetter, JobEvent, JobMessage, JobRecord } from '../../services/lib/shared/schema-types.js';
 import { startNatsServer, type TestNatsServer } from '../helpers/nats-server.js';
 import { waitFor } from '../helpers/system.js';
 
@@ -161,7 +161,7 @@ test('a canceled job\'s queued step is skipped, and a second end for it is refus
   await runner.stop(); // nobody takes the step while it is canceled
   const jobId = await submit('slow-start');
   const record = (await bus.jobs.submitted(owner, jobId))!;
-  const { finishJob } = await import('../../services/runner/job-lifecycle.js');
+  const { finishJob } = await import('../../services/lib/pipeline/job-lifecycle.js');
   const facts = { jobId, owner, pipeline: record.pipeline, createdAt: record.createdAt, inputBytes: record.input.bytes };
   assert.ok(await finishJob(bus, facts, { status: 'canceled' }, 'test'));
   assert.equal(await finishJob(bus, facts, { status: 'done' }, 'test'), null, 'exactly one end per job');

@@ -28,8 +28,8 @@ import { startCluster, JWT_SECRET, type Cluster } from '../../bench/lib/cluster.
 import { startNatsServer, type RunningNatsServer } from '../../services/launcher/nats-server.js';
 import { runLoad, type LoadReport } from '../../services/load/load.js';
 import { PRESETS } from '../../services/load/main.js';
-import { subjects } from '../../services/bus/subjects.js';
-import type { JobEvent } from '../../services/shared/schema-types.js';
+import { subjects } from '../../services/lib/bus/subjects.js';
+import type { JobEvent } from '../../services/lib/shared/schema-types.js';
 import { DIST } from '../../bench/lib/util.js';
 import { startClickHouseServer, type ClickHouseServer } from '../helpers/clickhouse-server.js';
 
@@ -113,7 +113,7 @@ export async function runReliability(options: ReliabilityOptions): Promise<Relia
   const spawnSink = async (): Promise<ChildProcess> => {
     const logFile = path.join(cluster.dataDir, `metrics-sink-${Date.now()}.log`);
     const fd = openSync(logFile, 'a');
-    const child = spawn(process.execPath, [path.join(DIST, 'services/metrics/main.js')], {
+    const child = spawn(process.execPath, [path.join(DIST, 'services/metrics-sink/main.js')], {
       env: { ...process.env, ...cluster.env, CLICKHOUSE_URL: ch!.url, METRICS_BATCH_MS: '300', METRICS_RETRY_MAX_MS: '1000', METRICS_ACK_WAIT_MS: '5000' },
       stdio: ['ignore', fd, fd],
     });

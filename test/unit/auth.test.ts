@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SignJWT } from 'jose';
 import { createAuthenticator } from '../../services/edge/auth.js';
-import { loadConfig } from '../../services/shared/config.js';
-import { AppError } from '../../services/shared/errors.js';
+import { loadConfig } from '../../services/lib/shared/config.js';
+import { AppError } from '../../services/lib/shared/errors.js';
 
 const SECRET = 'unit-test-secret';
 const config = loadConfig({ JWT_SECRET: SECRET, JWT_CLOCK_TOLERANCE_S: '30' });

@@ -4,7 +4,7 @@ import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { parseSteps } from '../../services/cli/main.js';
 import { JobProgress } from '../../services/cli/progress.js';
-import type { JobEvent } from '../../services/shared/schema-types.js';
+import type { JobEvent } from '../../services/lib/shared/schema-types.js';
 
 test('--steps: name:param=value:param=value, values JSON when they parse', () => {
   assert.deepEqual(parseSteps('decode,detect_faces,upscale:factor=2,encode:format=png:quality=90'), [

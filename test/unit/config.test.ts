@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { loadConfig, settings } from '../../services/shared/config.js';
+import { loadConfig, settings } from '../../services/lib/shared/config.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 test('defaults apply when the environment is empty', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decideNext, type NextQuestion } from '../../services/runner/decide-next.js';
+import { decideNext, type NextQuestion } from '../../services/lib/pipeline/decide-next.js';
 
 const base: NextQuestion = { index: 0, length: 3, output: 'frame', frameInHand: true, nextHostedInput: 'frame', fusion: true };
 

@@ -4,10 +4,10 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import sharp from 'sharp';
 import { pino } from 'pino';
-import { stage as decodeStage } from '../../services/stages/steps/decode.js';
-import { stage as encodeStage, outputFormatFor } from '../../services/stages/steps/encode.js';
-import type { Frame } from '../../services/runner/frame.js';
-import { AppError } from '../../services/shared/errors.js';
+import { stage as decodeStage } from '../../services/lib/steps/decode.js';
+import { stage as encodeStage, outputFormatFor } from '../../services/lib/steps/encode.js';
+import type { Frame } from '../../services/lib/pipeline/frame.js';
+import { AppError } from '../../services/lib/shared/errors.js';
 import { fixture } from '../helpers/paths.js';
 
 const log = pino({ level: 'silent' });

@@ -1,8 +1,8 @@
 /**
  * The deployment files agree with the code: docker-compose.yml (+ docker-compose.gpu.yml), the
  * Kubernetes manifests of deploy/k8s (rendered per overlay), the Dockerfiles and the NATS
- * configuration, checked against the step registry (services/stages/steps), the topology's
- * names (services/bus/subjects.ts) and the configuration table (services/shared/config.ts).
+ * configuration, checked against the step registry (services/lib/steps), the topology's
+ * names (services/lib/bus/subjects.ts) and the configuration table (services/lib/shared/config.ts).
  *
  * No Docker engine, cluster, kustomize or helm binary is on these machines (neither npm nor
  * Debian ships kustomize), so the overlays are rendered here by the subset of Kustomize that
@@ -14,9 +14,9 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
-import { STREAMS, stageConsumer } from '../../services/bus/subjects.js';
-import { settings } from '../../services/shared/config.js';
-import { loadStages } from '../../services/stages/registry.js';
+import { STREAMS, stageConsumer } from '../../services/lib/bus/subjects.js';
+import { settings } from '../../services/lib/shared/config.js';
+import { loadStages } from '../../services/lib/steps/registry.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 type Obj = Record<string, any>;
@@ -112,7 +112,7 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
       for (const step of steps) {
         const d = find(docs, 'Deployment', deploymentName(step))!;
         const c = container(d);
-        assert.deepEqual(c.args, ['node', 'dist/services/stages/worker.js', step]);
+        assert.deepEqual(c.args, ['node', 'dist/services/stage-worker/main.js', step]);
         assert.equal(d.spec.replicas, undefined, `${step}: replicas left to KEDA`);
         const port = c.ports.find((p: Obj) => p.name === 'metrics');
         assert.equal(String(port.containerPort), config.data.STAGE_METRICS_PORT, `${step}: probe port is STAGE_METRICS_PORT`);
@@ -155,7 +155,7 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
           ...(d.kind === 'ConfigMap' ? Object.keys(d.data ?? {}) : []),
           ...podSpecs(d).flatMap((s) => s.containers.flatMap((c: Obj) => (c.env ?? []).map((e: Obj) => e.name))),
         ];
-        for (const name of names) assert.ok(SETTINGS.has(name), `${overlay}: ${d.kind}/${d.metadata.name} sets ${name}, which services/shared/config.ts does not know`);
+        for (const name of names) assert.ok(SETTINGS.has(name), `${overlay}: ${d.kind}/${d.metadata.name} sets ${name}, which services/lib/shared/config.ts does not know`);
       }
     }
   });
@@ -196,7 +196,7 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
     assert.equal(backend.name, 'edge');
     assert.ok(service.spec.ports.some((p: Obj) => p.name === backend.port.name));
     const sink = find(docs, 'Deployment', 'metrics-sink')!;
-    assert.deepEqual(container(sink).args, ['node', 'dist/services/metrics/main.js']);
+    assert.deepEqual(container(sink).args, ['node', 'dist/services/metrics-sink/main.js']);
   });
 
   test('images: one CPU image everywhere; the GPU overlay puts model stages on the CUDA image with a GPU each', () => {
@@ -229,8 +229,8 @@ describe('docker-compose.yml', () => {
   test('NATS (with its config in deploy/), ClickHouse, the edge, every step and the sink', () => {
     const commands = Object.fromEntries(product.map(([name, s]) => [name, s.command.join(' ')]));
     assert.equal(commands.edge, 'node dist/services/edge/main.js');
-    assert.equal(commands['metrics-sink'], 'node dist/services/metrics/main.js');
-    for (const step of steps) assert.equal(commands[step], `node dist/services/stages/worker.js ${step}`, `service for step ${step}`);
+    assert.equal(commands['metrics-sink'], 'node dist/services/metrics-sink/main.js');
+    for (const step of steps) assert.equal(commands[step], `node dist/services/stage-worker/main.js ${step}`, `service for step ${step}`);
     assert.equal(product.length, steps.length + 2, 'nothing else runs the product image');
     const nats = services.nats!;
     const mount = nats.volumes.find((v: string) => v.includes('nats-server.conf')) as string;
@@ -246,7 +246,7 @@ describe('docker-compose.yml', () => {
 
   test('every environment variable of a product service is a documented setting; URLs name the compose services', () => {
     for (const [name, s] of product) {
-      for (const key of Object.keys(s.environment)) assert.ok(SETTINGS.has(key), `${name} sets ${key}, which services/shared/config.ts does not know`);
+      for (const key of Object.keys(s.environment)) assert.ok(SETTINGS.has(key), `${name} sets ${key}, which services/lib/shared/config.ts does not know`);
       assert.equal(new URL(s.environment.NATS_URL).hostname, 'nats');
       assert.equal(new URL(s.environment.CLICKHOUSE_URL).hostname, 'clickhouse');
       assert.equal(s.environment.NATS_REPLICAS, '1', 'one NATS server: R1');

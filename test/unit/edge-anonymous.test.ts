@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { anonymousOwner, checkAnonymousSetting, isLoopbackHost } from '../../services/edge/anonymous.js';
 import { originAllowed } from '../../services/edge/cors.js';
-import { loadConfig } from '../../services/shared/config.js';
-import { createLogger } from '../../services/shared/logger.js';
+import { loadConfig } from '../../services/lib/shared/config.js';
+import { createLogger } from '../../services/lib/shared/logger.js';
 
 const log = createLogger('test');
 const cfg = (env: Record<string, string>) => loadConfig({ JWT_SECRET: 'x', ...env });

@@ -6,8 +6,8 @@ import { formValue } from '../../services/edge/http/multipart.js';
 import { decodeCursor, encodeCursor } from '../../services/edge/jobs.js';
 import { RateLimiter } from '../../services/edge/limits.js';
 import { PLAYE_ENDPOINTS, playeEndpoint, playePipeline, statusOfJobError } from '../../services/edge/playe.js';
-import { AppError } from '../../services/shared/errors.js';
-import type { StageDefinition } from '../../services/runner/stage.js';
+import { AppError } from '../../services/lib/shared/errors.js';
+import type { StageDefinition } from '../../services/lib/pipeline/stage.js';
 
 test('RateLimiter: a full bucket of perMinute, refilled continuously, Retry-After in whole seconds', () => {
   let now = 0;

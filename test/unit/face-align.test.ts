@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import {
   FFHQ_TEMPLATE_512, alignmentError, applySimilarity, estimateSimilarity, featherMask, invertSimilarity, pasteBack,
   similarityScale, templateFor, warpToAligned, type Point, type Similarity,
-} from '../../services/stages/face-align.js';
+} from '../../services/lib/imaging/face-align.js';
 
 /** A face pose: rotation θ, scale s, translation, as a similarity. */
 function pose(theta: number, s: number, tx: number, ty: number): Similarity {

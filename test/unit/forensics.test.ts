@@ -8,9 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { compareRuns } from '../../services/edge/forensics.js';
-import { outputDigest } from '../../services/forensics/digest.js';
-import { canonicalJson, loadSigningKey, signedBytes, verifyReport } from '../../services/forensics/signing.js';
-import type { JobRecord, Provenance } from '../../services/shared/schema-types.js';
+import { outputDigest } from '../../services/lib/forensics/digest.js';
+import { canonicalJson, loadSigningKey, signedBytes, verifyReport } from '../../services/lib/forensics/signing.js';
+import type { JobRecord, Provenance } from '../../services/lib/shared/schema-types.js';
 
 test('canonical JSON sorts keys at every level and ignores formatting', () => {
   assert.equal(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: 'x' } }), '{"a":{"c":"x","d":[3,{"y":2,"z":1}]},"b":1}');

@@ -12,10 +12,10 @@ import fc from 'fast-check';
 import { nestingDepth, parseJson, decodeBase64Image } from '../../services/edge/http/body.js';
 import { formValue, parseMultipart } from '../../services/edge/http/multipart.js';
 import { decodePathParameter } from '../../services/edge/http/uws-http.js';
-import { validatePipeline } from '../../services/runner/pipeline.js';
-import { loadStages } from '../../services/stages/registry.js';
-import { AppError } from '../../services/shared/errors.js';
-import { loadConfig } from '../../services/shared/config.js';
+import { validatePipeline } from '../../services/lib/pipeline/pipeline.js';
+import { loadStages } from '../../services/lib/steps/registry.js';
+import { AppError } from '../../services/lib/shared/errors.js';
+import { loadConfig } from '../../services/lib/shared/config.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
 const params: fc.Parameters<unknown> = { numRuns: RUNS, interruptAfterTimeLimit: 8000, ...(process.env.FUZZ_SEED ? { seed: Number(process.env.FUZZ_SEED) } : {}) };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { idTime, newId } from '../../services/shared/ids.js';
+import { idTime, newId } from '../../services/lib/shared/ids.js';
 
 test('ids are 26 Crockford base32 characters, unique, and sort by time', () => {
   const ids = new Set(Array.from({ length: 1000 }, () => newId()));

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import sharp from 'sharp';
-import { imageSize } from '../../services/edge/image-size.js';
+import { imageSize } from '../../services/lib/imaging/image-size.js';
 import { fixture } from '../helpers/paths.js';
 
 const PHOTOS = ['dog.jpg', 'messi5.jpg', 'basketball1.png', 'baboon.jpg'];

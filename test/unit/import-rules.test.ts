@@ -21,7 +21,7 @@ function imports(file: string): string[] {
 }
 
 test('step files import no bus, ClickHouse, edge or transport code', () => {
-  const dir = path.join(REPO_ROOT, 'services/stages/steps');
+  const dir = path.join(REPO_ROOT, 'services/lib/steps');
   const files = readdirSync(dir).filter((f) => f.endsWith('.ts'));
   assert.ok(files.length >= 7, `found the steps: ${files.join(', ')}`);
   for (const file of files) {
@@ -35,7 +35,7 @@ test('step files import no bus, ClickHouse, edge or transport code', () => {
 test('the edge, with every step definition loaded, maps no ONNX Runtime library', () => {
   const script = `
     await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/services/edge/server.js'))});
-    const { loadStages } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/services/stages/registry.js'))});
+    const { loadStages } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/services/lib/steps/registry.js'))});
     const stages = await loadStages();
     const maps = (await import('node:fs')).readFileSync('/proc/self/maps', 'utf8');
     console.log(JSON.stringify({ steps: stages.size, onnx: /onnxruntime/i.test(maps) }));`;
@@ -46,7 +46,7 @@ test('the edge, with every step definition loaded, maps no ONNX Runtime library'
   assert.equal(result.onnx, false, 'onnxruntime-node was loaded by the edge');
   // The check can fail: a stage's modules do map it once a model is used.
   const control = spawnSync(process.execPath, ['--input-type=module', '-e', `
-    const { ort } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/services/models/onnx.js'))});
+    const { ort } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/services/lib/models/onnx.js'))});
     ort();
     console.log(/onnxruntime/i.test((await import('node:fs')).readFileSync('/proc/self/maps', 'utf8')));`], { encoding: 'utf8' });
   assert.equal(control.stdout.trim(), 'true', control.stderr);

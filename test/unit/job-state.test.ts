@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { projectJob } from '../../services/bus/job-state.js';
-import type { JobEvent, JobRecord, StageMetric } from '../../services/shared/schema-types.js';
+import { projectJob } from '../../services/lib/bus/job-state.js';
+import type { JobEvent, JobRecord, StageMetric } from '../../services/lib/shared/schema-types.js';
 
 const JOB = '01JB0000000000000000000000';
 const record: JobRecord = {

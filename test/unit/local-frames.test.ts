@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync, utimesSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { LocalFrames } from '../../services/bus/frames/local-frames.js';
-import type { FrameRef } from '../../services/shared/schema-types.js';
+import { LocalFrames } from '../../services/lib/bus/frames/local-frames.js';
+import type { FrameRef } from '../../services/lib/shared/schema-types.js';
 
 test('the host-local frame cache round-trips frames, only for its own host, and sweeps old jobs', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'frames-'));

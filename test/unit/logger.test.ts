@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
-import { createLogger, prettyLine } from '../../services/shared/logger.js';
+import { createLogger, prettyLine } from '../../services/lib/shared/logger.js';
 
 function capture(format: 'json' | 'pretty') {
   const out = new PassThrough();

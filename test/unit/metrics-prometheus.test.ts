@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { PROMETHEUS_CONTENT_TYPE, Registry } from '../../services/metrics/prometheus.js';
+import { PROMETHEUS_CONTENT_TYPE, Registry } from '../../services/lib/metrics/prometheus.js';
 
 test('counters, gauges and histograms render in text format 0.0.4', async () => {
   const r = new Registry();

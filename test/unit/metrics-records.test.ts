@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { InvalidMetricError, parseMetricMessage } from '../../services/metrics/records.js';
-import { parseStatsQuery, stageStatsSql, jobStatsSql } from '../../services/metrics/stats.js';
-import { assertIdentifier, clickhouseErrorCode, isDataError } from '../../services/metrics/clickhouse.js';
-import { checkMigrations, migrations } from '../../services/metrics/migrations.js';
-import { AppError } from '../../services/shared/errors.js';
+import { InvalidMetricError, parseMetricMessage } from '../../services/metrics-sink/records.js';
+import { parseStatsQuery, stageStatsSql, jobStatsSql } from '../../services/lib/metrics/stats.js';
+import { assertIdentifier, clickhouseErrorCode, isDataError } from '../../services/lib/metrics/clickhouse.js';
+import { checkMigrations, migrations } from '../../services/lib/metrics/migrations.js';
+import { AppError } from '../../services/lib/shared/errors.js';
 import { jobEvent, jobIdOf, jobMetric, stageEvent, stageMetric } from '../helpers/metrics-fixtures.js';
 
 const NOW = 1_700_000_000_123;

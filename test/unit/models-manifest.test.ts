@@ -4,8 +4,8 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { findModel, loadManifest, modelPath, modelsForTask, validateManifest } from '../../services/models/manifest.js';
-import { loadModel, modelInstalled, providerChain } from '../../services/models/runtime.js';
+import { findModel, loadManifest, modelPath, modelsForTask, validateManifest } from '../../services/lib/models/manifest.js';
+import { loadModel, modelInstalled, providerChain } from '../../services/lib/models/runtime.js';
 import { MODELS_DIR, REPO_ROOT } from '../helpers/paths.js';
 
 const manifest = loadManifest(path.join(REPO_ROOT, 'models', 'manifest.json'));
@@ -116,7 +116,7 @@ test('provider chain follows ONNX_PROVIDERS and always ends with cpu', () => {
 test('ONNX_PROVIDERS=cuda falls back to CPU when CUDA cannot be created, and says so', (t) => {
   if (!existsSync(path.join(MODELS_DIR, 'face_detection', 'yunet_2023mar_640.onnx'))) return t.skip('shared models not available');
   const script = `
-    const { loadModel } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/services/models/runtime.js'))});
+    const { loadModel } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/services/lib/models/runtime.js'))});
     const warnings = [];
     const log = { info() {}, debug() {}, warn(o, m) { warnings.push(m); } };
     const m = await loadModel('yunet-640', { modelsDir: ${JSON.stringify(MODELS_DIR)}, log });

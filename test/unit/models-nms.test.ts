@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { classwiseNms, iou, nms, topK, type Candidate } from '../../services/models/nms.js';
+import { classwiseNms, iou, nms, topK, type Candidate } from '../../services/lib/models/nms.js';
 
 const box = (x1: number, y1: number, x2: number, y2: number, score: number, classId?: number): Candidate => ({ x1, y1, x2, y2, score, classId });
 

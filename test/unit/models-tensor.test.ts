@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   frameToRgb, letterbox, letterboxGeometry, padRgb, rgbToTensor, rgbToTensorData, stretchGeometry, tensorDataToHwc, toSourceBox, toSourcePoint,
-} from '../../services/models/tensor.js';
-import { bucketSize, padToBucket } from '../../services/models/runtime.js';
+} from '../../services/lib/models/tensor.js';
+import { bucketSize, padToBucket } from '../../services/lib/models/runtime.js';
 
 test('letterbox geometry: landscape into a square pads the bottom, scale from the long side', () => {
   const g = letterboxGeometry(768, 576, 416, 416);

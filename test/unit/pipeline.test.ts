@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { conditionHolds, validatePipeline } from '../../services/runner/pipeline.js';
-import { loadStages } from '../../services/stages/registry.js';
-import { AppError } from '../../services/shared/errors.js';
+import { conditionHolds, validatePipeline } from '../../services/lib/pipeline/pipeline.js';
+import { loadStages } from '../../services/lib/steps/registry.js';
+import { AppError } from '../../services/lib/shared/errors.js';
 
 async function rejects(pipeline: unknown, code: string, path: RegExp) {
   const stages = await loadStages();

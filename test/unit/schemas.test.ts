@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { REPO_ROOT } from '../helpers/paths.js';
-import { stepSchemaNames, validateOrThrow } from '../../services/shared/schemas.js';
-import { loadStages } from '../../services/stages/registry.js';
-import { AppError } from '../../services/shared/errors.js';
+import { stepSchemaNames, validateOrThrow } from '../../services/lib/shared/schemas.js';
+import { loadStages } from '../../services/lib/steps/registry.js';
+import { AppError } from '../../services/lib/shared/errors.js';
 
 test('the generated schema types are up to date with schemas/', () => {
   const check = spawnSync(process.execPath, ['scripts/gen-schema-types.mjs', '--check'], { cwd: REPO_ROOT, encoding: 'utf8' });

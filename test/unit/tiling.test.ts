@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AppError } from '../../services/shared/errors.js';
+import { AppError } from '../../services/lib/shared/errors.js';
 import {
   axisWeights, byteSource, bytesToPlanar, runTiled, runTiledToBytes, runTiledToPlanar, tileStarts,
   type PlanarImage, type TileModel,
-} from '../../services/stages/tiling.js';
+} from '../../services/lib/imaging/tiling.js';
 
 /** Deterministic pseudo-random bytes (so failures reproduce). */
 function randomBytes(n: number, seed = 1): Buffer {

@@ -4,9 +4,9 @@
  * docs/api.md documents every route; schemas/http/ has every body.
  */
 import type { TemplatedApp } from 'uWebSockets.js';
-import { ownerHash } from '../../bus/job-store.js';
-import { AppError } from '../../shared/errors.js';
-import type { Owner } from '../../shared/schema-types.js';
+import { ownerHash } from '../../lib/bus/job-store.js';
+import { AppError } from '../../lib/shared/errors.js';
+import type { Owner } from '../../lib/shared/schema-types.js';
 import { anonymousOwner } from '../anonymous.js';
 import { bearerToken } from '../auth.js';
 import { mountBlobRoutes } from './routes/blobs.js';
@@ -20,7 +20,7 @@ import { mountObservabilityRoutes } from './routes/observability.js';
 import { mountDevTokenRoute } from './routes/dev-token.js';
 import { mountStepRoutes } from './routes/steps.js';
 import { mountWebRoutes, playgroundAvailable } from './routes/web.js';
-import type { Registry } from '../../metrics/prometheus.js';
+import type { Registry } from '../../lib/metrics/prometheus.js';
 import { route, type HttpOptions, type Request } from './uws-http.js';
 import type { EdgeDeps } from '../deps.js';
 

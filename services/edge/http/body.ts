@@ -3,10 +3,10 @@
  * job request from multipart (`file`), JSON (`image`: base64 or a data URL) or an uploaded
  * blob (`blobId`).
  */
-import type { Config } from '../../shared/config.js';
-import { AppError, badRequest } from '../../shared/errors.js';
-import type { BlobRef, CreateJobRequest, Owner } from '../../shared/schema-types.js';
-import { validateOrThrow } from '../../shared/schemas.js';
+import type { Config } from '../../lib/shared/config.js';
+import { AppError, badRequest } from '../../lib/shared/errors.js';
+import type { BlobRef, CreateJobRequest, Owner } from '../../lib/shared/schema-types.js';
+import { validateOrThrow } from '../../lib/shared/schemas.js';
 import type { CallerBlobs } from '../blobs.js';
 import { formValue, parseMultipart } from './multipart.js';
 import type { Request } from './uws-http.js';

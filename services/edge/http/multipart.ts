@@ -5,7 +5,7 @@
  */
 import './uws-env.js';
 import uWS from 'uWebSockets.js';
-import { badRequest } from '../../shared/errors.js';
+import { badRequest } from '../../lib/shared/errors.js';
 
 export interface FormData {
   files: Map<string, { data: Buffer; filename?: string; type?: string }>;

@@ -5,6 +5,6 @@
  * edge, which refuses them itself (MAX_URL_BYTES, MAX_HEADER_BYTES) with the error envelope.
  * Import it before 'uWebSockets.js' in every module that loads the library.
  */
-import { settings } from '../../shared/config.js';
+import { settings } from '../../lib/shared/config.js';
 
 if (!process.env.UWS_HTTP_MAX_HEADERS_SIZE) process.env.UWS_HTTP_MAX_HEADERS_SIZE = String(settings.uwsMaxHeadersSize.default);

@@ -12,8 +12,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { AppError, toClientError } from '../../shared/errors.js';
-import type { Logger } from '../../shared/logger.js';
+import { AppError, toClientError } from '../../lib/shared/errors.js';
+import type { Logger } from '../../lib/shared/logger.js';
 
 export interface Request {
   method: string;

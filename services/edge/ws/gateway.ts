@@ -14,11 +14,11 @@
  */
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { DeliverPolicy } from '@nats-io/jetstream';
-import { isTerminalEvent, ownerHash } from '../../bus/job-store.js';
-import { STREAMS, subjects } from '../../bus/subjects.js';
-import { AppError, toAppError, toClientError } from '../../shared/errors.js';
-import type { JobEvent, JobRecord, Owner, WsClientMessage, WsServerMessage } from '../../shared/schema-types.js';
-import { schemaValidator, describeErrors } from '../../shared/schemas.js';
+import { isTerminalEvent, ownerHash } from '../../lib/bus/job-store.js';
+import { STREAMS, subjects } from '../../lib/bus/subjects.js';
+import { AppError, toAppError, toClientError } from '../../lib/shared/errors.js';
+import type { JobEvent, JobRecord, Owner, WsClientMessage, WsServerMessage } from '../../lib/shared/schema-types.js';
+import { schemaValidator, describeErrors } from '../../lib/shared/schemas.js';
 import type { EdgeDeps } from '../deps.js';
 import { bearerToken } from '../auth.js';
 import { decodeBase64Image, parseJson, parseJsonBody } from '../http/body.js';

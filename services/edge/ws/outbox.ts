@@ -10,7 +10,7 @@
  * so a big result never fails a fast client.
  */
 import type { WebSocket } from 'uWebSockets.js';
-import type { Logger } from '../../shared/logger.js';
+import type { Logger } from '../../lib/shared/logger.js';
 
 export interface OutboxOptions {
   softLimit: number;

@@ -1,6 +1,6 @@
 /** POST /api/blobs: upload an image once, use its blobId in job requests (HTTP or WebSocket). */
 import type { TemplatedApp } from 'uWebSockets.js';
-import { badRequest } from '../../../shared/errors.js';
+import { badRequest } from '../../../lib/shared/errors.js';
 import type { ApiContext } from '../api.js';
 import { parseMultipart } from '../multipart.js';
 import { json, route } from '../uws-http.js';

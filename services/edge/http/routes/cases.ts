@@ -6,11 +6,11 @@
  * creates or updates it, the later updatedAt winning.
  */
 import type { TemplatedApp } from 'uWebSockets.js';
-import { AppError, badRequest } from '../../../shared/errors.js';
-import type { RenameCaseRequest } from '../../../shared/schema-types.js';
-import { validateOrThrow } from '../../../shared/schemas.js';
-import { caseScope } from '../../../bus/case-store.js';
-import { requestAudit } from '../../../metrics/audit.js';
+import { AppError, badRequest } from '../../../lib/shared/errors.js';
+import type { RenameCaseRequest } from '../../../lib/shared/schema-types.js';
+import { validateOrThrow } from '../../../lib/shared/schemas.js';
+import { caseScope } from '../../../lib/bus/case-store.js';
+import { requestAudit } from '../../../lib/metrics/audit.js';
 import { caseView, evidenceView } from '../../cases.js';
 import type { ApiContext } from '../api.js';
 import { parseJsonBody } from '../body.js';

@@ -7,7 +7,7 @@
  */
 import { SignJWT } from 'jose';
 import type { TemplatedApp } from 'uWebSockets.js';
-import { AppError } from '../../../shared/errors.js';
+import { AppError } from '../../../lib/shared/errors.js';
 import type { ApiContext } from '../api.js';
 import { json, route } from '../uws-http.js';
 

@@ -1,7 +1,7 @@
 /** The jobs API: create, list, read, result, cancel. Another caller's job is always 404. */
 import type { TemplatedApp } from 'uWebSockets.js';
-import { badRequest } from '../../../shared/errors.js';
-import type { JobStatus } from '../../../shared/schema-types.js';
+import { badRequest } from '../../../lib/shared/errors.js';
+import type { JobStatus } from '../../../lib/shared/schema-types.js';
 import { waitForJobEnd } from '../../job-waiter.js';
 import { jobView } from '../../views.js';
 import type { ApiContext } from '../api.js';

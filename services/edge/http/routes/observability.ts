@@ -5,9 +5,9 @@
  * metrics service over NATS (embedded chDB lives in that one process).
  */
 import type { TemplatedApp } from 'uWebSockets.js';
-import { registerBacklogGauges } from '../../../metrics/backlog.js';
-import { PROMETHEUS_CONTENT_TYPE, type Registry } from '../../../metrics/prometheus.js';
-import { requestStats } from '../../../metrics/stats.js';
+import { registerBacklogGauges } from '../../../lib/metrics/backlog.js';
+import { PROMETHEUS_CONTENT_TYPE, type Registry } from '../../../lib/metrics/prometheus.js';
+import { requestStats } from '../../../lib/metrics/stats.js';
 import type { ApiContext } from '../api.js';
 import { json, route } from '../uws-http.js';
 

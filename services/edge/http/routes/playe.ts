@@ -13,9 +13,9 @@
  */
 import { createHash } from 'node:crypto';
 import type { TemplatedApp } from 'uWebSockets.js';
-import { isTerminal } from '../../../bus/job-store.js';
-import { AppError, badRequest, notFound } from '../../../shared/errors.js';
-import type { JobRecord, Owner, PipelineStep } from '../../../shared/schema-types.js';
+import { isTerminal } from '../../../lib/bus/job-store.js';
+import { AppError, badRequest, notFound } from '../../../lib/shared/errors.js';
+import type { JobRecord, Owner, PipelineStep } from '../../../lib/shared/schema-types.js';
 import { waitForJobEnd } from '../../job-waiter.js';
 import { PLAYE_ALIASES, PLAYE_ENDPOINTS, PLAYE_UNAVAILABLE, playeEndpoint, playePipeline, statusOfJobError, type PlayeEndpoint } from '../../playe.js';
 import { boxesOf, playeFaces, playeObjects } from '../../playe-shapes.js';

@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TemplatedApp } from 'uWebSockets.js';
-import type { StepDescription } from '../../../shared/schema-types.js';
-import { schemasDir } from '../../../shared/schemas.js';
+import type { StepDescription } from '../../../lib/shared/schema-types.js';
+import { schemasDir } from '../../../lib/shared/schemas.js';
 import type { ApiContext } from '../api.js';
 import { json, route } from '../uws-http.js';
 

@@ -11,7 +11,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TemplatedApp } from 'uWebSockets.js';
-import { notFound } from '../../../shared/errors.js';
+import { notFound } from '../../../lib/shared/errors.js';
 import type { ApiContext } from '../api.js';
 import { route, type Reply, type Request } from '../uws-http.js';
 
