@@ -22,6 +22,7 @@ import { loadStages } from '../services/lib/steps/registry.js';
 import { config } from '../services/lib/shared/config.js';
 import { createLogger } from '../services/lib/shared/logger.js';
 import type { Findings } from '../services/lib/shared/schema-types.js';
+import { admitHere, stepContext } from '../test/helpers/steps.js';
 
 const FIXTURES = process.env.FIXTURES_DIR ?? path.resolve('..', 'shared', 'fixtures');
 
@@ -49,7 +50,7 @@ async function main(): Promise<void> {
       pipeline = validatePipeline(raw, stages);
       for (const item of pipeline) {
         const stage = stages.get(item.step)!;
-        stage.admit?.(item.params ?? {}, { log, modelsDir: config.modelsDir });
+        admitHere(stage, item.params ?? {}, config.modelsDir);
         if (!prepared.has(item.step)) prepared.set(item.step, await stage.prepare({ log, modelsDir: config.modelsDir }) as PreparedStage<Record<string, unknown>>);
       }
     } catch (error) {
@@ -63,7 +64,7 @@ async function main(): Promise<void> {
       const hashes: string[] = [];
       for (const item of pipeline) {
         const result = await prepared.get(item.step)!.run(input as StageInput, resolveParams(item.step, item.params), {
-          log, signal: new AbortController().signal, findings, inputFormat: 'jpeg', heartbeat: () => undefined,
+          ...stepContext(findings, { log }), inputFormat: 'jpeg',
         });
         findings = { ...findings, ...result.findings };
         hashes.push(`${item.step}:${outputDigest(result).outputSha256?.slice(0, 16)}`);

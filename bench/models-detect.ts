@@ -17,10 +17,11 @@ import { config } from '../services/lib/shared/config.js';
 import type { DetectFacesParams, DetectFacesParamsResolved, DetectObjectsParams, DetectObjectsParamsResolved } from '../services/lib/shared/schema-types.js';
 import { MODELS_DIR, fixture } from '../test/helpers/paths.js';
 import { resolveParams } from '../services/lib/pipeline/params.js';
+import { stepContext } from '../test/helpers/steps.js';
 
 const runs = Number(process.argv[2] ?? 10);
 const log = pino({ level: 'silent' });
-const ctx: StageContext = { log, signal: new AbortController().signal, findings: {}, heartbeat() {} };
+const ctx: StageContext = stepContext({}, { log });
 
 /** A fixture resized to about one megapixel (aspect kept). */
 async function megapixelFrame(name: string): Promise<Frame> {

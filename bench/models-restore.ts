@@ -17,6 +17,7 @@ import type { Findings } from '../services/lib/shared/schema-types.js';
 import { fixture } from '../test/helpers/paths.js';
 import { createRestorationModelsDir } from '../test/helpers/restoration-models.js';
 import { resolveParams } from '../services/lib/pipeline/params.js';
+import { stepContext } from '../test/helpers/steps.js';
 
 const testModels = createRestorationModelsDir();
 process.env.MODELS_MANIFEST = testModels.manifestPath;
@@ -26,7 +27,7 @@ const { createEnhanceFacesStage } = await import('../services/lib/steps/enhance_
 const { stage: detectFaces } = await import('../services/lib/steps/detect_faces.js');
 
 const silent = { info() {}, warn() {}, debug() {}, error() {}, trace() {}, fatal() {}, child() { return silent; } } as unknown as StageContext['log'];
-const ctx = (findings: Findings = {}): StageContext => ({ log: silent, signal: new AbortController().signal, findings, heartbeat() {} });
+const ctx = (findings: Findings = {}): StageContext => stepContext(findings, { log: silent });
 const modelsDir = testModels.modelsDir;
 
 const args = process.argv.slice(2);

@@ -169,6 +169,20 @@ async function choosePhoto(file: File | Blob, name: string): Promise<void> {
 // ---------- pipeline editor ----------
 
 interface Item { step: string; params: Record<string, unknown>; when?: string }
+
+/**
+ * The editor's condition menu shows the older string spellings; a job's generic condition
+ * ({found: kind}) is shown by its string when it has one, else as its JSON (sent back as is).
+ */
+function conditionText(when: NonNullable<PipelineStep['when']>): string {
+  if (typeof when === 'string') return when;
+  if ('found' in when) return when.found === 'faces' ? 'faces_found' : when.found === 'objects' ? 'objects_found' : JSON.stringify(when);
+  return when.notFound === 'faces' ? 'no_faces_found' : JSON.stringify(when);
+}
+
+function conditionValue(text: string): PipelineStep['when'] {
+  return (text.startsWith('{') ? JSON.parse(text) : text) as PipelineStep['when'];
+}
 let pipeline: Item[] = [];
 const WHEN = ['always', 'faces_found', 'no_faces_found', 'objects_found'];
 
@@ -233,7 +247,9 @@ function stepCard(item: Item, i: number): HTMLLIElement {
   const properties = ((desc?.params as { properties?: Record<string, JsonSchema> } | undefined)?.properties) ?? {};
   for (const [name, schema] of Object.entries(properties)) params.append(paramInput(item, i, name, schema));
   if (desc?.conditional) {
-    const select = h('select', { 'data-param': 'when', id: `p${i}-when` }, ...WHEN.map((w) => h('option', { value: w === 'always' ? '' : w }, w)));
+    // A job's generic condition that has no string spelling gets an option of its own.
+    const choices = item.when && !(WHEN as readonly string[]).includes(item.when) ? [...WHEN, item.when] : WHEN;
+    const select = h('select', { 'data-param': 'when', id: `p${i}-when` }, ...choices.map((w) => h('option', { value: w === 'always' ? '' : w }, w)));
     select.value = item.when ?? '';
     select.onchange = () => {
       if (select.value) item.when = select.value;
@@ -341,7 +357,7 @@ function renderProblems(): void {
 }
 
 function pipelineToSend(): PipelineStep[] {
-  return pipeline.map((item) => ({ step: item.step, ...(Object.keys(item.params).length ? { params: item.params } : {}), ...(item.when ? { when: item.when as PipelineStep['when'] } : {}) }));
+  return pipeline.map((item) => ({ step: item.step, ...(Object.keys(item.params).length ? { params: item.params } : {}), ...(item.when ? { when: conditionValue(item.when) } : {}) }));
 }
 
 // ---------- WebSocket ----------
@@ -519,7 +535,7 @@ async function openJob(jobId: string): Promise<void> {
   showTab('run');
   // The editor shows the job's own pipeline (defaults filled in by the edge), ready to run again.
   if (view.pipeline) {
-    pipeline = view.pipeline.map((item) => ({ step: item.step, params: { ...(item.params ?? {}) }, ...(item.when && item.when !== 'always' ? { when: item.when } : {}) }));
+    pipeline = view.pipeline.map((item) => ({ step: item.step, params: { ...(item.params ?? {}) }, ...(item.when && item.when !== 'always' ? { when: conditionText(item.when) } : {}) }));
     renderPipeline();
   }
   startJob(view.jobId, view.pipeline ?? view.steps ?? []);

@@ -8,6 +8,7 @@ import { loadStage } from '../../services/lib/steps/registry.js';
 import type { Findings } from '../../services/lib/shared/schema-types.js';
 import { MODELS_DIR, now, silentLog } from './util.js';
 import { resolveParams } from '../../services/lib/pipeline/params.js';
+import { stepContext } from '../../test/helpers/steps.js';
 
 export interface PipelineStep { step: string; params?: Record<string, unknown> }
 
@@ -35,7 +36,7 @@ export async function runInProcess(pipeline: PipelineStep[], image: Buffer): Pro
   const t0 = now();
   let output: EncodedImage | undefined;
   for (const item of pipeline) {
-    const ctx: StageContext = { log: silentLog, signal: new AbortController().signal, findings, inputFormat: findings.image?.format, heartbeat() {} };
+    const ctx: StageContext = stepContext(findings, { log: silentLog });
     const a = now();
     const result = await prepared.get(item.step)!.run(input as StageInput, resolveParams(item.step, item.params), ctx);
     stepMs.push(now() - a);

@@ -15,6 +15,7 @@ import { loadStage } from '../../services/lib/steps/registry.js';
 import { config } from '../../services/lib/shared/config.js';
 import { fixture, hasGpu, MODELS_DIR, ms, now, progress, silentLog, summarize, table } from '../lib/util.js';
 import type { SectionResult } from './types.js';
+import { stepContext } from '../../test/helpers/steps.js';
 
 interface ModelCase { step: string; label: string; params: Record<string, unknown>; heavy?: boolean }
 
@@ -49,7 +50,7 @@ export async function modelsSection(options: { quick: boolean }): Promise<Sectio
   const prepared = new Map<string, PreparedStage<Record<string, unknown>>>();
   const rows: string[][] = [];
   const data: Record<string, unknown> = {};
-  const ctx = (): StageContext => ({ log: silentLog, signal: new AbortController().signal, findings: { image: { format: 'jpeg', width: 0, height: 0, channels: 3, orientation: 1, hasAlpha: false } } as StageContext['findings'], heartbeat() {} });
+  const ctx = (): StageContext => stepContext({ image: { format: 'jpeg', width: 0, height: 0, channels: 3, orientation: 1, hasAlpha: false } }, { log: silentLog });
   for (const c of CASES) {
     try {
       if (!prepared.has(c.step)) {

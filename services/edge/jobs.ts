@@ -12,7 +12,9 @@ import type { OpenJob, OpenJobsView } from '../lib/bus/open-jobs-view.js';
 import { msgIds, subjects, uploadBlobName } from '../lib/bus/subjects.js';
 import { finishJob, type Outcome } from '../lib/pipeline/job-lifecycle.js';
 import { validatePipeline } from '../lib/pipeline/pipeline.js';
-import type { StageDefinition } from '../lib/pipeline/stage.js';
+import { admitStep } from '../lib/pipeline/admission.js';
+import type { StepManifest } from '../lib/pipeline/stage.js';
+import type { StagePresenceView } from '../lib/bus/stage-presence.js';
 import type { Config } from '../lib/shared/config.js';
 import { AppError, badRequest, conflict, notFound } from '../lib/shared/errors.js';
 import { idTime, newId } from '../lib/shared/ids.js';
@@ -64,7 +66,7 @@ const RESULT_CONFLICT: Record<JobStatus, string> = {
 export class JobsService {
   constructor(
     private readonly bus: Bus,
-    private readonly stages: Map<string, StageDefinition>,
+    private readonly manifests: ReadonlyMap<string, StepManifest>,
     private readonly config: Config,
     private readonly log: Logger,
     private readonly backlog?: BacklogGate,
@@ -73,19 +75,22 @@ export class JobsService {
      * live: running jobs' progress as it went by (GET shows running steps without reads);
      * cases and custody: jobs in a case, and the chain-of-custody records of their evidence.
      */
-    parts: { open?: OpenJobsView; live?: LiveJobs; cases?: CasesService; custody?: Custody } = {},
+    parts: { open?: OpenJobsView; live?: LiveJobs; cases?: CasesService; custody?: Custody; presence?: StagePresenceView } = {},
   ) {
     this.open = parts.open;
+    this.presence = parts.presence;
     this.live = parts.live;
     if (parts.cases && parts.custody) this.forensics = { cases: parts.cases, custody: parts.custody };
   }
 
   private readonly open?: OpenJobsView;
   private readonly live?: LiveJobs;
+  /** Live stage processes and the models they serve (admission); without it nothing is refused for models. */
+  private readonly presence?: StagePresenceView;
   private readonly forensics?: { cases: CasesService; custody: Custody };
 
-  get steps(): ReadonlyMap<string, StageDefinition> {
-    return this.stages;
+  get steps(): ReadonlyMap<string, StepManifest> {
+    return this.manifests;
   }
 
   /**
@@ -94,10 +99,11 @@ export class JobsService {
    * goes out live only. The upload and the record are written at the same time.
    */
   async submit(owner: Owner, request: SubmitRequest): Promise<{ job: JobRecord; created: boolean }> {
-    const pipeline = validatePipeline(request.pipeline, this.stages);
+    const pipeline = validatePipeline(request.pipeline, this.manifests);
     for (const [i, item] of pipeline.entries()) {
       try {
-        this.stages.get(item.step)!.admit?.(item.params ?? {}, { log: this.log, modelsDir: this.config.modelsDir });
+        const needs = this.manifests.get(item.step)!.models?.(item.params ?? {}) ?? [];
+        if (this.presence) admitStep(item.step, needs, this.presence.hostsOf(item.step));
       } catch (error) {
         if (error instanceof AppError) throw new AppError(error.status, error.code, `/pipeline/${i}: ${error.message}`, { details: error.details, retryable: false });
         throw error;

@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { StageDefinition } from '../lib/pipeline/stage.js';
+import type { StepManifest } from '../lib/pipeline/stage.js';
 import { AppError, badRequest } from '../lib/shared/errors.js';
 import type { PipelineStep } from '../lib/shared/schema-types.js';
 import { schemasDir } from '../lib/shared/schemas.js';
@@ -77,7 +77,7 @@ function stepOptionNames(step: string): string[] {
  * parameters, still strings). Throws 400 unknown_option naming every option it does not know,
  * and 503 model_not_installed when a step of the endpoint is not installed here at all.
  */
-export function playePipeline(endpoint: PlayeEndpoint, rawOptions: Map<string, unknown>, stages: ReadonlyMap<string, StageDefinition>): PipelineStep[] {
+export function playePipeline(endpoint: PlayeEndpoint, rawOptions: Map<string, unknown>, stages: ReadonlyMap<string, StepManifest>): PipelineStep[] {
   for (const step of endpoint.steps) {
     if (!stages.has(step)) {
       throw new AppError(503, 'model_not_installed', `this server has no ${step} step installed, so it cannot do this`, { retryable: false, details: { step } });

@@ -4,7 +4,8 @@
 import './http/uws-env.js';
 import uWS from 'uWebSockets.js';
 import { connectBus, type Bus } from '../lib/bus/bus.js';
-import { loadStages } from '../lib/steps/registry.js';
+import { loadManifests } from '../lib/steps/registry.js';
+import { StagePresenceView } from '../lib/bus/stage-presence.js';
 import type { Config } from '../lib/shared/config.js';
 import type { Logger } from '../lib/shared/logger.js';
 import { checkAnonymousSetting } from './anonymous.js';
@@ -32,6 +33,8 @@ export interface Edge {
   port: number;
   bus: Bus;
   jobs: JobsService;
+  /** The live stage processes as this edge sees them (admission reads it). */
+  presence: StagePresenceView;
   /** WebSocket connections and their unsent bytes (backpressure). */
   wsStats(): GatewayStats;
   /** The HTTP routes mounted (method, uWS pattern). */
@@ -41,8 +44,9 @@ export interface Edge {
 
 export async function startEdge(config: Config, log: Logger): Promise<Edge> {
   checkAnonymousSetting(config, log); // before anything is started: a refused setting leaves nothing behind
-  const stages = await loadStages();
-  const steps = [...stages.keys()];
+  // The steps as data only: the edge loads no model, no model runtime and no step's pixel code.
+  const manifests = await loadManifests({ extraDirs: config.stepsDirs });
+  const steps = [...manifests.keys()];
   const bus = await connectBus(config, log, 'photolab-edge', { steps });
   // The launcher's generated secret counts only when no operator configured keys; the edge then
   // verifies with it and may issue development tokens (POST /api/dev/token).
@@ -54,7 +58,8 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
   live.start(bus.nc);
   const custody = new Custody(bus.js);
   const cases = new CasesService(bus, custody);
-  const jobs = new JobsService(bus, stages, config, log, backlog, { cases, custody, open, live });
+  const presence = await StagePresenceView.start(bus.nc);
+  const jobs = new JobsService(bus, manifests, config, log, backlog, { cases, custody, open, live, presence });
   const forensics = new ForensicsService(bus, jobs, custody, await loadSigningKey({ keyFile: config.reportSigningKeyFile, dataDir: config.dataDir }), config);
   const blobs = await CallerBlobs.open(bus, bus.nc, config.maxUploadBytes);
   const rateLimiter = new RateLimiter(config.rateLimitPerMinute);
@@ -86,6 +91,7 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
   const port = uWS.us_socket_local_port(listenSocket);
   log.info({ port, url: `http://${config.httpHost === '0.0.0.0' ? '127.0.0.1' : config.httpHost}:${port}` }, 'edge listening');
   return {
+    presence,
     port,
     bus,
     jobs,
@@ -97,6 +103,7 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
       jobLog.stop();
       open.stop();
       live.stop();
+      presence.stop();
       uWS.us_listen_socket_close(listenSocket);
       gateway.closeAll();
       app.close();

@@ -15,7 +15,7 @@ import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { ensureTopology } from '../lib/bus/topology.js';
 import { anonymousRefusal } from '../edge/anonymous.js';
-import { loadStages } from '../lib/steps/registry.js';
+import { loadManifests } from '../lib/steps/registry.js';
 import { loadConfig } from '../lib/shared/config.js';
 import { createLogger } from '../lib/shared/logger.js';
 import { devSecretPath, signDevToken } from '../lib/shared/dev-token.js';
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     log.info({ corsOrigins: env.CORS_ORIGINS }, 'CORS_ORIGINS not set: allowing local front ends');
   }
 
-  const stages = await loadStages();
+  const stages = await loadManifests({ extraDirs: config.stepsDirs });
   const steps = config.stages.length > 0 ? config.stages : [...stages.keys()];
   const nc = await connect({ servers: env.NATS_URL!.split(','), name: 'photolab-launcher' });
   await ensureTopology(nc, await jetstreamManager(nc), { ...config, natsUrl: env.NATS_URL! }, steps);

@@ -12,26 +12,32 @@ import { addMicroService, type MicroService } from '../lib/bus/micro.js';
 import { STREAMS, stageConsumer, subjects } from '../lib/bus/subjects.js';
 import { StageRunner, type ColocatedSteps, type RunnerHooks, type RunObserver } from '../lib/pipeline/stage-runner.js';
 import type { PreparedStage } from '../lib/pipeline/stage.js';
-import { config as defaultConfig, type Config } from '../lib/shared/config.js';
+import { loadConfig, type Config } from '../lib/shared/config.js';
 import { AppError } from '../lib/shared/errors.js';
 import { runUntilStopped } from '../lib/shared/lifecycle.js';
 import { createLogger } from '../lib/shared/logger.js';
 import { Registry } from '../lib/metrics/prometheus.js';
-import { loadStage, loadStages } from '../lib/steps/registry.js';
+import { findingGeometry, loadStage, loadStages, manifestOf } from '../lib/steps/registry.js';
+import { installedModelIds } from '../lib/models/installed.js';
 import { serveStageMetrics, stageObserver } from './stage-metrics.js';
 
 /**
  * Starts the runners of one or more steps in this process. With several steps, a job whose
  * next step is also hosted here continues in this process (STAGE_FUSION), frame in memory.
  */
-export async function startStageWorker(steps: string | string[], config: Config = defaultConfig) {
+export interface StageWorkerOptions {
+  /** Points where a test holds a step (crash tests kill the process there). */
+  hooks?: RunnerHooks;
+}
+
+export async function startStageWorker(steps: string | string[], config: Config = loadConfig(), options: StageWorkerOptions = {}) {
   const stepList = typeof steps === 'string' ? steps.split(',') : steps;
   const name = stepList.length === 1 ? stepList[0]! : 'fused';
   const log = createLogger(`stage-${name}`);
   const colocated: ColocatedSteps = new Map();
   for (const step of stepList) {
-    const stage = await loadStage(step);
-    colocated.set(step, { stage, prepared: await stage.prepare({ log, modelsDir: config.modelsDir }) as PreparedStage<Record<string, unknown>> });
+    const stage = await loadStage(step, { extraDirs: config.stepsDirs });
+    colocated.set(step, { stage, prepared: await stage.prepare({ log, modelsDir: config.modelsDir, config }) as PreparedStage<Record<string, unknown>> });
   }
   const bus = await connectBus(config, log, `photolab-stage-${name}`, { steps: stepList });
   const registry = new Registry();
@@ -61,18 +67,26 @@ export async function startStageWorker(steps: string | string[], config: Config 
   }));
   const ends = new JobEnds(bus.nc, bus.jobs);
   ends.start();
-  const hooks = testPauses();
+  const hooks = options.hooks;
+  // Every step's manifest, not only the hosted ones': findings of any kind follow a resize here.
+  const geometry = findingGeometry([...(await loadStages({ extraDirs: config.stepsDirs })).values()].map(manifestOf));
   const runners: StageRunner[] = stepList.map((step, i) => new StageRunner({
-    bus, step, hosted: colocated, ends, config, log: log.child({ step }), hooks,
+    bus, step, hosted: colocated, ends, config, log: log.child({ step }), hooks, findingGeometry: geometry,
     observer: bothObservers(stageObserver(registry, step), microObserver(micros[i]!)),
   }));
   for (const runner of runners) await runner.start();
   const closeMetrics = config.stageMetricsPort > 0
     ? await serveStageMetrics(config.stageMetricsPort, config.httpHost, registry, bus.jsm, stepList, bus.nc)
     : undefined;
+  // The models each step can serve, re-read at every refresh: a `models fetch` while the stage
+  // runs is admitted by the edge within one presence interval, without a restart.
+  const servedModels = (step: string): string[] => {
+    const installed = installedModelIds(config.modelsDir);
+    return colocated.get(step)!.prepared.servedModels?.(installed) ?? installed;
+  };
   const leaves = await Promise.all(stepList.map((step, i) => announceStage(bus.nc, {
-    step, worker, host: config.hostId, pid: process.pid, startedAt: Date.now(),
-  }, () => ({ handled: runners[i]!.handled, info: colocated.get(step)!.prepared.describe?.() ?? {} }))));
+    step, worker, host: config.hostId, pid: process.pid, startedAt: Date.now(), version: colocated.get(step)!.stage.version,
+  }, () => ({ handled: runners[i]!.handled, models: servedModels(step), info: colocated.get(step)!.prepared.describe?.() ?? {} }))));
   const sweep = setInterval(() => void bus.localFrames.sweep(config.frameTtlS * 1000).catch(() => undefined), 60_000);
   sweep.unref();
   log.info({ steps: stepList }, 'stage ready');
@@ -112,31 +126,20 @@ function bothObservers(a: RunObserver, b: RunObserver): RunObserver {
   };
 }
 
-/**
- * Test hooks for crash tests: PHOTOLAB_TEST_PAUSE_AT=afterRun|beforeAck holds the step there
- * for PHOTOLAB_TEST_PAUSE_MS, so a test can SIGKILL the process at exactly that point.
- */
-function testPauses(): RunnerHooks {
-  const at = process.env.PHOTOLAB_TEST_PAUSE_AT;
-  const ms = Number(process.env.PHOTOLAB_TEST_PAUSE_MS ?? 0);
-  if (!at || !ms) return {};
-  const pause = () => new Promise<void>((resolve) => setTimeout(resolve, ms));
-  return at === 'beforeAck' ? { beforeAck: pause } : { afterRun: pause };
-}
-
 const PACKAGE_VERSION: string = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version;
 
 const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (isMain) {
   const arg = process.argv[2];
   // `all`: every registered step in this one process (STAGE_LAYOUT=fused).
-  const step = arg === 'all' ? [...(await loadStages()).keys()].join(',') : arg;
+  const config = loadConfig();
+  const step = arg === 'all' ? [...(await loadStages({ extraDirs: config.stepsDirs })).keys()].join(',') : arg;
   if (!step) {
     console.error('usage: worker.js <step>[,<step>...] | all');
     process.exit(2);
   }
   const log = createLogger(`stage-${step}`);
-  startStageWorker(step).then((worker) => runUntilStopped(log, () => worker.stop()), (error) => {
+  startStageWorker(step, config).then((worker) => runUntilStopped(log, () => worker.stop()), (error) => {
     log.fatal({ err: error }, `stage failed to start: ${(error as Error).message}`);
     // A missing model will still be missing after a restart: tell the launcher not to retry.
     process.exit(error instanceof AppError && !error.retryable ? 78 : 1);

@@ -39,7 +39,8 @@ export interface TestSystem {
   js: JetStreamClient;
   token(sub?: string, tenant?: string): Promise<string>;
   startWorker(steps: string): Promise<{ stop(): Promise<void> }>;
-  spawnWorker(step: string, env?: Record<string, string>): ChildProcess;
+  /** A stage in its own process; `pause` holds every step there for `ms` (to SIGKILL it exactly then). */
+  spawnWorker(step: string, env?: Record<string, string>, pause?: { at: 'afterRun' | 'beforeAck'; ms: number }): ChildProcess;
   submit(image: Buffer, pipeline: unknown, options?: { sub?: string; filename?: string }): Promise<JobView>;
   waitForJob(jobId: string, options?: { sub?: string; timeoutMs?: number }): Promise<JobView>;
   /** The job's stored history (PHOTOLAB_EVENTS): step facts and the end, in order. */
@@ -96,10 +97,15 @@ export async function startSystem(options: SystemOptions = {}): Promise<TestSyst
     async startWorker(step) {
       const worker = await startStageWorker(step, config);
       workers.push(worker);
+      // The edge admits from what it has seen of the stages: a test submits once it has seen these.
+      await waitFor(() => step.split(',').every((s) => edge.presence.hostsOf(s).length > 0), `the edge to see the ${step} stage`);
       return worker;
     },
-    spawnWorker(step, extraEnv = {}) {
-      const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/services/stage-worker/main.js'), step], {
+    spawnWorker(step, extraEnv = {}, pause) {
+      const args = pause
+        ? [path.join(REPO_ROOT, 'dist/test/helpers/paused-stage-worker.js'), step, pause.at, String(pause.ms)]
+        : [path.join(REPO_ROOT, 'dist/services/stage-worker/main.js'), step];
+      const child = spawn(process.execPath, args, {
         env: { ...process.env, ...env, ...extraEnv },
         stdio: ['ignore', 'ignore', 'inherit'],
       });

@@ -19,11 +19,11 @@ import { findModel } from '../../services/lib/models/manifest.js';
 import { schemaValidator } from '../../services/lib/shared/schemas.js';
 import { MODELS_DIR, fixture } from '../helpers/paths.js';
 import { resolveParams } from '../../services/lib/pipeline/params.js';
-import { withDefaults, type TestableStage } from '../helpers/steps.js';
+import { withDefaults, type TestableStage, stepContext, admitHere } from '../helpers/steps.js';
 
 const log = pino({ level: 'silent' });
 const options = { log, modelsDir: MODELS_DIR };
-const ctx = (): StageContext => ({ log, signal: new AbortController().signal, findings: {}, heartbeat() {} });
+const ctx = (): StageContext => stepContext({}, { log });
 
 let decode: PreparedStage<DecodeParams, 'encoded'>;
 let faces: TestableStage<DetectFacesParams>;
@@ -241,12 +241,12 @@ test('a photo without faces or objects gives empty findings', async () => {
   assert.deepEqual(result.findings, { objects: [] });
 });
 
-test('admit and run refuse a model that is not installed', async () => {
-  assert.throws(() => objectsStage.admit!(resolveParams('detect_objects', { model: 'yolox-s' }), options), (e: { status?: number; code?: string; message: string }) =>
+test('admission and run refuse a model that is not installed', async () => {
+  assert.throws(() => admitHere(objectsStage, resolveParams('detect_objects', { model: 'yolox-s' }), options.modelsDir), (e: { status?: number; code?: string; message: string }) =>
     e.status === 503 && e.code === 'model_not_installed' && e.message.includes('npm run models -- fetch yolox-s'));
-  assert.doesNotThrow(() => objectsStage.admit!(resolveParams('detect_objects', {}), options));
-  assert.doesNotThrow(() => facesStage.admit!(resolveParams('detect_faces', { model: 'ultraface' }), options));
-  assert.throws(() => facesStage.admit!(resolveParams('detect_faces', { model: 'blazeface' }), { ...options, modelsDir: '/nonexistent' }), { code: 'model_not_installed' });
+  assert.doesNotThrow(() => admitHere(objectsStage, resolveParams('detect_objects', {}), options.modelsDir));
+  assert.doesNotThrow(() => admitHere(facesStage, resolveParams('detect_faces', { model: 'ultraface' }), options.modelsDir));
+  assert.throws(() => admitHere(facesStage, resolveParams('detect_faces', { model: 'blazeface' }), '/nonexistent'), { code: 'model_not_installed' });
   const frame = await decodeFixture('dog.jpg');
   await assert.rejects(objects.run({ frame }, resolveParams('detect_objects', { model: 'yolox-s' }), ctx()), { code: 'model_not_installed' });
 });

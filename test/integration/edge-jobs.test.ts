@@ -193,7 +193,7 @@ describe('jobs API', () => {
   });
 
   test('cancel while a step runs: its output is discarded and later steps never start', async () => {
-    const slow = system.spawnWorker('upscale', { PHOTOLAB_TEST_PAUSE_AT: 'afterRun', PHOTOLAB_TEST_PAUSE_MS: '2500' });
+    const slow = system.spawnWorker('upscale', {}, { at: 'afterRun', ms: 2500 });
     const tiny = await sharp(small).resize(64, 48).jpeg().toBuffer();
     // The queue may hold upscale messages of earlier (canceled) jobs: they are skipped.
     const created = await createJob(STUCK, { image: tiny, sub: 'canceler' });

@@ -38,7 +38,8 @@ describe('PLAYE endpoints (/api/ai/*)', () => {
 
   before(async () => {
     // denoise has no worker at first: the "not done in time" test needs a job that waits.
-    system = await startSystem({ steps: ['decode', 'encode', 'detect_objects', 'detect_faces', 'upscale'] });
+    // enhance_faces runs without a restoration model (none exists here): its presence says so.
+    system = await startSystem({ steps: ['decode', 'encode', 'detect_objects', 'detect_faces', 'upscale', 'enhance_faces'] });
     dog = readFileSync(fixture('dog.jpg'));
     smallJpeg = await sharp(dog).resize(128, 96).jpeg({ quality: 90 }).toBuffer();
   });

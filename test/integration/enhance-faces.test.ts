@@ -11,7 +11,7 @@ import { createRestorationModelsDir } from '../helpers/restoration-models.js';
 import type { Frame } from '../../services/lib/pipeline/frame.js';
 import type { StageContext, StageDefinition } from '../../services/lib/pipeline/stage.js';
 import type { EnhanceFacesParams, EnhanceFacesParamsResolved, Face, Findings } from '../../services/lib/shared/schema-types.js';
-import { withDefaults } from '../helpers/steps.js';
+import { withDefaults, stepContext, admitHere } from '../helpers/steps.js';
 import { resolveParams } from '../../services/lib/pipeline/params.js';
 
 // The manifest override must be in place before any service module reads the configuration.
@@ -25,7 +25,7 @@ const { AppError } = await import('../../services/lib/shared/errors.js');
 const silent = { info() {}, warn() {}, debug() {}, error() {}, trace() {}, fatal() {}, child() { return silent; } } as unknown as StageContext['log'];
 
 function context(findings: Findings = {}): StageContext {
-  return { log: silent, signal: new AbortController().signal, findings, heartbeat() {} };
+  return stepContext(findings, { log: silent });
 }
 
 async function run(stage: StageDefinition<EnhanceFacesParamsResolved, 'frame'>, frame: Frame, params: EnhanceFacesParams, findings: Findings = {}) {
@@ -93,16 +93,18 @@ function checkFace(before: Frame, after: Frame, face: Face, size: number, expect
 describe('enhance_faces', () => {
   const stage = createEnhanceFacesStage({ fallback: '' });
 
-  it('admit refuses a missing restoration model with 503 model_not_installed naming the fetch command', () => {
-    assert.throws(() => stage.admit!(resolveParams('enhance_faces', { model: 'gpen-bfr-512' }), { log: silent, modelsDir: models.modelsDir }), (error: unknown) => {
+  it('admission refuses a missing restoration model with 503 model_not_installed naming the fetch command', async () => {
+    assert.throws(() => admitHere(stage, resolveParams('enhance_faces', { model: 'gpen-bfr-512' }), models.modelsDir), (error: unknown) => {
       assert.ok(error instanceof AppError);
       assert.equal(error.status, 503);
       assert.equal(error.code, 'model_not_installed');
       assert.match(error.message, /npm run models -- fetch gpen-bfr-512/);
       return true;
     });
-    stage.admit!(resolveParams('enhance_faces', { model: 'gfpgan-v1.4' }), { log: silent, modelsDir: models.modelsDir });
-    createEnhanceFacesStage({ fallback: 'sr-nomos-compact-x2' }).admit!(resolveParams('enhance_faces', { model: 'gpen-bfr-512' }), { log: silent, modelsDir: models.modelsDir });
+    admitHere(stage, resolveParams('enhance_faces', { model: 'gfpgan-v1.4' }), models.modelsDir);
+    // A stage with an installed fallback serves every restoration model (its presence says so).
+    const withFallback = await createEnhanceFacesStage({ fallback: 'sr-nomos-compact-x2' }).prepare({ log: silent, modelsDir: models.modelsDir });
+    admitHere(stage, resolveParams('enhance_faces', { model: 'gpen-bfr-512' }), models.modelsDir, withFallback.servedModels);
   });
 
   it('GFPGAN contract, weight 1: the aligned face region is replaced exactly, the rest untouched (RGB)', async () => {

@@ -122,7 +122,7 @@ describe('crashes and replicas (workers as separate processes)', () => {
 
   test('a stage worker killed with SIGKILL mid-step: the job completes after redelivery, one result, one done event', async () => {
     system.spawnWorker('decode');
-    const slowEncode = system.spawnWorker('encode', { PHOTOLAB_TEST_PAUSE_AT: 'afterRun', PHOTOLAB_TEST_PAUSE_MS: '60000' });
+    const slowEncode = system.spawnWorker('encode', {}, { at: 'afterRun', ms: 60000 });
     const { jobId } = await system.submit(dog, DECODE_ENCODE);
     await waitFor(() => count(system.liveEvents(jobId), 'step.started', 'encode') > 0, 'encode to start', 30_000);
     slowEncode.kill('SIGKILL');
@@ -139,7 +139,7 @@ describe('crashes and replicas (workers as separate processes)', () => {
   });
 
   test('killed after publishing the next step but before its ack: the re-run does not fork the job', async () => {
-    const dying = system.spawnWorker('decode', { PHOTOLAB_TEST_PAUSE_AT: 'beforeAck', PHOTOLAB_TEST_PAUSE_MS: '60000' });
+    const dying = system.spawnWorker('decode', {}, { at: 'beforeAck', ms: 60000 });
     system.spawnWorker('encode');
     const { jobId } = await system.submit(dog, DECODE_ENCODE);
     await waitFor(async () => count(await system.events(jobId), 'step.finished', 'decode') > 0, 'decode to finish', 30_000);

@@ -42,7 +42,7 @@ test('a fused worker runs decode -> detect_objects -> encode in one process, wit
 });
 
 test('killed in the middle of a fused chain: redelivery re-runs it from its first step, one result', async () => {
-  const dying = system.spawnWorker('decode,detect_objects,encode', { PHOTOLAB_TEST_PAUSE_AT: 'afterRun', PHOTOLAB_TEST_PAUSE_MS: '60000' });
+  const dying = system.spawnWorker('decode,detect_objects,encode', {}, { at: 'afterRun', ms: 60000 });
   const { jobId } = await system.submit(readFileSync(fixture('dog.jpg')), PIPELINE);
   await waitFor(() => system.liveEvents(jobId).some((e) => e.type === 'step.started' && e.step === 'decode'), 'decode to start', 30_000);
   dying.kill('SIGKILL');

@@ -16,9 +16,10 @@ import { stage as decode } from '../../services/lib/steps/decode.js';
 import { stage as denoise } from '../../services/lib/steps/denoise.js';
 import { stage as upscale } from '../../services/lib/steps/upscale.js';
 import { resolveParams } from '../../services/lib/pipeline/params.js';
+import { stepContext, admitHere } from '../helpers/steps.js';
 
 const silent = { info() {}, warn() {}, debug() {}, error() {}, trace() {}, fatal() {}, child() { return silent; } } as unknown as StageContext['log'];
-const context = (findings: Findings = {}): StageContext => ({ log: silent, signal: new AbortController().signal, findings, heartbeat() {} });
+const context = (findings: Findings = {}): StageContext => stepContext(findings, { log: silent });
 const options = { log: silent, modelsDir: MODELS_DIR };
 const preparedUpscale = upscale.prepare(options);
 const preparedDenoise = denoise.prepare(options);
@@ -235,11 +236,11 @@ describe('frame kinds and sizes', () => {
 
   it('refuses bad parameters and missing models with clear errors', async () => {
     await assert.rejects(runUpscale({ width: 10, height: 10, channels: 3, data: Buffer.alloc(300) }, { factor: 9 }), /factor/);
-    assert.throws(() => upscale.admit!(resolveParams('upscale', { factor: 2, tileSize: 64, tileOverlap: 40 }), options), /tileOverlap/);
-    assert.throws(() => upscale.admit!(resolveParams('upscale', { factor: 2 }), { log: silent, modelsDir: '/nonexistent' }), (e: unknown) =>
+    assert.throws(() => admitHere(upscale, resolveParams('upscale', { factor: 2, tileSize: 64, tileOverlap: 40 }), options.modelsDir), /tileOverlap/);
+    assert.throws(() => admitHere(upscale, resolveParams('upscale', { factor: 2 }), '/nonexistent'), (e: unknown) =>
       (e as { code?: string; status?: number }).code === 'model_not_installed' && (e as { status: number }).status === 503);
-    assert.throws(() => denoise.admit!(resolveParams('denoise', { level: 'medium' }), { log: silent, modelsDir: '/nonexistent' }), /npm run models -- fetch/);
+    assert.throws(() => admitHere(denoise, resolveParams('denoise', { level: 'medium' }), '/nonexistent'), /npm run models -- fetch/);
     // A photo x4 model that is not on these machines is refused at admission, naming the fetch.
-    assert.throws(() => upscale.admit!(resolveParams('upscale', { factor: 4, x4Model: 'x4plus' }), options), /npm run models -- fetch realesrgan-x4plus/);
+    assert.throws(() => admitHere(upscale, resolveParams('upscale', { factor: 4, x4Model: 'x4plus' }), options.modelsDir), /npm run models -- fetch realesrgan-x4plus/);
   });
 });

@@ -30,6 +30,7 @@ const failuresOf = new Map<string, { left: number; retryable: boolean }>();
 /** A one-step pipeline's step: bytes in, the same bytes out, failing as the test says. */
 const flaky: StageDefinition = {
   step: STEP,
+  version: '1.0.0',
   input: 'encoded',
   output: 'encoded',
   async prepare() {

@@ -9,9 +9,10 @@ import { stage as encodeStage, outputFormatFor } from '../../services/lib/steps/
 import type { Frame } from '../../services/lib/pipeline/frame.js';
 import { AppError } from '../../services/lib/shared/errors.js';
 import { fixture } from '../helpers/paths.js';
+import { stepContext } from '../helpers/steps.js';
 
 const log = pino({ level: 'silent' });
-const ctx = (findings = {}) => ({ log, signal: new AbortController().signal, findings, heartbeat() {} });
+const ctx = (findings = {}) => stepContext(findings, { log });
 const decoder = decodeStage.prepare({ log, modelsDir: '' });
 const encoder = encodeStage.prepare({ log, modelsDir: '' });
 

@@ -96,8 +96,8 @@ let modelSteps: Set<string>;
 before(async () => {
   const stages = await loadStages();
   steps = [...stages.keys()];
-  // A step that checks its models at submission (admit) is a model stage: the ones on GPUs.
-  modelSteps = new Set([...stages.values()].filter((s) => s.admit).map((s) => s.step));
+  // A step whose manifest names models is a model stage: the ones on GPUs.
+  modelSteps = new Set([...stages.values()].filter((s) => s.models).map((s) => s.step));
   assert.ok(steps.length >= 7 && modelSteps.size >= 5, `steps found: ${steps.join(', ')}`);
 });
 

@@ -2,15 +2,17 @@
  * The architecture's import rules, checked on the sources and on a live process:
  *   - a step file does only image work: it never imports the bus, ClickHouse, the edge or a
  *     transport (NATS, uWebSockets.js);
- *   - the edge never loads onnxruntime-node: importing it and every step definition (what the
- *     edge does to admit jobs) maps no ONNX Runtime library into the process.
+ *   - a step file's top-level imports are its contract and pure helpers; its models and pixel
+ *     code come in through prepare();
+ *   - the edge never loads onnxruntime-node nor any model or pixel module: importing it and every
+ *     step manifest (what the edge does to admit jobs) loads none of them.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { REPO_ROOT } from '../helpers/paths.js';
+import { MODELS_DIR, REPO_ROOT } from '../helpers/paths.js';
 
 const FORBIDDEN_IN_STEPS = [/\/bus\//, /\/metrics\//, /\/edge\//, /\/launcher\//, /^@nats-io\//, /^uWebSockets\.js$/, /^@clickhouse\//, /^chdb/];
 
@@ -32,22 +34,67 @@ test('step files import no bus, ClickHouse, edge or transport code', () => {
   }
 });
 
-test('the edge, with every step definition loaded, maps no ONNX Runtime library', () => {
-  const script = `
+/**
+ * What a step file may import at its top: its contract, shared helpers, and the few pure modules
+ * its manifest needs (model ids, the upscale plan, COCO labels, the tiling rule). Models and pixel
+ * code are imported by prepare() (a dynamic import), so reading a manifest loads none of them.
+ */
+const ALLOWED_STATIC_IN_STEPS = [/^\.\.\/pipeline\//, /^\.\.\/shared\//, /^\.\/[a-z_]+\.js$/, /^\.\.\/models\/model-ids\.js$/,
+  /^\.\.\/models\/super-resolution\/plan\.js$/, /^\.\.\/models\/detectors\/coco\.js$/, /^\.\.\/imaging\/tile-params\.js$/];
+
+function staticImports(file: string): string[] {
+  const source = readFileSync(file, 'utf8');
+  return [...source.matchAll(/^\s*import\s+(?!type\b)[^'"]*?from\s+['"]([^'"]+)['"]/gm)].map((m) => m[1]!);
+}
+
+test('a step file imports its models and pixel code only inside prepare()', () => {
+  const dir = path.join(REPO_ROOT, 'services/lib/steps');
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts') && f !== 'registry.ts')) {
+    for (const spec of staticImports(path.join(dir, file))) {
+      assert.ok(ALLOWED_STATIC_IN_STEPS.some((rule) => rule.test(spec)), `${file} imports ${spec} at its top (import it in prepare())`);
+    }
+  }
+});
+
+/** Every module URL a process resolves, reported from the loader thread. */
+const RECORD_MODULES = `
+  import { register } from 'node:module';
+  import { MessageChannel } from 'node:worker_threads';
+  const { port1, port2 } = new MessageChannel();
+  const loaded = new Set();
+  port1.on('message', (url) => loaded.add(url));
+  port1.unref();
+  register('data:text/javascript,' + encodeURIComponent('let port; export function initialize(d) { port = d.port; } export async function resolve(s, c, next) { const r = await next(s, c); port.postMessage(r.url); return r; }'), { data: { port: port2 }, transferList: [port2] });
+`;
+
+/** Modules of services/lib that hold model or pixel code: the edge never loads them. */
+const RUN_CODE = /\/services\/lib\/(models\/(?!model-ids\.js|super-resolution\/plan\.js|detectors\/coco\.js)|imaging\/(?!image-size\.js|tile-params\.js))/;
+
+test('the edge, with every step manifest loaded, loads no model or pixel module and maps no ONNX Runtime library', () => {
+  const script = `${RECORD_MODULES}
     await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/services/edge/server.js'))});
-    const { loadStages } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/services/lib/steps/registry.js'))});
-    const stages = await loadStages();
+    const { loadManifests } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/services/lib/steps/registry.js'))});
+    const manifests = await loadManifests();
+    await new Promise((resolve) => setTimeout(resolve, 200));
     const maps = (await import('node:fs')).readFileSync('/proc/self/maps', 'utf8');
-    console.log(JSON.stringify({ steps: stages.size, onnx: /onnxruntime/i.test(maps) }));`;
+    console.log(JSON.stringify({ steps: manifests.size, onnx: /onnxruntime/i.test(maps), modules: [...loaded] }));`;
   const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'warn' } });
   assert.equal(run.status, 0, run.stderr);
-  const result = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { steps: number; onnx: boolean };
+  const result = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { steps: number; onnx: boolean; modules: string[] };
   assert.ok(result.steps >= 7);
   assert.equal(result.onnx, false, 'onnxruntime-node was loaded by the edge');
-  // The check can fail: a stage's modules do map it once a model is used.
-  const control = spawnSync(process.execPath, ['--input-type=module', '-e', `
-    const { ort } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/services/lib/models/onnx.js'))});
-    ort();
-    console.log(/onnxruntime/i.test((await import('node:fs')).readFileSync('/proc/self/maps', 'utf8')));`], { encoding: 'utf8' });
-  assert.equal(control.stdout.trim(), 'true', control.stderr);
+  assert.ok(result.modules.some((m) => m.includes('/services/lib/steps/upscale.js')), 'the recorder sees the step modules');
+  assert.deepEqual(result.modules.filter((m) => RUN_CODE.test(m)), [], 'model or pixel code loaded by the edge');
+  // The check can fail: a stage prepares its step, which loads that code and maps the library.
+  const control = spawnSync(process.execPath, ['--input-type=module', '-e', `${RECORD_MODULES}
+    const { stage } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/services/lib/steps/upscale.js'))});
+    const { pino } = await import('pino');
+    await stage.prepare({ log: pino({ level: 'silent' }), modelsDir: ${JSON.stringify(MODELS_DIR)} });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const maps = (await import('node:fs')).readFileSync('/proc/self/maps', 'utf8');
+    console.log(JSON.stringify({ onnx: /onnxruntime/i.test(maps), run: [...loaded].filter((m) => ${RUN_CODE}.test(m)).length }));`], { encoding: 'utf8' });
+  assert.equal(control.status, 0, control.stderr);
+  const controlResult = JSON.parse(control.stdout.trim().split('\n').at(-1)!) as { onnx: boolean; run: number };
+  assert.equal(controlResult.onnx, true, 'a prepared upscale maps ONNX Runtime');
+  assert.ok(controlResult.run > 0, 'a prepared upscale loads model code');
 });

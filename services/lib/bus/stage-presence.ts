@@ -43,3 +43,43 @@ export async function listStages(nc: NatsConnection): Promise<StagePresence[]> {
   }
   return found;
 }
+
+/**
+ * The stage processes as the edge sees them, kept up to date by one watch on the presence bucket
+ * (no read per submission). A process that died without saying goodbye drops out when its
+ * record is older than three refresh intervals (the bucket's TTL removes it without an event).
+ */
+export class StagePresenceView {
+  private readonly byKey = new Map<string, StagePresence>();
+
+  private constructor(private readonly watch: { stop(): void }) {}
+
+  static async start(nc: NatsConnection): Promise<StagePresenceView> {
+    const kv = await openPresence(nc);
+    const watch = await kv.watch({ key: '>' });
+    const view = new StagePresenceView(watch);
+    void (async () => {
+      for await (const entry of watch) {
+        if (entry.operation !== 'PUT' || entry.length === 0) view.byKey.delete(entry.key);
+        else {
+          try {
+            view.byKey.set(entry.key, entry.json<StagePresence>());
+          } catch {
+            view.byKey.delete(entry.key); // not JSON: not a stage's record
+          }
+        }
+      }
+    })().catch(() => undefined);
+    return view;
+  }
+
+  /** The live processes that host `step`. */
+  hostsOf(step: string): StagePresence[] {
+    const recent = Date.now() - 3 * PRESENCE_INTERVAL_MS;
+    return [...this.byKey.values()].filter((p) => p.step === step && p.seenAt >= recent);
+  }
+
+  stop(): void {
+    this.watch.stop();
+  }
+}

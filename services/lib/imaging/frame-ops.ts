@@ -4,7 +4,6 @@
  */
 import sharp from 'sharp';
 import type { Frame } from '../pipeline/frame.js';
-import type { Box, Findings } from '../shared/schema-types.js';
 
 export type ResizeKernel = 'lanczos3' | 'cubic' | 'mitchell' | 'linear' | 'nearest';
 
@@ -63,24 +62,5 @@ export function rgbToGreyMean(rgb: Buffer): Buffer {
 export function greyToRgb(grey: Buffer): Buffer {
   const out = Buffer.alloc(grey.length * 3);
   for (let i = 0; i < grey.length; i++) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = grey[i];
-  return out;
-}
-
-/**
- * Faces and objects found earlier, in the coordinates of a frame resized by (sx, sy): a step that
- * changes the frame size returns these so later steps (enhance_faces) and the result agree with
- * the pixels. Undefined keys stay undefined (nothing to merge).
- */
-export function scaleFindings(findings: Findings, sx: number, sy: number): Findings {
-  const box = (b: Box): Box => ({ x: b.x * sx, y: b.y * sy, width: b.width * sx, height: b.height * sy });
-  const out: Findings = {};
-  if (findings.faces) {
-    out.faces = findings.faces.map((f) => ({
-      ...f,
-      box: box(f.box),
-      ...(f.landmarks ? { landmarks: f.landmarks.map(([x, y]) => [x * sx, y * sy]) } : {}),
-    }));
-  }
-  if (findings.objects) out.objects = findings.objects.map((o) => ({ ...o, box: box(o.box) }));
   return out;
 }

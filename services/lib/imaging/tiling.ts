@@ -17,13 +17,6 @@
 import { badRequest } from '../shared/errors.js';
 
 /** A float image, planar (CHW): channel 0 plane, then channel 1... Values usually in [0,1]. */
-/** Tile overlap must leave each tile a core of its own: the check denoise and upscale share. */
-export function checkTiling(params: { tileSize?: number; tileOverlap: number }): void {
-  if (params.tileSize !== undefined && params.tileOverlap * 2 >= params.tileSize) {
-    throw badRequest('invalid_tiling', `tileOverlap (${params.tileOverlap}) must be less than half of tileSize (${params.tileSize})`);
-  }
-}
-
 export interface PlanarImage {
   width: number;
   height: number;

@@ -10,16 +10,7 @@ import { loadModel, modelInstalled, modelNotInstalled, type LoadedModel } from '
 import type { PlanarImage, TileModel } from '../imaging/tiling.js';
 
 /** Model ids in models/manifest.json that the restore stages use. */
-export const MODEL_IDS = {
-  x4: 'realesr-animevideov3-x4',
-  x4General: 'realesr-general-x4v3',
-  x4Plus: 'realesrgan-x4plus',
-  x2Compact: 'sr-nomos-compact-x2',
-  x2Span: 'sr-nomos-span-x2',
-  x3Y: 'sub-pixel-cnn-x3',
-  denoiseColor: 'dncnn-color',
-  denoiseGray: 'dncnn-gray',
-} as const;
+export { MODEL_IDS } from './model-ids.js';
 
 /** What a stage needs to run models. */
 export interface ModelEnv {

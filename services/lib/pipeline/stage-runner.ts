@@ -30,8 +30,8 @@ import { decideNext } from './decide-next.js';
 import type { EncodedImage, Frame } from './frame.js';
 import { outputDigest } from '../forensics/digest.js';
 import { finishJob, type JobFacts } from './job-lifecycle.js';
-import { conditionHolds } from './pipeline.js';
-import type { PreparedStage, StageDefinition, StageInput, StageResult } from './stage.js';
+import { conditionHolds, describeCondition, rescaleFindings } from './findings.js';
+import type { FindingGeometry, PreparedStage, StageDefinition, StageInput, StageResult } from './stage.js';
 import { resolveParams } from './params.js';
 
 const validateJobMessage = schemaValidator<JobMessage>('messages/job-message.schema.json');
@@ -80,9 +80,15 @@ export interface StageRunnerOptions {
   log: Logger;
   hooks?: RunnerHooks;
   observer?: RunObserver;
+  /**
+   * How each finding kind moves when a step resizes the frame (from every step's manifest,
+   * not only the hosted ones: an upscale moves the faces that detect_faces found elsewhere).
+   */
+  findingGeometry?: ReadonlyMap<string, FindingGeometry>;
 }
 
 type Input = { frame?: Frame; encoded?: EncodedImage };
+const NO_GEOMETRY: ReadonlyMap<string, FindingGeometry> = new Map();
 
 
 /** Where a job stands while this process works on it. */
@@ -200,6 +206,7 @@ export class StageRunner {
       const item = pipeline[index]!;
       const { stage, prepared } = this.host(item.step);
       const params = resolveParams(item.step, item.params);
+      stage.check?.(params); // a message may come from anywhere, not only from the edge
       if (Date.now() > message.deadline) {
         await this.finish(message, { status: 'timeout', error: { code: 'job_timeout', message: `the job passed its deadline before step ${index} (${item.step})`, step: item.step }, index });
         msg.ack();
@@ -213,7 +220,7 @@ export class StageRunner {
       let event: 'step.finished' | 'step.skipped';
       if (!conditionHolds(item.when, message.findings)) {
         // Skipped: the input passes through unchanged.
-        provenance = { index, step: item.step, params, status: 'skipped', reason: `condition ${item.when} did not hold`, attempt, host: this.config.hostId, startedAt, finishedAt: startedAt, ms: 0 };
+        provenance = { index, step: item.step, params, status: 'skipped', reason: `condition ${describeCondition(item.when)} did not hold`, attempt, host: this.config.hostId, startedAt, finishedAt: startedAt, ms: 0 };
         output = position.carried ? { frame: position.carried } : { ref: message.input };
         event = 'step.skipped';
       } else {
@@ -226,6 +233,7 @@ export class StageRunner {
           host: this.config.hostId, worker: `${this.config.hostId}/${process.pid}`, ...result.provenance,
           ...outputDigest(result), // forensic replay: where two runs first differ
         };
+        this.moveFindings(message.findings, input as Input, result);
         output = { frame: stage.output === 'frame' ? result.frame : undefined, result, input };
         event = 'step.finished';
         if (stage.output === 'frame' && !result.frame) throw new AppError(500, 'no_output', `${item.step} returned no frame`);
@@ -290,6 +298,23 @@ export class StageRunner {
     }
   }
 
+  /**
+   * A step that resized the frame: earlier findings it did not return itself follow the pixels,
+   * so later steps and the result agree with the image (each kind by its declared geometry).
+   */
+  private moveFindings(earlier: JobMessage['findings'], input: Input, result: StageResult): void {
+    const before = input.frame;
+    const after = result.frame;
+    if (!before || !after || (before.width === after.width && before.height === after.height)) return;
+    const untouched = Object.fromEntries(Object.entries(earlier).filter(([kind]) => !(result.findings && kind in result.findings)));
+    const moved = rescaleFindings(untouched, after.width / before.width, after.height / before.height, this.geometry);
+    if (Object.keys(moved).length) result.findings = { ...result.findings, ...moved };
+  }
+
+  private get geometry(): ReadonlyMap<string, FindingGeometry> {
+    return this.options.findingGeometry ?? NO_GEOMETRY;
+  }
+
   /** Runs the stage function with the message kept alive and a cancel able to abort it. */
   private async runStage(msg: JsMsg, message: JobMessage, prepared: HostedStep['prepared'], input: StageInput, params: Record<string, unknown>, log: Logger): Promise<StageResult> {
     const abort = new AbortController();
@@ -300,6 +325,7 @@ export class StageRunner {
       const result = await prepared.run(input, params, {
         log, signal: abort.signal, findings: message.findings, inputFormat: message.findings.image?.format,
         heartbeat: () => msg.working(),
+        rescale: (findings, sx, sy) => rescaleFindings(findings, sx, sy, this.geometry),
       });
       await this.options.hooks?.afterRun?.(message);
       return result;

@@ -97,6 +97,7 @@ export const settings = {
   cudaMemLimitBytes: setting('CUDA_MEM_LIMIT_BYTES', 0, int, 'CUDA provider arena limit, bytes (0: no limit).'),
   onnxThreads: setting('ONNX_THREADS', 0, int, 'Intra-op threads per session (0: ONNX Runtime default).'),
   onnxSpinWait: setting('ONNX_SPIN_WAIT', false, bool, 'Let ONNX Runtime\'s idle threads spin instead of sleeping. Off by default: spinning threads keep burning CPU after each run, which starves nats-server and the other stages on a shared machine.'),
+  stepsDirs: setting('STEPS_DIRS', [] as string[], list, 'Further folders of step modules (comma-separated), each module with its `<step>.schema.json` beside it or beside its source: site-specific steps. Set the same on the edge and on the stages.'),
   faceRestoreFallback: setting('FACE_RESTORE_FALLBACK', '', str, 'Model id used for face enhancement when no restoration model is installed (for example `sr-nomos-compact-x2`). Empty: such jobs are refused.'),
   clickhouseUrl: setting('CLICKHOUSE_URL', '', str, 'ClickHouse HTTP URL. Empty: embedded chDB under DATA_DIR/chdb.'),
   clickhouseUser: setting('CLICKHOUSE_USER', 'default', str, 'ClickHouse user.'),

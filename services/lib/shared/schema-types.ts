@@ -22,9 +22,17 @@ export type CaseId = string;
  */
 export type StepName = string;
 /**
- * Run the step only if the condition holds; otherwise it is skipped and the result says so.
+ * Run the step only if the condition holds; otherwise it is skipped and the result says so. {"found": kind} holds when earlier steps found at least one item of that finding kind (a kind that an earlier step of the pipeline produces), {"notFound": kind} when they found none. The strings are the older spellings: faces_found = {"found": "faces"}, no_faces_found = {"notFound": "faces"}, objects_found = {"found": "objects"}.
  */
-export type StepCondition = "always" | "faces_found" | "no_faces_found" | "objects_found";
+export type StepCondition =
+  ("always" | "faces_found" | "no_faces_found" | "objects_found") | FoundCondition | NotFoundCondition;
+/**
+ * A key of the job's findings: faces, objects, image, or a kind that a step's manifest says it produces.
+ *
+ * This interface was referenced by `Common`'s JSON-Schema
+ * via the `definition` "FindingKind".
+ */
+export type FindingKind = string;
 /**
  * The routing slip: the steps a job runs, in order. It starts with decode; encode, when present, is last.
  *
@@ -121,6 +129,12 @@ export interface PipelineStep {
    */
   params?: {};
   when?: StepCondition;
+}
+export interface FoundCondition {
+  found: FindingKind;
+}
+export interface NotFoundCondition {
+  notFound: FindingKind;
 }
 /**
  * Claim check for an encoded image (upload, result, caller blob) on stream PHOTOLAB_BLOBS: chunks on photolab.blobs.<name with / as .>.<n>, this reference as JSON in the header Photolab-Blob of chunk 0 (written last).
@@ -246,7 +260,7 @@ export interface PlayeObject {
   height: number;
 }
 /**
- * What steps found, carried along the routing slip so later steps (enhance) can use it.
+ * What steps found, carried along the routing slip so later steps (enhance) can use it: an open map from finding kind to what was found. faces, objects and image are the built-in steps' kinds; any other kind is declared by the step that produces it (its manifest's `produces`, with the geometry that moves it when a step resizes the frame).
  *
  * This interface was referenced by `Common`'s JSON-Schema
  * via the `definition` "Findings".
@@ -255,6 +269,7 @@ export interface Findings {
   faces?: Face[];
   objects?: DetectedObject[];
   image?: ImageInfo;
+  [k: string]: unknown;
 }
 export interface ImageInfo {
   format?: string;
@@ -498,6 +513,14 @@ export interface StagePresence {
    * messages handled since start
    */
   handled?: number;
+  /**
+   * the step's manifest version
+   */
+  version?: string;
+  /**
+   * model ids this process can serve (installed in its MODELS_DIR, or stood in for by a configured fallback); the edge admits jobs from these
+   */
+  models?: string[];
   /**
    * what the stage reports: execution provider, models loaded
    */
@@ -890,9 +913,23 @@ export interface StepDescription {
    */
   output: "encoded" | "frame";
   /**
+   * the step's manifest version (semver): changes when the same params may give other pixels
+   */
+  version?: string;
+  /**
    * whether the step may have a `when` condition (frame to frame steps)
    */
   conditional?: boolean;
+  /**
+   * finding kinds the step adds (a `when` condition may ask about these after it)
+   */
+  produces?: string[];
+  /**
+   * finding kinds the step reads: required ones need an earlier step that produces them
+   */
+  consumes?: {
+    [k: string]: "required" | "optional";
+  };
   /**
    * the step's parameters' JSON Schema (draft-07)
    */

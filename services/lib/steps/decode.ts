@@ -3,8 +3,8 @@
  * EXIF orientation is applied (boxes and pixels are then in the orientation the user sees),
  * colour is converted to sRGB (grey stays grey), alpha is kept, animations give their first frame.
  */
-import sharp, { type Metadata } from 'sharp';
-import { config } from '../shared/config.js';
+import type { Metadata, Sharp, SharpOptions } from 'sharp';
+import { loadConfig } from '../shared/config.js';
 import { unprocessable } from '../shared/errors.js';
 import type { DecodeParamsResolved } from '../shared/schema-types.js';
 import type { Frame } from '../pipeline/frame.js';
@@ -14,13 +14,16 @@ const DECODABLE = new Set(['jpeg', 'png', 'webp', 'avif', 'heif', 'tiff', 'gif']
 
 export const stage: StageDefinition<DecodeParamsResolved, 'encoded'> = {
   step: 'decode',
+  version: '1.0.0',
   input: 'encoded',
   output: 'frame',
-  async prepare() {
+  produces: { image: {} },
+  async prepare({ config = loadConfig() }) {
+    const sharp = (await import('sharp')).default;
     return {
       async run({ encoded }, params) {
         const maxPixels = Math.min(params.maxPixels ?? config.maxInputPixels, config.maxInputPixels);
-        const header = await readHeader(encoded.bytes);
+        const header = await readHeader(sharp, encoded.bytes);
         if (!header.format || !DECODABLE.has(header.format)) {
           throw unprocessable('unsupported_format', `images of format "${header.format}" are not supported; send JPEG, PNG, WebP, AVIF, TIFF or GIF`);
         }
@@ -72,7 +75,9 @@ function foldGreyAlpha(rgba: Buffer): Buffer {
   return out;
 }
 
-async function readHeader(bytes: Buffer): Promise<Metadata> {
+type SharpFactory = (input: Buffer, options?: SharpOptions) => Sharp;
+
+async function readHeader(sharp: SharpFactory, bytes: Buffer): Promise<Metadata> {
   try {
     // metadata() reads the header only: the pixel limit is checked before any full decode.
     return await sharp(bytes, { limitInputPixels: false }).metadata();

@@ -3,11 +3,9 @@
  * coordinates of the image as the user sees it; with YuNet also five landmarks: right eye, left
  * eye, nose tip, right and left mouth corners). The frame passes through unchanged.
  */
-import { DetectorModels, assertInstalled } from '../models/detector-cache.js';
-import { detectFaces, faceFamily, type FaceFamily } from '../models/detectors/faces.js';
-import { frameToRgb } from '../models/tensor.js';
+import type { FaceFamily } from '../models/detectors/faces.js';
 import type { DetectFacesParamsResolved } from '../shared/schema-types.js';
-import type { StageDefinition } from '../pipeline/stage.js';
+import type { FindingGeometry, StageDefinition } from '../pipeline/stage.js';
 
 /** Family names in params stand for a concrete manifest model. */
 const ALIASES: Record<string, string> = { yunet: 'yunet-640', ultraface: 'ultraface-rfb-320', blazeface: 'blazeface-back-256' };
@@ -19,14 +17,20 @@ export function faceModelId(params: DetectFacesParamsResolved): string {
   return ALIASES[params.model] ?? params.model;
 }
 
+/** A face's box and its five landmarks follow the pixels when a later step resizes the frame. */
+export const FACE_GEOMETRY: FindingGeometry = { boxes: ['box'], pointLists: ['landmarks'] };
+
 export const stage: StageDefinition<DetectFacesParamsResolved, 'frame'> = {
   step: 'detect_faces',
+  version: '1.0.0',
   input: 'frame',
   output: 'frame',
-  admit(params, options) {
-    assertInstalled(faceModelId(params), options.modelsDir);
-  },
+  produces: { faces: FACE_GEOMETRY },
+  models: (params) => [[faceModelId(params)]],
   async prepare(options) {
+    const { DetectorModels } = await import('../models/detector-cache.js');
+    const { detectFaces, faceFamily } = await import('../models/detectors/faces.js');
+    const { frameToRgb } = await import('../models/tensor.js');
     const models = new DetectorModels({ modelsDir: options.modelsDir, log: options.log });
     await models.get(DEFAULT_FACE_MODEL);
     return {

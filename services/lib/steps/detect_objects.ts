@@ -2,10 +2,7 @@
  * detect_objects: finds COCO objects (80 classes) and adds them to the job's findings, boxes in
  * the coordinates of the image as the user sees it. The frame passes through unchanged.
  */
-import { DetectorModels, assertInstalled } from '../models/detector-cache.js';
 import { COCO_LABELS } from '../models/detectors/coco.js';
-import { detectObjects } from '../models/detectors/objects.js';
-import { frameToRgb } from '../models/tensor.js';
 import { badRequest } from '../shared/errors.js';
 import type { DetectObjectsParamsResolved } from '../shared/schema-types.js';
 import type { StageDefinition } from '../pipeline/stage.js';
@@ -31,13 +28,16 @@ export function classIdsFor(labels: readonly string[] | undefined): Set<number> 
 
 export const stage: StageDefinition<DetectObjectsParamsResolved, 'frame'> = {
   step: 'detect_objects',
+  version: '1.0.0',
   input: 'frame',
   output: 'frame',
-  admit(params, options) {
-    classIdsFor(params.classes);
-    assertInstalled(objectModelId(params), options.modelsDir);
-  },
+  produces: { objects: { boxes: ['box'] } },
+  check: (params) => void classIdsFor(params.classes),
+  models: (params) => [[objectModelId(params)]],
   async prepare(options) {
+    const { DetectorModels } = await import('../models/detector-cache.js');
+    const { detectObjects } = await import('../models/detectors/objects.js');
+    const { frameToRgb } = await import('../models/tensor.js');
     const models = new DetectorModels({ modelsDir: options.modelsDir, log: options.log });
     await models.get(DEFAULT_OBJECT_MODEL);
     return {

@@ -2,7 +2,6 @@
  * encode: a raw frame -> JPEG, PNG, WebP or AVIF. By default the format the job's input came in
  * (formats we do not write, GIF and TIFF, come out as lossless PNG).
  */
-import sharp from 'sharp';
 import type { EncodeParams, EncodeParamsResolved } from '../shared/schema-types.js';
 import type { StageDefinition } from '../pipeline/stage.js';
 
@@ -18,14 +17,18 @@ export function outputFormatFor(requested: EncodeParams['format'], inputFormat: 
 
 export const stage: StageDefinition<EncodeParamsResolved, 'frame'> = {
   step: 'encode',
+  version: '1.0.0',
   input: 'frame',
   output: 'encoded',
   async prepare() {
+    const sharp = (await import('sharp')).default;
     return {
       async run({ frame }, params, ctx) {
         const format = outputFormatFor(params.format, ctx.findings.image?.format ?? ctx.inputFormat);
         let image = sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: frame.channels } });
         const hasAlpha = frame.channels === 2 || frame.channels === 4;
+        // Without this sharp writes a grey frame out as sRGB: three equal channels, a larger file.
+        if (frame.channels <= 2) image = image.toColourspace('b-w');
         switch (format) {
           case 'jpeg':
             // JPEG has no alpha: composite on white rather than let transparent pixels turn black.

@@ -1,13 +1,11 @@
 /**
  * GET /api/steps: the steps this edge accepts, what each takes and gives, and its parameters'
- * JSON Schema, read from the same files the edge validates with (schemas/steps/). Clients (the
+ * JSON Schema, the very one the edge validates with (schemas/steps/ or beside a step of STEPS_DIRS). Clients (the
  * web playground) build their forms and checks from this instead of keeping their own copy.
  */
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { StepDescription } from '../../../lib/shared/schema-types.js';
-import { schemasDir } from '../../../lib/shared/schemas.js';
+import { schemaValidator } from '../../../lib/shared/schemas.js';
 import type { ApiContext } from '../api.js';
 import { json, route } from '../uws-http.js';
 
@@ -16,10 +14,14 @@ export function describeSteps(ctx: ApiContext): StepDescription[] {
   return [...ctx.jobs.steps.values()]
     .map((stage): StepDescription => ({
       step: stage.step,
+      version: stage.version,
       input: stage.input,
       output: stage.output,
       conditional: stage.input === 'frame' && stage.output === 'frame',
-      params: JSON.parse(readFileSync(path.join(schemasDir, 'steps', `${stage.step}.schema.json`), 'utf8')) as Record<string, unknown>,
+      produces: Object.keys(stage.produces ?? {}),
+      consumes: stage.consumes ?? {},
+      // The schema the edge validates with (a file of schemas/steps/, or one beside a step of STEPS_DIRS).
+      params: schemaValidator(`steps/${stage.step}.schema.json`).schema as Record<string, unknown>,
     }))
     // Pipeline order (decode, the frame steps, encode) reads best in a list of choices.
     .sort((a, b) => rank(a) - rank(b) || a.step.localeCompare(b.step));

@@ -21,19 +21,17 @@
  * Grey frames go through RGB models as R = G = B and come back as the mean of the three.
  */
 import type { Frame } from '../../pipeline/frame.js';
-import { badRequest, unprocessable } from '../../shared/errors.js';
+import { unprocessable } from '../../shared/errors.js';
 import type { LoadedModel } from '../runtime.js';
 import { joinAlpha, resizePixels, rgbToGreyMean, splitAlpha } from '../../imaging/frame-ops.js';
 import {
-  MODEL_IDS, asTileModel, loadImageModel, modelDefaultTile, modelFixedSize, modelScale, modelUse,
+  asTileModel, loadImageModel, modelDefaultTile, modelFixedSize, modelScale, modelUse,
   type ModelEnv, type ModelUse,
 } from '../image-models.js';
 import { byteSource, runTiled, runTiledToBytes, toByte, type PlanarImage } from '../../imaging/tiling.js';
+import { planUpscale, type X2Model, type X4Model } from './plan.js';
 
-export type X2Model = 'compact' | 'span';
-export type X4Model = 'animevideov3' | 'general-x4v3' | 'x4plus';
-
-const X4_IDS: Record<X4Model, string> = { animevideov3: MODEL_IDS.x4, 'general-x4v3': MODEL_IDS.x4General, x4plus: MODEL_IDS.x4Plus };
+export { MAX_FACTOR, MIN_FACTOR, planUpscale, type UpscalePlan, type X2Model, type X4Model } from './plan.js';
 
 export interface UpscaleRequest {
   factor: number;
@@ -53,32 +51,11 @@ export interface UpscaleOutcome {
   note: string;
 }
 
-export interface UpscalePlan {
-  modelId: string;
-  /** Model scale (2, 3 or 4). */
-  modelScale: number;
-  /** The model works on luma only (ESPCN). */
-  lumaOnly: boolean;
-}
-
-export const MIN_FACTOR = 1;
-export const MAX_FACTOR = 8;
 export const DEFAULT_TILE_OVERLAP = 16;
 /** Edge-replicated context around the image, so the models' zero padding does not darken its border. */
 export const BORDER_PAD = 16;
 /** sharp/libvips' own pixel ceiling (0x3FFF²): larger outputs cannot be resampled or encoded. */
 export const MAX_OUTPUT_PIXELS = 268_402_689;
-
-/** The model for a factor (pure: used by admit() as well as run). */
-export function planUpscale(factor: number, x2Model: X2Model = 'span', x4Model: X4Model = 'animevideov3'): UpscalePlan {
-  if (!Number.isFinite(factor) || factor <= MIN_FACTOR || factor > MAX_FACTOR) {
-    throw badRequest('invalid_factor', `factor must be a number above ${MIN_FACTOR} and at most ${MAX_FACTOR}, got ${factor}`);
-  }
-  const x2 = { modelId: x2Model === 'span' ? MODEL_IDS.x2Span : MODEL_IDS.x2Compact, modelScale: 2, lumaOnly: false };
-  if (factor === 3) return { modelId: MODEL_IDS.x3Y, modelScale: 3, lumaOnly: true };
-  if (factor <= 2) return x2;
-  return { modelId: X4_IDS[x4Model] ?? MODEL_IDS.x4, modelScale: 4, lumaOnly: false };
-}
 
 export function upscaledSize(width: number, height: number, factor: number): { width: number; height: number } {
   return { width: Math.max(1, Math.round(width * factor)), height: Math.max(1, Math.round(height * factor)) };
