@@ -17,10 +17,10 @@ import type { Findings } from '../services/lib/shared/schema-types.js';
 import { fixture } from '../test/helpers/paths.js';
 import { createRestorationModelsDir } from '../test/helpers/restoration-models.js';
 import { resolveParams } from '../services/lib/pipeline/params.js';
-import { stepContext } from '../test/helpers/steps.js';
 
 const testModels = createRestorationModelsDir();
 process.env.MODELS_MANIFEST = testModels.manifestPath;
+const { stepContext } = await import('../test/helpers/steps.js');
 const { stage: upscale } = await import('../services/lib/steps/upscale.js');
 const { stage: denoise } = await import('../services/lib/steps/denoise.js');
 const { createEnhanceFacesStage } = await import('../services/lib/steps/enhance_faces.js');

@@ -9,7 +9,8 @@ import { publishProgress } from '../lib/bus/events.js';
 import { isTerminal, ownerHash } from '../lib/bus/job-store.js';
 import { isWrongLastSequence } from '../lib/bus/nats-errors.js';
 import type { OpenJob, OpenJobsView } from '../lib/bus/open-jobs-view.js';
-import { msgIds, subjects, uploadBlobName } from '../lib/bus/subjects.js';
+import { uploadBlobName } from '../lib/bus/subjects.js';
+import { enqueueStep, firstStep } from '../lib/bus/step-queue.js';
 import { finishJob, type Outcome } from '../lib/pipeline/job-lifecycle.js';
 import { validatePipeline } from '../lib/pipeline/pipeline.js';
 import { admitStep } from '../lib/pipeline/admission.js';
@@ -179,12 +180,8 @@ export class JobsService {
         });
       }
       await request.beforeStart?.(job);
-      const first: JobMessage = {
-        v: 1, jobId, owner, pipeline, index: 0, input, findings: {}, provenance: [], deadline, source: input,
-        submittedAt: now, enqueuedAt: now, ...(request.requestId ? { requestId: request.requestId } : {}),
-      };
       enqueueing = true;
-      await this.enqueue(job, first);
+      await this.enqueue(job, firstStep(job, { requestId: request.requestId, now }));
       this.log.info({ jobId, sub: owner.sub, steps: pipeline.map((s) => s.step) }, 'job accepted');
       return { job, created: true };
     } catch (error) {
@@ -221,7 +218,7 @@ export class JobsService {
   private async enqueue(job: JobRecord, first: JobMessage, options: { retry?: boolean } = {}): Promise<void> {
     // job.accepted goes out before the first step can be taken, so it precedes step.started.
     if (!options.retry) publishProgress(this.bus.nc, { type: 'job.accepted', jobId: job.jobId, at: job.createdAt, steps: job.pipeline.length });
-    await this.bus.js.publish(subjects.stage(job.pipeline[0]!.step), JSON.stringify(first), { msgID: msgIds.step(job.jobId, 0) });
+    await enqueueStep(this.bus.js, first);
   }
 
   /**
@@ -235,10 +232,7 @@ export class JobsService {
    */
   private async resumeSubmission(job: JobRecord): Promise<void> {
     if (job.status !== 'pending' || job.steps[0]?.status !== 'pending' || Date.now() - job.createdAt > RESUME_WINDOW_MS) return;
-    await this.enqueue(job, {
-      v: 1, jobId: job.jobId, owner: job.owner, pipeline: job.pipeline, index: 0, input: job.input, source: job.input, findings: {}, provenance: [],
-      deadline: job.deadline, submittedAt: job.createdAt, enqueuedAt: Date.now(),
-    }, { retry: true });
+    await this.enqueue(job, firstStep(job), { retry: true });
   }
 
   /**

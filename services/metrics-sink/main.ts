@@ -7,14 +7,12 @@
  * Settings: NATS_URL, CLICKHOUSE_URL (empty: chDB under DATA_DIR/chdb), CLICKHOUSE_USER,
  * CLICKHOUSE_PASSWORD, CLICKHOUSE_DATABASE, METRICS_BATCH_ROWS, METRICS_BATCH_MS, DATA_DIR.
  * METRICS_ACK_WAIT_MS, METRICS_RETRY_MAX_MS (services/lib/shared/config.ts).
- * Test hook: METRICS_SINK_CRASH_AFTER_INSERT=1  TEST ONLY: SIGKILL itself after the first successful
- *                            insert, before acking it (proves a redelivered batch makes no duplicates)
  *
  * Stops cleanly on SIGINT/SIGTERM (the batch in hand is inserted or given back), and when its
  * parent process is gone (re-parented to init), so it never outlives the launcher.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { config } from '../lib/shared/config.js';
+import { loadConfig, type Config } from '../lib/shared/config.js';
 import { runUntilStopped } from '../lib/shared/lifecycle.js';
 import { createLogger } from '../lib/shared/logger.js';
 import { openMetricsStore, storeOptionsFromConfig, type MetricsStore } from '../lib/metrics/clickhouse.js';
@@ -25,7 +23,7 @@ import { serveAudit } from '../lib/metrics/audit.js';
 
 const log = createLogger('metrics');
 
-async function openStoreWithRetry(isStopping: () => boolean): Promise<MetricsStore | undefined> {
+async function openStoreWithRetry(config: Config, isStopping: () => boolean): Promise<MetricsStore | undefined> {
   const options = storeOptionsFromConfig(config, log);
   for (let attempt = 1; !isStopping(); attempt++) {
     try {
@@ -43,11 +41,16 @@ async function openStoreWithRetry(isStopping: () => boolean): Promise<MetricsSto
   return undefined;
 }
 
-async function main(): Promise<void> {
+export interface MetricsServiceOptions {
+  /** Called after each insert, before its ack (a crash test kills the process there). */
+  afterInsert?: (batch: { stage: number; job: number; audit: number }) => void | Promise<void>;
+}
+
+/** Runs the metrics service until SIGINT/SIGTERM or the parent's end. */
+export async function runMetricsService(config: Config = loadConfig(), options: MetricsServiceOptions = {}): Promise<void> {
   if (!config.natsUrl) throw new Error('NATS_URL is empty: the metrics service needs the address of nats-server (the launcher sets it)');
   const ackWaitMs = Math.max(1000, config.metricsAckWaitMs);
   const retryMaxMs = Math.max(10, config.metricsRetryMaxMs);
-  const crashAfterInsert = process.env.METRICS_SINK_CRASH_AFTER_INSERT === '1';
   if (config.metricsBatchRows < 1) throw new Error(`METRICS_BATCH_ROWS must be >= 1, got ${config.metricsBatchRows}`);
   if (config.metricsBatchMs < 1) throw new Error(`METRICS_BATCH_MS must be >= 1, got ${config.metricsBatchMs}`);
 
@@ -66,7 +69,7 @@ async function main(): Promise<void> {
   }, { watchParent: true });
 
   nc = await connect({ servers: config.natsUrl.split(',').map((s) => s.trim()), name: `photolab-metrics-${process.pid}`, maxReconnectAttempts: -1 });
-  store = await openStoreWithRetry(() => stopping);
+  store = await openStoreWithRetry(config, () => stopping);
   if (!store) return;
   sink = new MetricsSink({
     nc,
@@ -77,13 +80,7 @@ async function main(): Promise<void> {
     retryMaxMs,
     logger: log,
     streamConfig: eventsStreamConfig(config),
-    afterInsert: crashAfterInsert
-      ? (batch) => {
-          log.warn({ batch }, 'METRICS_SINK_CRASH_AFTER_INSERT: inserted, killing myself before the ack');
-          process.kill(process.pid, 'SIGKILL');
-          return new Promise<void>(() => undefined);
-        }
-      : undefined,
+    afterInsert: options.afterInsert,
   });
   await sink.start();
   const stopStatsOnly = serveStats(nc, store, log);
@@ -95,7 +92,10 @@ async function main(): Promise<void> {
   log.info({ batchRows: config.metricsBatchRows, batchMs: config.metricsBatchMs, backend: store.backend }, 'metrics sink ready');
 }
 
-main().catch((error) => {
-  log.fatal({ err: (error as Error)?.message ?? String(error) }, 'metrics service failed to start');
-  process.exit(1);
-});
+const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+if (isMain) {
+  runMetricsService().catch((error) => {
+    log.fatal({ err: (error as Error)?.message ?? String(error) }, 'metrics service failed to start');
+    process.exit(1);
+  });
+}

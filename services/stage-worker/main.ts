@@ -135,7 +135,7 @@ if (isMain) {
   const config = loadConfig();
   const step = arg === 'all' ? [...(await loadStages({ extraDirs: config.stepsDirs })).keys()].join(',') : arg;
   if (!step) {
-    console.error('usage: worker.js <step>[,<step>...] | all');
+    console.error('usage: stage-worker/main.js <step>[,<step>...] | all');
     process.exit(2);
   }
   const log = createLogger(`stage-${step}`);

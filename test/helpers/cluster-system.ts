@@ -24,6 +24,7 @@ import { loadConfig } from '../../services/lib/shared/config.js';
 import type { JobEvent } from '../../services/lib/shared/schema-types.js';
 import { connectAll, ensureTopologyWhenReady } from './nats-cluster.js';
 import { MODELS_DIR, REPO_ROOT } from './paths.js';
+import { waitFor } from './wait.js';
 
 const JWT_SECRET = 'cluster-test-secret';
 const TERMINAL = /^job\.(done|failed|canceled|timeout)$/;
@@ -299,14 +300,7 @@ export async function runLoad(services: RunningServices, options: { jobs: number
   };
 }
 
-/** Resolves when `count()` reaches `target`, re-checking on every completion; rejects after `timeoutMs`. */
-export function waitForCount(count: () => number, target: number, what: string, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (count() >= target) { clearInterval(timer); resolve(); } else if (Date.now() > until) { clearInterval(timer); reject(new Error(`timed out waiting for ${what} (${count()}/${target})`)); }
-    };
-    const timer = setInterval(check, 50);
-    check();
-  });
+/** Resolves when `count()` reaches `target`; rejects after `timeoutMs` with how far it got. */
+export async function waitForCount(count: () => number, target: number, what: string, timeoutMs: number): Promise<void> {
+  await waitFor(() => count() >= target, what, timeoutMs, () => `${count()}/${target}`);
 }

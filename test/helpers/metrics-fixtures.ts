@@ -90,18 +90,4 @@ export async function publishJobs(nc: NatsConnection, prefix: string, first: num
   return { stage: count * STEPS.length, job: count };
 }
 
-/** Waits until `check` returns true (polling), or fails with `what` and the last value seen. */
-export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000, describe?: () => Promise<string> | string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < end) {
-    try {
-      if (await check()) return;
-    } catch (error) {
-      lastError = error;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const detail = describe ? await describe() : lastError ? String(lastError) : '';
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail ? `: ${detail}` : ''}`);
-}
+export { waitFor } from './wait.js';

@@ -11,7 +11,6 @@ import { createRestorationModelsDir } from '../helpers/restoration-models.js';
 import type { Frame } from '../../services/lib/pipeline/frame.js';
 import type { StageContext, StageDefinition } from '../../services/lib/pipeline/stage.js';
 import type { EnhanceFacesParams, EnhanceFacesParamsResolved, Face, Findings } from '../../services/lib/shared/schema-types.js';
-import { withDefaults, stepContext, admitHere } from '../helpers/steps.js';
 import { resolveParams } from '../../services/lib/pipeline/params.js';
 
 // The manifest override must be in place before any service module reads the configuration.
@@ -21,6 +20,7 @@ const { createEnhanceFacesStage } = await import('../../services/lib/steps/enhan
 const { stage: decode } = await import('../../services/lib/steps/decode.js');
 const align = await import('../../services/lib/imaging/face-align.js');
 const { AppError } = await import('../../services/lib/shared/errors.js');
+const { withDefaults, stepContext, admitHere } = await import('../helpers/steps.js');
 
 const silent = { info() {}, warn() {}, debug() {}, error() {}, trace() {}, fatal() {}, child() { return silent; } } as unknown as StageContext['log'];
 

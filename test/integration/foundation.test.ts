@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { STREAMS, subjects } from '../../services/lib/bus/subjects.js';
+import { STREAMS, stageConsumer, subjects } from '../../services/lib/bus/subjects.js';
 import type { DeadLetter, JobEvent } from '../../services/lib/shared/schema-types.js';
 import { fixture } from '../helpers/paths.js';
 import { openSocket, startSystem, waitFor, type TestSystem } from '../helpers/system.js';
@@ -147,8 +147,16 @@ describe('crashes and replicas (workers as separate processes)', () => {
     system.spawnWorker('decode');
     const job = await system.waitForJob(jobId, { timeoutMs: 30_000 });
     assert.equal(job.status, 'done');
-    // Wait past one more ack_wait so a forked duplicate, if any, would have shown up.
-    await new Promise((r) => setTimeout(r, 4000));
+    // The killed decode's message is redelivered after ack_wait and re-run: wait until both
+    // consumers have nothing pending or unacked, so a forked duplicate, if any, would be stored.
+    const jsm = await jetstreamManager(system.nc);
+    await waitFor(async () => {
+      for (const step of ['decode', 'encode']) {
+        const info = await jsm.consumers.info(STREAMS.stages, stageConsumer(step));
+        if (info.num_pending > 0 || info.num_ack_pending > 0) return false;
+      }
+      return true;
+    }, 'the redelivered decode to be re-run and both consumers settled', 30_000);
     const events = await system.events(jobId);
     assert.equal(count(events, 'job.done'), 1);
     assert.equal(count(system.liveEvents(jobId), 'step.started', 'encode'), 1, 'encode ran once: the re-published step was deduplicated');

@@ -88,9 +88,9 @@ describe('metrics on chDB', () => {
     nc.publish(bad.subject, JSON.stringify({ ...bad.event, type: 'no.such.event' }));
     await nc.flush();
 
-    await waitFor('all rows in ClickHouse', async () => (await count(store, 'stage_runs')) === published.stage && (await count(store, 'jobs')) === published.job, 30_000,
+    await waitFor(async () => (await count(store, 'stage_runs')) === published.stage && (await count(store, 'jobs')) === published.job, 'all rows in ClickHouse', 30_000,
       async () => `stage_runs=${await count(store, 'stage_runs')} jobs=${await count(store, 'jobs')} stats=${JSON.stringify(sink!.stats)}`);
-    await waitFor('4 dead letters', () => dead.length === 4, 10_000, () => JSON.stringify(dead));
+    await waitFor(() => dead.length === 4, '4 dead letters', 10_000, () => JSON.stringify(dead));
     dlqSub.unsubscribe();
 
     assert.equal(await count(store, 'stage_runs'), N * STEPS.length);
@@ -101,10 +101,10 @@ describe('metrics on chDB', () => {
     assert.match(dead.find((d) => d.payload.includes('-1'))!.error.message, /inputBytes/);
 
     // Everything acked or terminated: nothing left for the consumer.
-    await waitFor('consumer drained', async () => {
+    await waitFor(async () => {
       const ci = await jsm.consumers.info(METRICS_STREAM, METRICS_CONSUMER);
       return ci.num_pending === 0 && ci.num_ack_pending === 0;
-    }, 10_000);
+    }, 'consumer drained', 10_000);
     assert.equal(sink.stats.stageRows, N * STEPS.length);
     assert.equal(sink.stats.deadLettered, 4);
     assert.match(registry.render(), /photolab_metrics_sink_rows_total\{table="stage_runs"\} 90/);

@@ -81,7 +81,7 @@ describe('metrics on clickhouse-server 18.16', () => {
     const p = await publishJobs(nc, 'SRVA', 0, 20, now);
     stageTotal += p.stage;
     jobTotal += p.job;
-    await waitFor('rows', async () => (await count(store, 'stage_runs')) === stageTotal && (await count(store, 'jobs')) === jobTotal, 30_000,
+    await waitFor(async () => (await count(store, 'stage_runs')) === stageTotal && (await count(store, 'jobs')) === jobTotal, 'rows', 30_000,
       async () => `stage_runs=${await count(store, 'stage_runs')} jobs=${await count(store, 'jobs')}`);
     const stats = await queryStats(store, { from: now - 60_000, to: now + 1 });
     assert.deepEqual(stats.groups.step!.map((r) => [r.key, r.count]), STEPS.slice().sort().map((s) => [s, 20]));
@@ -95,18 +95,18 @@ describe('metrics on clickhouse-server 18.16', () => {
     const p = await publishJobs(nc, 'SRVB', 0, 40, now);
     stageTotal += p.stage;
     jobTotal += p.job;
-    await waitFor('the sink to notice the outage', () => sink!.stats.insertFailures > failuresBefore, 30_000);
+    await waitFor(() => sink!.stats.insertFailures > failuresBefore, 'the sink to notice the outage', 30_000);
     // Nothing was acked while the server was down.
     const during = await backlog(jsm);
     assert.equal(during.pending + during.ackPending, p.stage + p.job, JSON.stringify(during));
     await ch.restart();
-    await waitFor('all rows after the restart', async () => (await count(store, 'stage_runs')) === stageTotal && (await count(store, 'jobs')) === jobTotal, 60_000,
+    await waitFor(async () => (await count(store, 'stage_runs')) === stageTotal && (await count(store, 'jobs')) === jobTotal, 'all rows after the restart', 60_000,
       async () => `stage_runs=${await count(store, 'stage_runs')}/${stageTotal} jobs=${await count(store, 'jobs')}/${jobTotal} ${JSON.stringify(sink!.stats)}`);
     assert.equal(await doubled(store), 0);
-    await waitFor('consumer drained', async () => {
+    await waitFor(async () => {
       const b = await backlog(jsm);
       return b.pending === 0 && b.ackPending === 0;
-    }, 15_000);
+    }, 'consumer drained', 15_000);
   });
 
   test('ClickHouse frozen (SIGSTOP) during a load: rows arrive once it continues', async () => {
@@ -116,11 +116,11 @@ describe('metrics on clickhouse-server 18.16', () => {
     stageTotal += p.stage;
     jobTotal += p.job;
     try {
-      await waitFor('the sink to time out on the frozen server', () => sink!.stats.insertFailures > failuresBefore, 30_000);
+      await waitFor(() => sink!.stats.insertFailures > failuresBefore, 'the sink to time out on the frozen server', 30_000);
     } finally {
       await ch.signal('SIGCONT');
     }
-    await waitFor('all rows after SIGCONT', async () => (await count(store, 'stage_runs')) === stageTotal && (await count(store, 'jobs')) === jobTotal, 60_000,
+    await waitFor(async () => (await count(store, 'stage_runs')) === stageTotal && (await count(store, 'jobs')) === jobTotal, 'all rows after SIGCONT', 60_000,
       async () => `stage_runs=${await count(store, 'stage_runs')}/${stageTotal} jobs=${await count(store, 'jobs')}/${jobTotal}`);
     assert.equal(await doubled(store), 0);
     await sink!.stop();
@@ -142,8 +142,10 @@ describe('metrics on clickhouse-server 18.16', () => {
     };
     const main = path.join(REPO_ROOT, 'dist/services/metrics-sink/main.js');
     let output = '';
-    const run = (extra: Record<string, string>) => {
-      const c = spawn(process.execPath, [main], { env: { ...env, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The crashing sink: the real service with a hook that SIGKILLs it after its first insert, before the ack.
+    const crashing = path.join(REPO_ROOT, 'dist/test/helpers/crashing-metrics-sink.js');
+    const run = (options: { crash?: boolean }) => {
+      const c = spawn(process.execPath, [options.crash ? crashing : main], { env, stdio: ['ignore', 'pipe', 'pipe'] });
       c.stdout!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-8000)));
       c.stderr!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-8000)));
       child = c;
@@ -159,8 +161,8 @@ describe('metrics on clickhouse-server 18.16', () => {
       const p = await publishJobs(nc, 'SRVD', 0, 10, now);
       stageTotal += p.stage;
       jobTotal += p.job;
-      const crashing = run({ METRICS_SINK_CRASH_AFTER_INSERT: '1' });
-      const end = await Promise.race([exited(crashing), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000))]);
+      const crashed = run({ crash: true });
+      const end = await Promise.race([exited(crashed), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000))]);
       assert.notEqual(end, 'timeout', `the sink did not crash itself:\n${output}`);
       assert.equal((end as { signal: string }).signal, 'SIGKILL', output);
       // The insert happened and nothing was acked.
@@ -169,15 +171,15 @@ describe('metrics on clickhouse-server 18.16', () => {
       assert.equal(b.pending + b.ackPending, p.stage + p.job, JSON.stringify(b));
 
       const healthy = run({});
-      await waitFor('all rows after the sink restart', async () => (await count(store, 'stage_runs')) === stageTotal && (await count(store, 'jobs')) === jobTotal, 60_000,
+      await waitFor(async () => (await count(store, 'stage_runs')) === stageTotal && (await count(store, 'jobs')) === jobTotal, 'all rows after the sink restart', 60_000,
         async () => `stage_runs=${await count(store, 'stage_runs')}/${stageTotal} jobs=${await count(store, 'jobs')}/${jobTotal}\n${output}`);
       assert.equal(await doubled(store), 0);
       const stats = await queryStats(store, { from: now - 60_000, to: now + 1, groupBy: 'step' });
       assert.equal(stats.groups.step!.reduce((n, r) => n + r.count, 0), stageTotal);
-      await waitFor('consumer drained', async () => {
+      await waitFor(async () => {
         const x = await backlog(jsm);
         return x.pending === 0 && x.ackPending === 0;
-      }, 15_000);
+      }, 'consumer drained', 15_000);
       healthy.kill('SIGTERM');
       const stopped = await exited(healthy);
       assert.equal(stopped.code, 0, `graceful stop:\n${output}`);

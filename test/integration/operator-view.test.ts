@@ -12,7 +12,7 @@ import { BUCKETS, STREAMS } from '../../services/lib/bus/subjects.js';
 import { jobKey } from '../../services/lib/bus/job-store.js';
 import { schemaValidator } from '../../services/lib/shared/schemas.js';
 import { fixture } from '../helpers/paths.js';
-import { startSystem, type TestSystem } from '../helpers/system.js';
+import { startSystem, waitFor, type TestSystem } from '../helpers/system.js';
 
 let system: TestSystem;
 before(async () => {
@@ -34,7 +34,10 @@ test('live events on photolab.events.> are JSON job events; the KV record and st
 
   const job = await system.waitForJob((await system.submit(readFileSync(fixture('dog.jpg')), [{ step: 'decode' }, { step: 'encode' }])).jobId);
   assert.equal(job.status, 'done');
-  await new Promise((r) => setTimeout(r, 200));
+  // Live messages arrive after the job's end is stored: wait for them, then flush, so that a
+  // duplicate would be counted too.
+  await waitFor(() => seen.length >= 6 && stepMessages.length >= 2, 'the job\'s live messages');
+  await system.nc.flush();
   for (const sub of subs) sub.unsubscribe();
   stageSub.unsubscribe();
 

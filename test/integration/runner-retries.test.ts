@@ -10,7 +10,8 @@ import { after, before, test } from 'node:test';
 import { AckPolicy, type ConsumerMessages } from '@nats-io/jetstream';
 import { connectBus, type Bus } from '../../services/lib/bus/bus.js';
 import { JobEnds } from '../../services/lib/bus/job-ends.js';
-import { msgIds, STREAMS, stageConsumer, subjects, uploadBlobName } from '../../services/lib/bus/subjects.js';
+import { STREAMS, stageConsumer, subjects, uploadBlobName } from '../../services/lib/bus/subjects.js';
+import { enqueueStep, firstStep } from '../../services/lib/bus/step-queue.js';
 import { StageRunner, type ColocatedSteps } from '../../services/lib/pipeline/stage-runner.js';
 import type { StageDefinition } from '../../services/lib/pipeline/stage.js';
 import type { EncodedImage } from '../../services/lib/pipeline/frame.js';
@@ -19,7 +20,7 @@ import { AppError } from '../../services/lib/shared/errors.js';
 import { newId } from '../../services/lib/shared/ids.js';
 import { createLogger } from '../../services/lib/shared/logger.js';
 import { registerSchema } from '../../services/lib/shared/schemas.js';
-import type { DeadLetter, JobEvent, JobMessage, JobRecord } from '../../services/lib/shared/schema-types.js';
+import type { DeadLetter, JobEvent, JobRecord } from '../../services/lib/shared/schema-types.js';
 import { startNatsServer, type TestNatsServer } from '../helpers/nats-server.js';
 import { waitFor } from '../helpers/system.js';
 
@@ -93,8 +94,7 @@ async function submit(tag: string): Promise<string> {
   const input = await bus.blobs.put(uploadBlobName(jobId), Buffer.from(`image of ${tag}`), 'application/octet-stream');
   const record: JobRecord = { jobId, owner, status: 'pending', pipeline, createdAt: now, deadline: now + 60_000, input, steps: [{ index: 0, step: STEP, status: 'pending' }] };
   await bus.jobs.create(record);
-  const message: JobMessage = { v: 1, jobId, owner, pipeline, index: 0, input, source: input, findings: {}, provenance: [], deadline: now + 60_000, submittedAt: now, enqueuedAt: now };
-  await bus.js.publish(subjects.stage(STEP), JSON.stringify(message), { msgID: msgIds.step(jobId, 0) });
+  await enqueueStep(bus.js, firstStep(record, { now }));
   return jobId;
 }
 

@@ -154,7 +154,7 @@ export async function runReliability(options: ReliabilityOptions): Promise<Relia
   try {
     // The processes the cluster started: found by their command lines' step.
     for (const [pid, args] of listChildren()) {
-      const step = steps.find((s) => args.endsWith(`worker.js ${s}`));
+      const step = steps.find((s) => args.endsWith(`stage-worker/main.js ${s}`));
       if (step) workers.set(step, { pid, kill: (sig: NodeJS.Signals) => process.kill(pid, sig) } as unknown as ChildProcess);
       if (args.endsWith('edge/main.js')) edge = { pid } as unknown as ChildProcess;
     }

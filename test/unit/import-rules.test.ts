@@ -98,3 +98,23 @@ test('the edge, with every step manifest loaded, loads no model or pixel module 
   assert.equal(controlResult.onnx, true, 'a prepared upscale maps ONNX Runtime');
   assert.ok(controlResult.run > 0, 'a prepared upscale loads model code');
 });
+
+function sourcesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((d) => {
+    const full = path.join(dir, d.name);
+    return d.isDirectory() ? sourcesUnder(full) : d.name.endsWith('.ts') ? [full] : [];
+  });
+}
+
+test('one door to the stages: only the bus builds step messages and publishes on stage subjects', () => {
+  const bus = path.join(REPO_ROOT, 'services/lib/bus');
+  const offenders: string[] = [];
+  for (const file of sourcesUnder(path.join(REPO_ROOT, 'services'))) {
+    if (file.startsWith(bus + path.sep)) continue;
+    const source = readFileSync(file, 'utf8');
+    if (/:\s*JobMessage\s*=\s*\{/.test(source)) offenders.push(`${path.relative(REPO_ROOT, file)} builds a JobMessage`);
+    if (/publish\(\s*subjects\.stage\(/.test(source)) offenders.push(`${path.relative(REPO_ROOT, file)} publishes a step itself`);
+    if (/msgIds\.step\(/.test(source)) offenders.push(`${path.relative(REPO_ROOT, file)} makes a step message id`);
+  }
+  assert.deepEqual(offenders, [], 'use services/lib/bus/step-queue.ts (firstStep, nextStep, enqueueStep)');
+});

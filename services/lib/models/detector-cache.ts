@@ -3,10 +3,8 @@
  * prepare(); other selectable models load on first use and stay loaded. Loading goes through
  * runtime.loadModel (one session per model per process, checksum verified).
  */
-import { AppError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import { findModel } from './manifest.js';
-import { loadModel, modelInstalled, modelNotInstalled, warmUp, type LoadedModel } from './runtime.js';
+import { loadModel, warmUp, type LoadedModel } from './runtime.js';
 
 export class DetectorModels {
   private readonly models = new Map<string, Promise<LoadedModel>>();
@@ -42,10 +40,4 @@ export class DetectorModels {
 function warmUpShape(model: LoadedModel): number[] {
   const spec = model.entry.contract.inputs[0];
   return spec.shape.map((d, i) => (typeof d === 'number' ? d : i === 0 ? 1 : 640));
-}
-
-/** admit(): refuses a job whose model file is missing here, before it is queued. */
-export function assertInstalled(id: string, modelsDir: string): void {
-  const entry = findModel(id);
-  if (!modelInstalled(id, modelsDir)) throw modelNotInstalled(entry, modelsDir);
 }

@@ -5,8 +5,7 @@
  */
 import { ort, type Ort } from './onnx.js';
 import type { Logger } from '../shared/logger.js';
-import { findModel } from './manifest.js';
-import { loadModel, modelInstalled, modelNotInstalled, type LoadedModel } from './runtime.js';
+import { loadModel, modelInstalled, type LoadedModel } from './runtime.js';
 import type { PlanarImage, TileModel } from '../imaging/tiling.js';
 
 /** Model ids in models/manifest.json that the restore stages use. */
@@ -28,10 +27,6 @@ export interface ModelUse {
   provider: string;
 }
 
-/** For admit(): throws the runtime's 503 model_not_installed (naming `npm run models -- fetch <id>`) unless every model id is installed. */
-export function requireInstalled(ids: readonly string[], modelsDir: string): void {
-  for (const id of ids) if (!modelInstalled(id, modelsDir)) throw modelNotInstalled(findModel(id), modelsDir);
-}
 
 export function loadImageModel(id: string, env: ModelEnv): Promise<LoadedModel> {
   return loadModel(id, { modelsDir: env.modelsDir, log: env.log });

@@ -20,7 +20,8 @@ import type { Bus } from '../bus/bus.js';
 import { publishProgress, publishStepEvent } from '../bus/events.js';
 import { frameId } from '../bus/frames/frame-store.js';
 import type { JobEnds } from '../bus/job-ends.js';
-import { msgIds, resultBlobName, STREAMS, stageConsumer, subjects } from '../bus/subjects.js';
+import { resultBlobName, STREAMS, stageConsumer, subjects } from '../bus/subjects.js';
+import { enqueueStep, nextStep } from '../bus/step-queue.js';
 import type { Config } from '../shared/config.js';
 import { AppError, toAppError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
@@ -274,8 +275,7 @@ export class StageRunner {
       ]);
       if (move === 'publish') {
         if (!stored.ref) throw new AppError(500, 'no_output', `step ${item.step} gave no output for the next step`);
-        const next: JobMessage = { ...message, index: index + 1, input: stored.ref, findings, provenance: history, enqueuedAt: Date.now() };
-        await this.bus.js.publish(subjects.stage(pipeline[index + 1]!.step), JSON.stringify(next), { msgID: msgIds.step(jobId, index + 1) });
+        await enqueueStep(this.bus.js, nextStep(message, { input: stored.ref, findings, provenance: history }));
         await stored.durable;
       } else {
         const result: ResultInfo = { findings, provenance: history };
