@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
-import { AppError } from '../shared/errors.js';
+import { appError } from '../shared/errors.js';
 import type { CaseRecord, Owner } from '../shared/schema-types.js';
 
 /** A stable, subject-safe token for the set of callers who see the same cases. */
@@ -71,7 +71,7 @@ export class CaseStore {
         await new Promise((r) => setTimeout(r, Math.random() * 5 * (attempt + 1)));
       }
     }
-    throw new AppError(503, 'case_store_contention', `could not update case ${caseId}: too many concurrent writers`);
+    throw appError('case_store_contention', `could not update case ${caseId}: too many concurrent writers`);
   }
 
   /** Case ids of a scope, in key order (ULIDs: oldest first). */

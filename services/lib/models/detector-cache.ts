@@ -3,7 +3,6 @@
  * prepare(); other selectable models load on first use and stay loaded. Loading goes through
  * runtime.loadModel (one session per model per process, checksum verified).
  */
-import { AppError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { findModel } from './manifest.js';
 import { loadModel, modelInstalled, modelNotInstalled, warmUp, type LoadedModel } from './runtime.js';

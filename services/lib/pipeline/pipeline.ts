@@ -3,7 +3,7 @@
  * schema in schemas/steps/), and steps that fit together (decode first; a step that takes
  * a frame after one that gives a frame; encode last). Defaults are filled in.
  */
-import { badRequest } from '../shared/errors.js';
+import { appError } from '../shared/errors.js';
 import type { PipelineStep } from '../shared/schema-types.js';
 import { validateOrThrow } from '../shared/schemas.js';
 import type { StageDefinition } from './stage.js';
@@ -17,8 +17,8 @@ export function validatePipeline(raw: unknown, stages: Map<string, StageDefiniti
     const at = `${pathPrefix}/${i}`;
     const stage = stages.get(item.step);
     if (!stage) {
-      throw badRequest('unknown_step', `${at}/step: unknown step "${item.step}"; known steps: ${[...stages.keys()].join(', ')}`,
-        [{ path: `${at}/step`, message: 'unknown step' }]);
+      throw appError('unknown_step', `${at}/step: unknown step "${item.step}"; known steps: ${[...stages.keys()].join(', ')}`,
+        { details: [{ path: `${at}/step`, message: 'unknown step' }] });
     }
     item.params = validateOrThrow<Record<string, unknown>>(`steps/${item.step}.schema.json`, item.params ?? {}, {
       code: 'invalid_params', what: `parameters of ${item.step}`, prefix: `${at}/params`,
@@ -26,10 +26,10 @@ export function validatePipeline(raw: unknown, stages: Map<string, StageDefiniti
     const expected = i === 0 ? 'encoded' : previousOutput;
     if (stage.input !== expected) {
       const why = i === 0 ? 'a pipeline starts with decode' : stage.input === 'encoded' ? `"${item.step}" needs an encoded image, but it follows a step that gives raw pixels` : `"${item.step}" needs raw pixels, but "${pipeline[i - 1]!.step}" gives an encoded image (encode must be last)`;
-      throw badRequest('invalid_pipeline', `${at}/step: ${why}`, [{ path: `${at}/step`, message: why }]);
+      throw appError('invalid_pipeline', `${at}/step: ${why}`, { details: [{ path: `${at}/step`, message: why }] });
     }
     if (item.when && item.when !== 'always' && (stage.input === 'encoded' || stage.output === 'encoded')) {
-      throw badRequest('invalid_pipeline', `${at}/when: ${item.step} cannot be conditional`, [{ path: `${at}/when`, message: 'decode and encode always run' }]);
+      throw appError('invalid_pipeline', `${at}/when: ${item.step} cannot be conditional`, { details: [{ path: `${at}/when`, message: 'decode and encode always run' }] });
     }
     previousOutput = stage.output;
   });

@@ -21,7 +21,7 @@
  * Grey frames go through RGB models as R = G = B and come back as the mean of the three.
  */
 import type { Frame } from '../../pipeline/frame.js';
-import { badRequest, unprocessable } from '../../shared/errors.js';
+import { appError } from '../../shared/errors.js';
 import type { LoadedModel } from '../runtime.js';
 import { joinAlpha, resizePixels, rgbToGreyMean, splitAlpha } from '../../imaging/frame-ops.js';
 import {
@@ -72,7 +72,7 @@ export const MAX_OUTPUT_PIXELS = 268_402_689;
 /** The model for a factor (pure: used by admit() as well as run). */
 export function planUpscale(factor: number, x2Model: X2Model = 'span', x4Model: X4Model = 'animevideov3'): UpscalePlan {
   if (!Number.isFinite(factor) || factor <= MIN_FACTOR || factor > MAX_FACTOR) {
-    throw badRequest('invalid_factor', `factor must be a number above ${MIN_FACTOR} and at most ${MAX_FACTOR}, got ${factor}`);
+    throw appError('invalid_factor', `factor must be a number above ${MIN_FACTOR} and at most ${MAX_FACTOR}, got ${factor}`);
   }
   const x2 = { modelId: x2Model === 'span' ? MODEL_IDS.x2Span : MODEL_IDS.x2Compact, modelScale: 2, lumaOnly: false };
   if (factor === 3) return { modelId: MODEL_IDS.x3Y, modelScale: 3, lumaOnly: true };
@@ -89,8 +89,8 @@ export async function upscaleFrame(frame: Frame, request: UpscaleRequest, env: M
   const out = upscaledSize(frame.width, frame.height, request.factor);
   const modelPixels = frame.width * plan.modelScale * frame.height * plan.modelScale;
   if (out.width * out.height > MAX_OUTPUT_PIXELS || modelPixels > MAX_OUTPUT_PIXELS) {
-    throw unprocessable('output_too_large', `upscaling ${frame.width}x${frame.height} by ${request.factor} gives more than ${MAX_OUTPUT_PIXELS} pixels`,
-      { width: out.width, height: out.height, maxPixels: MAX_OUTPUT_PIXELS });
+    throw appError('output_too_large', `upscaling ${frame.width}x${frame.height} by ${request.factor} gives more than ${MAX_OUTPUT_PIXELS} pixels`,
+      { details: { width: out.width, height: out.height, maxPixels: MAX_OUTPUT_PIXELS } });
   }
   const model = await loadImageModel(plan.modelId, env);
   const { colour, colourChannels, alpha } = splitAlpha(frame);
