@@ -12,7 +12,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { AppError, appError, toClientError } from '../../lib/shared/errors.js';
+import { AppError, appError } from '../../lib/shared/errors.js';
+import { toClientError } from '../client-error.js';
 import type { Logger } from '../../lib/shared/logger.js';
 
 export interface Request {

@@ -82,19 +82,3 @@ export function toAppError(error: unknown): AppError {
   const message = error instanceof Error ? error.message : String(error);
   return appError('internal_error', message, { cause: error });
 }
-
-const BUS_ERRORS = new Set(['TimeoutError', 'ConnectionError', 'ClosedConnectionError', 'DrainingConnectionError', 'NoRespondersError', 'RequestError']);
-
-/**
- * For answers to clients: a NATS error while the bus is away (nats-server restarting) is a
- * 503 bus_unavailable with Retry-After, which a client retries, not a 500 that says the
- * request itself broke something. Everything else as toAppError.
- */
-export function toClientError(error: unknown): AppError {
-  if (error instanceof AppError) return error;
-  const name = error instanceof Error ? error.name : '';
-  if (BUS_ERRORS.has(name) || BUS_ERRORS.has(error?.constructor?.name ?? '')) {
-    return appError('bus_unavailable', 'the message bus is not reachable right now; retry shortly', { cause: error, details: { retryAfterS: 1 } });
-  }
-  return toAppError(error);
-}
