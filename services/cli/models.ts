@@ -15,7 +15,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { config } from '../lib/shared/config.js';
-import { AppError } from '../lib/shared/errors.js';
+import { AppError, hasErrorCode } from '../lib/shared/errors.js';
 import { defaultManifestPath, loadManifest, modelPath, type ModelEntry, type ModelsManifest } from '../lib/models/manifest.js';
 import { fetchModel, modelStatus, progressBar } from '../lib/models/fetch.js';
 
@@ -86,7 +86,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const message = error instanceof AppError ? `${error.code}: ${error.message}` : (error as Error).message;
     process.stderr.write(`error: ${message}\n`);
-    return error instanceof AppError && error.code === 'unknown_model' ? 2 : 1;
+    return hasErrorCode(error, 'unknown_model') ? 2 : 1;
   }
 }
 
@@ -149,9 +149,9 @@ async function fetchAll(entries: ModelEntry[], modelsDir: string,
         rows.push({ id: entry.id, result: outcome === 'downloaded' ? 'installed' : 'already installed', why: entry.commercialUse ? '' : `non-commercial licence (${entry.licence})` });
       } catch (error) {
         const code = error instanceof AppError ? error.code : 'error';
-        if (code === 'offline') unreachable.add(String((error as AppError).details && ((error as AppError).details as { host?: string }).host));
-        const why = code === 'unpinned_model' ? 'unpinned_model: no pinned sha256 (no official checksum known): --allow-unpinned fetches it unverified'
-          : code === 'offline' ? (error as Error).message
+        if (hasErrorCode(error, 'offline')) unreachable.add(String((error.details as { host?: string } | undefined)?.host));
+        const why = hasErrorCode(error, 'unpinned_model') ? 'unpinned_model: no pinned sha256 (no official checksum known): --allow-unpinned fetches it unverified'
+          : hasErrorCode(error, 'offline') ? error.message
             : `${code}: ${(error as Error).message.replace(`${entry.id}: `, '')}`;
         rows.push({ id: entry.id, result: 'failed', why });
         process.stderr.write(`${entry.id}: failed: ${why}\n`);

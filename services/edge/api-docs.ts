@@ -119,7 +119,7 @@ export function openApiDocument(version: string): Json {
           operationId: 'playe', summary: 'PLAYE endpoints: upscale, denoise, face-enhance, detect-faces, detect-objects (waits up to SYNC_WAIT_MS)', security: secured,
           parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', enum: ['upscale', 'denoise', 'face-enhance', 'detect-faces', 'detect-objects'] } }],
           requestBody: { required: true, content: { 'multipart/form-data': { schema: { type: 'object', properties: { file: { type: 'string', contentMediaType: 'application/octet-stream' } }, additionalProperties: { type: 'string' } } }, 'image/*': IMAGE } },
-          responses: { 200: { description: 'the image, or detections', content: { 'image/*': IMAGE, ...jsonBody('http.playe-detections') } }, 202: { description: 'not done in time', content: jsonBody('http.playe-queued') }, ...errors, 422: error('undecodable image'), 504: error('job timeout') },
+          responses: { 200: { description: 'the image, or detections', content: { 'image/*': IMAGE, ...jsonBody('http.playe-detections') } }, 202: { description: 'not done in time', content: jsonBody('http.playe-queued') }, ...errors, 409: error('the job was canceled or passed its deadline: job_canceled, job_timeout'), 422: error('undecodable image') },
         },
       },
       '/api/stats': {

@@ -13,14 +13,12 @@
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { Config } from '../lib/shared/config.js';
-import { AppError } from '../lib/shared/errors.js';
+import { appError } from '../lib/shared/errors.js';
 import type { Owner } from '../lib/shared/schema-types.js';
 
 export interface Authenticator {
   verify(token: string | undefined): Promise<Owner>;
 }
-
-const unauthorized = (code: string, message: string) => new AppError(401, code, message, { retryable: false });
 
 const VERIFIED_TTL_MS = 60_000;
 const VERIFIED_MAX = 10_000;
@@ -42,7 +40,7 @@ export function createAuthenticator(config: Config, now: () => number = Date.now
   const passed = new Map<string, { owner: Owner; until: number }>();
   return {
     async verify(token) {
-      if (!token) throw unauthorized('auth_required', 'a bearer token is required (Authorization: Bearer <JWT>)');
+      if (!token) throw appError('auth_required', 'a bearer token is required (Authorization: Bearer <JWT>)');
       const known = passed.get(token);
       if (known && now() < known.until) return known.owner;
       passed.delete(token);
@@ -67,15 +65,15 @@ export function createAuthenticator(config: Config, now: () => number = Date.now
       });
       payload = verified.payload;
     } catch (error) {
-      if (error instanceof errors.JWTExpired) throw unauthorized('token_expired', 'the token has expired');
+      if (error instanceof errors.JWTExpired) throw appError('token_expired', 'the token has expired');
       if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'exp' && error.reason === 'missing') {
-        throw unauthorized('token_invalid', 'the token has no expiry (exp); tokens must expire (JWT_REQUIRE_EXP)');
+        throw appError('token_invalid', 'the token has no expiry (exp); tokens must expire (JWT_REQUIRE_EXP)');
       }
-      if (error instanceof errors.JWTClaimValidationFailed) throw unauthorized('token_invalid', `token claim check failed: ${error.message}`);
-      if (error instanceof errors.JOSEAlgNotAllowed) throw unauthorized('token_invalid', 'the token\'s algorithm is not accepted');
-      throw unauthorized('token_invalid', 'the token is not valid');
+      if (error instanceof errors.JWTClaimValidationFailed) throw appError('token_invalid', `token claim check failed: ${error.message}`);
+      if (error instanceof errors.JOSEAlgNotAllowed) throw appError('token_invalid', 'the token\'s algorithm is not accepted');
+      throw appError('token_invalid', 'the token is not valid');
     }
-    if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw unauthorized('token_invalid', 'the token has no subject (sub)');
+    if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw appError('token_invalid', 'the token has no subject (sub)');
     const owner: Owner = { sub: payload.sub.slice(0, 256) };
     const tenant = payload[config.jwtTenantClaim];
     if (typeof tenant === 'string' && tenant) owner.tenant = tenant.slice(0, 256);

@@ -6,7 +6,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Bus } from '../lib/bus/bus.js';
 import { ownerHash } from '../lib/bus/job-store.js';
-import { AppError, notFound } from '../lib/shared/errors.js';
+import { appError } from '../lib/shared/errors.js';
 import { newId } from '../lib/shared/ids.js';
 import type { BlobRef, Owner } from '../lib/shared/schema-types.js';
 
@@ -20,8 +20,8 @@ export class CallerBlobs {
   }
 
   async upload(owner: Owner, bytes: Buffer, contentType = 'application/octet-stream'): Promise<{ blobId: string; ref: BlobRef }> {
-    if (bytes.length === 0) throw new AppError(400, 'image_required', 'the upload is empty');
-    if (bytes.length > this.maxBytes) throw new AppError(413, 'payload_too_large', `the upload is ${bytes.length} bytes; the limit is ${this.maxBytes}`, { details: { limit: this.maxBytes } });
+    if (bytes.length === 0) throw appError('image_required', 'the upload is empty');
+    if (bytes.length > this.maxBytes) throw appError('payload_too_large', `the upload is ${bytes.length} bytes; the limit is ${this.maxBytes}`, { details: { limit: this.maxBytes } });
     const blobId = newId();
     const ref = await this.bus.blobs.put(blobName(owner, blobId), bytes, contentType);
     return { blobId, ref };
@@ -29,7 +29,7 @@ export class CallerBlobs {
 
   /** The caller's blob, with its bytes (checked against the stored digest). */
   async read(owner: Owner, blobId: string): Promise<{ ref: BlobRef; bytes: Buffer }> {
-    const missing = () => notFound('blob_not_found', `no blob ${blobId}`);
+    const missing = () => appError('blob_not_found', `no blob ${blobId}`);
     if (!BLOB_ID.test(blobId)) throw missing();
     const name = blobName(owner, blobId);
     const ref = await this.bus.blobs.describe(name);

@@ -10,7 +10,7 @@ import { ownerHash } from '../lib/bus/job-store.js';
 import { sha256 } from '../lib/bus/blob-store.js';
 import { evidenceBlobName } from '../lib/bus/subjects.js';
 import type { Custody } from '../lib/forensics/custody.js';
-import { AppError, badRequest, conflict, notFound } from '../lib/shared/errors.js';
+import { appError } from '../lib/shared/errors.js';
 import { newId } from '../lib/shared/ids.js';
 import type { BlobRef, CaseRecord, CaseView, CreateCaseRequest, EvidenceView, Owner } from '../lib/shared/schema-types.js';
 import { validateOrThrow } from '../lib/shared/schemas.js';
@@ -53,7 +53,7 @@ export function evidenceView(caseId: string, e: EvidenceRecord): EvidenceView {
 /** updatedAt as the PLAYE client sends it (epoch ms or an ISO string), in ms. */
 function updatedAtMs(value: unknown): { ms: number; numeric: boolean } {
   const ms = typeof value === 'number' ? value : typeof value === 'string' ? Date.parse(value) : NaN;
-  if (!Number.isFinite(ms) || ms < 0) throw badRequest('invalid_case', 'updatedAt must be epoch milliseconds or an ISO date-time');
+  if (!Number.isFinite(ms) || ms < 0) throw appError('invalid_case', 'updatedAt must be epoch milliseconds or an ISO date-time');
   return { ms: Math.round(ms), numeric: typeof value === 'number' };
 }
 
@@ -62,7 +62,7 @@ export class CasesService {
 
   private async read(owner: Owner, caseId: string): Promise<CaseRecord> {
     const found = CASE_ID.test(caseId) ? await this.bus.cases.read(caseScope(owner), caseId) : null;
-    if (!found) throw notFound('case_not_found', `no case ${caseId}`);
+    if (!found) throw appError('case_not_found', `no case ${caseId}`);
     return found.record;
   }
 
@@ -105,7 +105,7 @@ export class CasesService {
       if (changed) await this.custody.record({ action: 'case.updated', owner: access.owner, caseId, requestId: access.requestId, detail: 'PLAYE case object' });
       return { record: stored!.record, created: false };
     }
-    throw new AppError(503, 'case_store_contention', `case ${caseId} changed too often while it was written; retry`);
+    throw appError('case_store_contention', `case ${caseId} changed too often while it was written; retry`);
   }
 
   get(owner: Owner, caseId: string): Promise<CaseRecord> {
@@ -132,7 +132,7 @@ export class CasesService {
   async rename(access: Access, caseId: string, name: string): Promise<CaseRecord> {
     await this.read(access.owner, caseId);
     const stored = await this.bus.cases.update(caseScope(access.owner), caseId, (record) => ({ ...record, name, updatedAt: Math.max(Date.now(), record.updatedAt + 1) }));
-    if (!stored) throw notFound('case_not_found', `no case ${caseId}`);
+    if (!stored) throw appError('case_not_found', `no case ${caseId}`);
     await this.custody.record({ action: 'case.renamed', owner: access.owner, caseId, requestId: access.requestId, detail: name });
     return stored.record;
   }
@@ -148,8 +148,8 @@ export class CasesService {
       const now = Math.max(Date.now(), record.updatedAt + 1);
       return { ...record, status: 'closed', closedAt: now, closedBy: access.owner, updatedAt: now };
     });
-    if (!stored) throw notFound('case_not_found', `no case ${caseId}`);
-    if (already) throw conflict('case_closed', `case ${caseId} is already closed`, { caseId, closedAt: iso(stored.record.closedAt!) });
+    if (!stored) throw appError('case_not_found', `no case ${caseId}`);
+    if (already) throw appError('case_closed', `case ${caseId} is already closed`, { details: { caseId, closedAt: iso(stored.record.closedAt!) } });
     await this.custody.record({ action: 'case.closed', owner: access.owner, caseId, requestId: access.requestId });
     return stored.record;
   }
@@ -177,11 +177,11 @@ export class CasesService {
     const scope = caseScope(owner);
     const stored = await this.bus.cases.update(scope, caseId, (record) => {
       if (record.status === 'closed') {
-        throw conflict('case_closed', `case ${caseId} is closed and takes no new jobs`, { caseId, closedAt: iso(record.closedAt ?? record.updatedAt) });
+        throw appError('case_closed', `case ${caseId} is closed and takes no new jobs`, { details: { caseId, closedAt: iso(record.closedAt ?? record.updatedAt) } });
       }
       return { ...record, jobs: record.jobs + 1, updatedAt: Math.max(at, record.updatedAt + 1) };
     });
-    if (!stored) throw notFound('case_not_found', `no case ${caseId}`);
+    if (!stored) throw appError('case_not_found', `no case ${caseId}`);
     await this.bus.cases.addJob(scope, caseId, jobId, at, ownerHash(owner));
     return stored.record;
   }
@@ -193,8 +193,8 @@ export class CasesService {
    */
   async keepOriginal(access: Access, caseId: string, bytes: Buffer, contentType: string, audit = true): Promise<{ evidence: EvidenceRecord; ref: BlobRef }> {
     const record = await this.read(access.owner, caseId);
-    if (record.status === 'closed') throw conflict('case_closed', `case ${caseId} is closed and takes no new evidence`, { caseId });
-    if (bytes.length === 0) throw badRequest('image_required', 'the original is empty');
+    if (record.status === 'closed') throw appError('case_closed', `case ${caseId} is closed and takes no new evidence`, { details: { caseId } });
+    if (bytes.length === 0) throw appError('image_required', 'the original is empty');
     const scope = caseScope(access.owner);
     const digest = sha256(bytes);
     const name = evidenceBlobName(scope, digest);
@@ -202,7 +202,7 @@ export class CasesService {
     try {
       format = (await sharp(bytes, { failOn: 'none' }).metadata()).format ?? 'unknown';
     } catch {
-      throw new AppError(422, 'unsupported_format', 'the original is not an image this server can read');
+      throw appError('unsupported_format', 'the original is not an image this server can read');
     }
     const ref = (await this.bus.blobs.describe(name)) ?? (await this.bus.blobs.put(name, bytes, contentType));
     const existing = await this.bus.cases.evidence(scope, caseId, digest);
@@ -218,9 +218,9 @@ export class CasesService {
   async originalRef(owner: Owner, caseId: string, digest: string): Promise<{ evidence: EvidenceRecord; ref: BlobRef }> {
     await this.read(owner, caseId);
     const evidence = SHA256.test(digest) ? await this.bus.cases.evidence(caseScope(owner), caseId, digest) : null;
-    if (!evidence) throw notFound('evidence_not_found', `case ${caseId} has no original with sha256 ${digest}`);
+    if (!evidence) throw appError('evidence_not_found', `case ${caseId} has no original with sha256 ${digest}`);
     const ref = await this.bus.blobs.describe(evidence.name);
-    if (!ref) throw new AppError(500, 'evidence_missing', `the original ${digest} of case ${caseId} is recorded but its bytes are not on PHOTOLAB_EVIDENCE`);
+    if (!ref) throw appError('evidence_missing', `the original ${digest} of case ${caseId} is recorded but its bytes are not on PHOTOLAB_EVIDENCE`);
     return { evidence, ref };
   }
 
@@ -246,6 +246,6 @@ export function encodeCaseCursor(caseId: string): string {
 export function decodeCaseCursor(cursor: string): string {
   const text = /^[A-Za-z0-9_-]{1,120}$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
   const match = /^c1:([A-Za-z0-9_-]{1,64})$/.exec(text);
-  if (!match) throw badRequest('invalid_cursor', 'cursor is not one this API gave out; start again without it');
+  if (!match) throw appError('invalid_cursor', 'cursor is not one this API gave out; start again without it');
   return match[1]!;
 }

@@ -12,7 +12,7 @@ import type { Custody } from '../lib/forensics/custody.js';
 import { buildReport, reportHtml, signReport, thumbnail } from '../lib/forensics/report.js';
 import type { SigningKey } from '../lib/forensics/signing.js';
 import type { Config } from '../lib/shared/config.js';
-import { AppError, conflict, notFound } from '../lib/shared/errors.js';
+import { appError, hasErrorCode } from '../lib/shared/errors.js';
 import type { JobRecord, Owner, ReplayComparison, ReplayStep } from '../lib/shared/schema-types.js';
 import type { JobsService } from './jobs.js';
 import { waitForJobEnd } from './job-waiter.js';
@@ -33,7 +33,7 @@ export class ForensicsService {
   /** The signed report as JSON bytes, or the printable page. */
   async report(owner: Owner, jobId: string, requestId: string, format: 'json' | 'html'): Promise<{ body: string; contentType: string }> {
     const job = await this.jobs.get(owner, jobId);
-    if (!isTerminal(job.status)) throw conflict('job_not_completed', `job ${jobId} is still ${job.status}: its report comes when it ends`, { status: job.status });
+    if (!isTerminal(job.status)) throw appError('job_not_completed', `job ${jobId} is still ${job.status}: its report comes when it ends`, { details: { status: job.status } });
     const caseRecord = job.caseId ? (await this.bus.cases.read(caseScope(owner), job.caseId))?.record : undefined;
     const report = await signReport(buildReport(job, caseRecord, this.config.gitCommit), this.key);
     let body: string;
@@ -56,7 +56,7 @@ export class ForensicsService {
     try {
       return await this.bus.blobs.get(ref);
     } catch (error) {
-      if (error instanceof AppError && error.code === 'blob_missing') return undefined; // expired: the page says so
+      if (hasErrorCode(error, 'blob_missing')) return undefined; // expired: the page says so
       throw error;
     }
   }
@@ -67,7 +67,7 @@ export class ForensicsService {
    */
   async replay(owner: Owner, jobId: string, requestId: string): Promise<{ ended: boolean; comparison: ReplayComparison }> {
     const first = await this.jobs.get(owner, jobId);
-    if (first.status !== 'done') throw conflict('job_not_completed', `job ${jobId} is ${first.status}: only a job that ended done can be replayed`, { status: first.status });
+    if (first.status !== 'done') throw appError('job_not_completed', `job ${jobId} is ${first.status}: only a job that ended done can be replayed`, { details: { status: first.status } });
     const base = { pipeline: first.pipeline, requestId, replayOf: first.jobId };
     const { job } = first.caseId && first.input.name.startsWith('evidence/')
       ? await this.jobs.submit(owner, { ...base, caseId: first.caseId, originalSha256: first.input.sha256 })
@@ -79,7 +79,7 @@ export class ForensicsService {
   async comparison(owner: Owner, jobId: string, replayJobId: string): Promise<ReplayComparison> {
     const first = await this.jobs.get(owner, jobId);
     const replay = await this.jobs.get(owner, replayJobId);
-    if (replay.replayOf !== first.jobId) throw notFound('replay_not_found', `job ${replayJobId} is not a replay of ${jobId}`);
+    if (replay.replayOf !== first.jobId) throw appError('replay_not_found', `job ${replayJobId} is not a replay of ${jobId}`);
     return compareRuns(first, replay);
   }
 }

@@ -17,7 +17,7 @@ import { admitStep } from '../lib/pipeline/admission.js';
 import type { StepManifest } from '../lib/pipeline/stage.js';
 import type { StagePresenceView } from '../lib/bus/stage-presence.js';
 import type { Config } from '../lib/shared/config.js';
-import { AppError, badRequest, conflict, notFound } from '../lib/shared/errors.js';
+import { AppError, appError, type ErrorCode } from '../lib/shared/errors.js';
 import { idTime, newId } from '../lib/shared/ids.js';
 import type { Logger } from '../lib/shared/logger.js';
 import type { BlobRef, JobMessage, JobRecord, JobStatus, Owner } from '../lib/shared/schema-types.js';
@@ -60,9 +60,15 @@ export interface ListRequest {
 /** A retried submission re-sends its first step only this long after the first try: inside the 120 s duplicate window of the streams (topology.ts), with a margin. */
 const RESUME_WINDOW_MS = 100_000;
 const JOB_ID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
-const RESULT_CONFLICT: Record<JobStatus, string> = {
-  pending: 'job_not_completed', running: 'job_not_completed', done: '', failed: 'job_failed', canceled: 'job_canceled', timeout: 'job_timeout',
-};
+const NO_RESULT = {
+  pending: 'job_not_completed', running: 'job_not_completed', failed: 'job_failed', canceled: 'job_canceled', timeout: 'job_timeout',
+} as const satisfies Record<Exclude<JobStatus, 'done'>, ErrorCode>;
+
+/**
+ * Why a job that is not done has no result, as an error code: the 409 of GET .../result, and
+ * the PLAYE answer for a job that ended without an error of its own.
+ */
+export const noResultCode = (status: Exclude<JobStatus, 'done'>): ErrorCode => NO_RESULT[status];
 
 export class JobsService {
   constructor(
@@ -106,26 +112,26 @@ export class JobsService {
         const needs = this.manifests.get(item.step)!.models?.(item.params ?? {}) ?? [];
         if (this.presence) admitStep(item.step, needs, this.presence.hostsOf(item.step));
       } catch (error) {
-        if (error instanceof AppError) throw new AppError(error.status, error.code, `/pipeline/${i}: ${error.message}`, { details: error.details, retryable: false });
+        if (error instanceof AppError) throw error.withMessage(`/pipeline/${i}: ${error.message}`);
         throw error;
       }
     }
     let image = request.image;
     let original: BlobRef | undefined;
     if (request.originalSha256 !== undefined) {
-      if (!request.caseId) throw badRequest('case_required', 'originalSha256 names an original of a case: give caseId too');
+      if (!request.caseId) throw appError('case_required', 'originalSha256 names an original of a case: give caseId too');
       original = (await this.caseService().originalRef(owner, request.caseId, request.originalSha256)).ref;
       image = await this.bus.blobs.get(original);
     }
-    if (!image || image.length === 0) throw badRequest('image_required', 'the image is empty');
+    if (!image || image.length === 0) throw appError('image_required', 'the image is empty');
     if (image.length > this.config.maxUploadBytes) {
-      throw new AppError(413, 'payload_too_large', `the image is ${image.length} bytes; the limit is ${this.config.maxUploadBytes}`,
+      throw appError('payload_too_large', `the image is ${image.length} bytes; the limit is ${this.config.maxUploadBytes}`,
         { details: { limit: this.config.maxUploadBytes } });
     }
     await assertPixelLimit(image, this.config.maxInputPixels);
     const deadlineMs = request.deadlineMs ?? this.config.jobDeadlineMs;
     if (!Number.isInteger(deadlineMs) || deadlineMs < 1000 || deadlineMs > this.config.jobMaxDeadlineMs) {
-      throw badRequest('invalid_deadline', `deadlineMs must be an integer between 1000 and ${this.config.jobMaxDeadlineMs}`);
+      throw appError('invalid_deadline', `deadlineMs must be an integer between 1000 and ${this.config.jobMaxDeadlineMs}`);
     }
     await this.backlog?.admit();
 
@@ -206,7 +212,7 @@ export class JobsService {
   }
 
   private caseService(): CasesService {
-    if (!this.forensics) throw new AppError(500, 'cases_unavailable', 'this edge was started without the case store');
+    if (!this.forensics) throw appError('cases_unavailable', 'this edge was started without the case store');
     return this.forensics.cases;
   }
 
@@ -253,7 +259,7 @@ export class JobsService {
     }));
     open = open.filter((_, i) => stillOpen[i]);
     if (open.length <= max) return;
-    throw new AppError(429, 'too_many_jobs', `you have ${open.length - 1} unfinished jobs; the limit is ${max}. Wait for one to finish or cancel one`,
+    throw appError('too_many_jobs', `you have ${open.length - 1} unfinished jobs; the limit is ${max}. Wait for one to finish or cancel one`,
       { details: { retryAfterS: 5, unfinished: open.length - 1, limit: max } });
   }
 
@@ -290,13 +296,13 @@ export class JobsService {
       if (job) return job;
       await new Promise((r) => setTimeout(r, 20));
     }
-    throw new AppError(409, 'idempotency_key_in_use', 'a request with this Idempotency-Key is still being processed; retry shortly', { details: { retryAfterS: 1 } });
+    throw appError('idempotency_key_in_use', 'a request with this Idempotency-Key is still being processed; retry shortly', { details: { retryAfterS: 1 } });
   }
 
   /** The caller's job; someone else's job is reported as not found. */
   async get(owner: Owner, jobId: string): Promise<JobRecord> {
     const job = JOB_ID.test(jobId) ? await this.bus.jobs.get(owner, jobId, this.live?.get(jobId)) : null;
-    if (!job || !sameOwner(job.owner, owner)) throw notFound('job_not_found', `no job ${jobId}`);
+    if (!job || !sameOwner(job.owner, owner)) throw appError('job_not_found', `no job ${jobId}`);
     return this.expireIfLate(job);
   }
 
@@ -309,7 +315,7 @@ export class JobsService {
 
   /** Ends a job as timeout; false when something else ended it first. */
   async timeOut(job: JobRecord): Promise<boolean> {
-    return (await this.end(job, { status: 'timeout', error: { code: 'job_timeout', message: 'the job passed its deadline' } })) !== null;
+    return (await this.end(job, { status: 'timeout', error: { code: 'job_timeout' satisfies ErrorCode, message: 'the job passed its deadline' } })) !== null;
   }
 
   /** Ends a job (cancel, timeout) from its record; null when something else ended it first. */
@@ -328,7 +334,7 @@ export class JobsService {
   async result(owner: Owner, jobId: string, requestId?: string): Promise<{ job: JobRecord; bytes?: Buffer; contentType?: string }> {
     const job = await this.get(owner, jobId);
     if (job.status !== 'done') {
-      throw conflict(RESULT_CONFLICT[job.status], `job ${jobId} has no result: it is ${job.status}`, { status: job.status, ...(job.error ? { error: job.error } : {}) });
+      throw appError(noResultCode(job.status), `job ${jobId} has no result: it is ${job.status}`, { details: { status: job.status, ...(job.error ? { error: job.error } : {}) } });
     }
     const image = job.result?.image;
     if (!image) return { job };
@@ -339,10 +345,10 @@ export class JobsService {
 
   async cancel(owner: Owner, jobId: string, requestId?: string): Promise<JobRecord> {
     const job = await this.get(owner, jobId);
-    if (isTerminal(job.status)) throw conflict('job_not_cancelable', `job ${jobId} already ended: ${job.status}`, { status: job.status });
-    const ended = await this.end(job, { status: 'canceled', error: { code: 'job_canceled', message: 'canceled by the caller' } });
+    if (isTerminal(job.status)) throw appError('job_not_cancelable', `job ${jobId} already ended: ${job.status}`, { details: { status: job.status } });
+    const ended = await this.end(job, { status: 'canceled', error: { code: 'job_canceled' satisfies ErrorCode, message: 'canceled by the caller' } });
     const now = (await this.bus.jobs.get(owner, jobId, this.live?.get(jobId))) ?? job;
-    if (!ended) throw conflict('job_not_cancelable', `job ${jobId} already ended: ${now.status}`, { status: now.status });
+    if (!ended) throw appError('job_not_cancelable', `job ${jobId} already ended: ${now.status}`, { details: { status: now.status } });
     if (job.caseId) await this.forensics?.custody.record({ action: 'job.canceled', owner, caseId: job.caseId, jobId, requestId });
     return now;
   }
@@ -395,6 +401,6 @@ export function encodeCursor(jobId: string): string {
 export function decodeCursor(cursor: string): string {
   const text = /^[A-Za-z0-9_-]{1,100}$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
   const match = /^v1:([0-9A-HJKMNP-TV-Z]{26})$/.exec(text);
-  if (!match) throw badRequest('invalid_cursor', 'cursor is not one this API gave out; start again without it');
+  if (!match) throw appError('invalid_cursor', 'cursor is not one this API gave out; start again without it');
   return match[1]!;
 }

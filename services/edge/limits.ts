@@ -9,7 +9,7 @@
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { STREAMS, stageConsumer } from '../lib/bus/subjects.js';
-import { AppError } from '../lib/shared/errors.js';
+import { appError } from '../lib/shared/errors.js';
 
 export class RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
@@ -32,7 +32,7 @@ export class RateLimiter {
       return;
     }
     const retryAfterS = Math.max(1, Math.ceil((1 - bucket.tokens) / this.perMs / 1000));
-    throw new AppError(429, 'rate_limited', `more than ${this.perMinute} requests per minute; retry in ${retryAfterS} s`, { details: { retryAfterS, limitPerMinute: this.perMinute } });
+    throw appError('rate_limited', `more than ${this.perMinute} requests per minute; retry in ${retryAfterS} s`, { details: { retryAfterS, limitPerMinute: this.perMinute } });
   }
 
   /** Forgets callers whose bucket has refilled completely: they cost nothing to recreate. */
@@ -76,7 +76,7 @@ export class BacklogGate {
     if (this.maxBacklog <= 0) return;
     const backlog = await this.backlog();
     if (backlog > this.maxBacklog) {
-      throw new AppError(503, 'overloaded', `the pipeline has ${backlog} steps waiting (limit ${this.maxBacklog}); retry later`,
+      throw appError('overloaded', `the pipeline has ${backlog} steps waiting (limit ${this.maxBacklog}); retry later`,
         { details: { retryAfterS: 5, backlog, maxBacklog: this.maxBacklog } });
     }
   }

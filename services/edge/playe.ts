@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { StepManifest } from '../lib/pipeline/stage.js';
-import { AppError, badRequest } from '../lib/shared/errors.js';
+import { appError } from '../lib/shared/errors.js';
 import type { PipelineStep } from '../lib/shared/schema-types.js';
 import { schemasDir } from '../lib/shared/schemas.js';
 import { formValue } from './http/multipart.js';
@@ -80,15 +80,15 @@ function stepOptionNames(step: string): string[] {
 export function playePipeline(endpoint: PlayeEndpoint, rawOptions: Map<string, unknown>, stages: ReadonlyMap<string, StepManifest>): PipelineStep[] {
   for (const step of endpoint.steps) {
     if (!stages.has(step)) {
-      throw new AppError(503, 'model_not_installed', `this server has no ${step} step installed, so it cannot do this`, { retryable: false, details: { step } });
+      throw appError('model_not_installed', `this server has no ${step} step installed, so it cannot do this`, { details: { step } });
     }
   }
   const stepNames = stepOptionNames(endpoint.optionsStep);
   const encodeNames = endpoint.answer === 'image' ? ENCODE_OPTIONS : [];
   const unknown = [...rawOptions.keys()].filter((name) => !stepNames.includes(name) && !encodeNames.includes(name));
   if (unknown.length > 0) {
-    throw badRequest('unknown_option', `unknown option${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}; known: ${[...stepNames, ...encodeNames].join(', ')}`,
-      { unknown, known: [...stepNames, ...encodeNames] });
+    throw appError('unknown_option', `unknown option${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}; known: ${[...stepNames, ...encodeNames].join(', ')}`,
+      { details: { unknown, known: [...stepNames, ...encodeNames] } });
   }
   const stepParams: Record<string, unknown> = {};
   const encodeParams: Record<string, unknown> = {};
@@ -103,17 +103,4 @@ export function playePipeline(endpoint: PlayeEndpoint, rawOptions: Map<string, u
   for (const step of endpoint.steps) pipeline.push(step === endpoint.optionsStep ? { step, params: stepParams } : { step });
   if (endpoint.answer === 'image') pipeline.push({ step: 'encode', params: encodeParams });
   return pipeline;
-}
-
-/**
- * The HTTP status for a job that failed while the caller waited, from its error code:
- * bad input is the caller's (422), a missing model the server's (503), the rest 500.
- */
-export function statusOfJobError(code: string): number {
-  if (['undecodable_image', 'unsupported_format', 'image_too_large', 'invalid_image', 'empty_image'].includes(code)) return 422;
-  if (code === 'model_not_installed') return 503;
-  if (code === 'job_timeout') return 504;
-  if (code === 'job_canceled') return 409;
-  if (/^invalid_|_invalid$/.test(code)) return 422;
-  return 500;
 }

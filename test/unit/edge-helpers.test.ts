@@ -5,8 +5,8 @@ import { decodeBase64Image, nestingDepth } from '../../services/edge/http/body.j
 import { formValue } from '../../services/edge/http/multipart.js';
 import { decodeCursor, encodeCursor } from '../../services/edge/jobs.js';
 import { RateLimiter } from '../../services/edge/limits.js';
-import { PLAYE_ENDPOINTS, playeEndpoint, playePipeline, statusOfJobError } from '../../services/edge/playe.js';
-import { AppError } from '../../services/lib/shared/errors.js';
+import { PLAYE_ENDPOINTS, playeEndpoint, playePipeline } from '../../services/edge/playe.js';
+import { AppError, fromErrorInfo } from '../../services/lib/shared/errors.js';
 import type { StageDefinition } from '../../services/lib/pipeline/stage.js';
 
 test('RateLimiter: a full bucket of perMinute, refilled continuously, Retry-After in whole seconds', () => {
@@ -77,10 +77,14 @@ test('PLAYE names: the router\'s camelCase tasks are aliases; old option values 
   assert.deepEqual(playePipeline(PLAYE_ENDPOINTS.denoise!, new Map<string, unknown>([['tileSize', 64]]), stages)[1], { step: 'denoise', params: { tileSize: 64 } });
 });
 
-test('a job\'s error code gives the status of the synchronous answer', () => {
-  assert.equal(statusOfJobError('undecodable_image'), 422);
-  assert.equal(statusOfJobError('unsupported_format'), 422);
-  assert.equal(statusOfJobError('model_not_installed'), 503);
-  assert.equal(statusOfJobError('job_timeout'), 504);
-  assert.equal(statusOfJobError('internal_error'), 500);
+test('a job\'s error code gives the status of the synchronous answer: the catalogue\'s, 500 for a code it lacks', () => {
+  const status = (code: string) => fromErrorInfo({ code, message: 'the job failed' }).status;
+  assert.equal(status('undecodable_image'), 422);
+  assert.equal(status('unsupported_format'), 422);
+  assert.equal(status('image_too_large'), 413);
+  assert.equal(status('model_not_installed'), 503);
+  assert.equal(status('job_timeout'), 409, 'as GET /api/jobs/{id}/result answers a timed-out job');
+  assert.equal(status('internal_error'), 500);
+  assert.equal(status('code_of_a_newer_stage'), 500);
+  assert.equal(fromErrorInfo({ code: 'code_of_a_newer_stage', message: '', status: 418 }).status, 418, 'a peer\'s status is kept for a code this build lacks');
 });

@@ -54,7 +54,7 @@ test('frameToRgb: grey, grey+alpha, RGBA (alpha over white) and bad sizes', () =
   assert.deepEqual([...frameToRgb({ width: 2, height: 1, channels: 4, data: Buffer.from([255, 0, 0, 255, 0, 0, 255, 0]) }).data], [255, 0, 0, 255, 255, 255]);
   const rgb = Buffer.from([1, 2, 3]);
   assert.equal(frameToRgb({ width: 1, height: 1, channels: 3, data: rgb }).data, rgb, 'RGB passes through without a copy');
-  assert.throws(() => frameToRgb({ width: 2, height: 2, channels: 3, data: Buffer.alloc(5) }), { code: 'invalid_frame' });
+  assert.throws(() => frameToRgb({ width: 2, height: 2, channels: 3, data: Buffer.alloc(5) }), { code: 'frame_size_mismatch' });
 });
 
 test('rgbToTensorData: NCHW planes in BGR order with mean/std', () => {

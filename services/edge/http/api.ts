@@ -5,7 +5,7 @@
  */
 import type { TemplatedApp } from 'uWebSockets.js';
 import { ownerHash } from '../../lib/bus/job-store.js';
-import { AppError } from '../../lib/shared/errors.js';
+import { appError } from '../../lib/shared/errors.js';
 import type { Owner } from '../../lib/shared/schema-types.js';
 import { anonymousOwner } from '../anonymous.js';
 import { bearerToken } from '../auth.js';
@@ -85,7 +85,7 @@ export function mountApi(rawApp: TemplatedApp, deps: ApiDeps, http: HttpOptions,
   mountDocsRoutes(app, ctx);
   if (playgroundAvailable(ctx)) mountWebRoutes(app, ctx);
   route(app, 'any', '/*', async (req) => {
-    throw new AppError(404, 'route_not_found', `no route ${req.method} ${req.path}`);
+    throw appError('route_not_found', `no route ${req.method} ${req.path}`);
   }, http);
   return routes;
 }

@@ -4,7 +4,7 @@
  * blob (`blobId`).
  */
 import type { Config } from '../../lib/shared/config.js';
-import { AppError, badRequest } from '../../lib/shared/errors.js';
+import { appError } from '../../lib/shared/errors.js';
 import type { BlobRef, CreateJobRequest, Owner } from '../../lib/shared/schema-types.js';
 import { validateOrThrow } from '../../lib/shared/schemas.js';
 import type { CallerBlobs } from '../blobs.js';
@@ -34,7 +34,7 @@ export async function readJobSubmission(req: Request, owner: Owner, config: Conf
   if (contentType.startsWith('multipart/form-data')) {
     const form = parseMultipart(body, contentType);
     const rawPipeline = form.fields.get('pipeline') ?? req.query.get('pipeline');
-    if (!rawPipeline) throw badRequest('pipeline_required', 'field "pipeline" (JSON) is missing');
+    if (!rawPipeline) throw appError('pipeline_required', 'field "pipeline" (JSON) is missing');
     const parsed = parseJson(rawPipeline, config, 'pipeline');
     const spec = (Array.isArray(parsed) ? { pipeline: parsed } : parsed) as Record<string, unknown>;
     if (spec && typeof spec === 'object') {
@@ -53,17 +53,17 @@ export async function readJobSubmission(req: Request, owner: Owner, config: Conf
     if (file) return { pipeline: request.pipeline, image: file.data, contentType: file.type, deadlineMs: request.deadlineMs, ...caseFields(request) };
     if (request.blobId) return { pipeline: request.pipeline, ...(await fromBlob(blobs, owner, request.blobId)), deadlineMs: request.deadlineMs, ...caseFields(request) };
     if (request.originalSha256) return { pipeline: request.pipeline, deadlineMs: request.deadlineMs, ...caseFields(request) };
-    throw badRequest('image_required', 'multipart field "file" with the image (or a "blobId", or with a caseId an "originalSha256") is missing');
+    throw appError('image_required', 'multipart field "file" with the image (or a "blobId", or with a caseId an "originalSha256") is missing');
   }
   if (contentType.startsWith('application/json')) {
     const request = validateOrThrow<CreateJobRequest>('http/create-job.schema.json', parseJsonBody(body, config, true), { what: 'job request' });
-    if ([request.image, request.blobId, request.originalSha256].filter((v) => v !== undefined).length > 1) throw badRequest('invalid_request', 'give one of "image", "blobId" or "originalSha256"');
+    if ([request.image, request.blobId, request.originalSha256].filter((v) => v !== undefined).length > 1) throw appError('invalid_request', 'give one of "image", "blobId" or "originalSha256"');
     if (request.blobId) return { pipeline: request.pipeline, ...(await fromBlob(blobs, owner, request.blobId)), deadlineMs: request.deadlineMs, ...caseFields(request) };
     if (request.originalSha256) return { pipeline: request.pipeline, deadlineMs: request.deadlineMs, ...caseFields(request) };
-    if (!request.image) throw badRequest('image_required', 'give the image as "image" (base64 or a data URL), as "blobId", or with a caseId as "originalSha256"');
+    if (!request.image) throw appError('image_required', 'give the image as "image" (base64 or a data URL), as "blobId", or with a caseId as "originalSha256"');
     return { pipeline: request.pipeline, image: decodeBase64Image(request.image), deadlineMs: request.deadlineMs, ...caseFields(request) };
   }
-  throw new AppError(415, 'unsupported_media_type', 'send multipart/form-data (file + pipeline) or application/json');
+  throw appError('unsupported_media_type', 'send multipart/form-data (file + pipeline) or application/json');
 }
 
 async function fromBlob(blobs: CallerBlobs, owner: Owner, blobId: string): Promise<{ image: Buffer; input: BlobRef }> {
@@ -78,24 +78,24 @@ async function fromBlob(blobs: CallerBlobs, owner: Owner, blobId: string): Promi
 export function parseJsonBody(body: Buffer, config: Config, mayCarryImage = false): unknown {
   const imageAllowance = mayCarryImage ? Math.ceil((config.maxUploadBytes * 4) / 3) + 1024 : 0;
   if (body.length > config.maxJsonBytes + imageAllowance) {
-    throw new AppError(413, 'payload_too_large', `the JSON body is ${body.length} bytes; the limit is ${config.maxJsonBytes + imageAllowance}`, { details: { limit: config.maxJsonBytes + imageAllowance } });
+    throw appError('payload_too_large', `the JSON body is ${body.length} bytes; the limit is ${config.maxJsonBytes + imageAllowance}`, { details: { limit: config.maxJsonBytes + imageAllowance } });
   }
   const value = parseJson(body.toString('utf8'), config, 'body');
   if (mayCarryImage && body.length > config.maxJsonBytes) {
     const image = (value as { image?: unknown } | null)?.image;
     const rest = body.length - (typeof image === 'string' ? image.length : 0);
-    if (rest > config.maxJsonBytes) throw new AppError(413, 'payload_too_large', `the JSON besides the image is ${rest} bytes; the limit is ${config.maxJsonBytes}`, { details: { limit: config.maxJsonBytes } });
+    if (rest > config.maxJsonBytes) throw appError('payload_too_large', `the JSON besides the image is ${rest} bytes; the limit is ${config.maxJsonBytes}`, { details: { limit: config.maxJsonBytes } });
   }
   return value;
 }
 
 export function parseJson(text: string, config: Config, what: string): unknown {
   // Depth is checked on the text before JSON.parse builds anything (a deeply nested body is cheap to send).
-  if (nestingDepth(text) > config.maxJsonDepth) throw badRequest('json_too_deep', `${what} is nested deeper than ${config.maxJsonDepth} levels`, { maxDepth: config.maxJsonDepth });
+  if (nestingDepth(text) > config.maxJsonDepth) throw appError('json_too_deep', `${what} is nested deeper than ${config.maxJsonDepth} levels`, { details: { maxDepth: config.maxJsonDepth } });
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw badRequest('invalid_json', `${what} is not valid JSON: ${(error as Error).message}`);
+    throw appError('invalid_json', `${what} is not valid JSON: ${(error as Error).message}`);
   }
 }
 
@@ -119,6 +119,6 @@ export function nestingDepth(text: string): number {
 export function decodeBase64Image(text: string): Buffer {
   const match = /^data:[^;,]*(;base64)?,/.exec(text);
   const payload = match ? text.slice(match[0].length) : text;
-  if (!/^[A-Za-z0-9+/=_\-\s]*$/.test(payload)) throw badRequest('invalid_base64', 'image is not valid base64');
+  if (!/^[A-Za-z0-9+/=_\-\s]*$/.test(payload)) throw appError('invalid_base64', 'image is not valid base64');
   return Buffer.from(payload, 'base64');
 }

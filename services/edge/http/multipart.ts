@@ -5,7 +5,7 @@
  */
 import './uws-env.js';
 import uWS from 'uWebSockets.js';
-import { badRequest } from '../../lib/shared/errors.js';
+import { appError } from '../../lib/shared/errors.js';
 
 export interface FormData {
   files: Map<string, { data: Buffer; filename?: string; type?: string }>;
@@ -17,7 +17,7 @@ export function parseMultipart(body: Buffer, contentType: string): FormData {
   const owned = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
   const arrayBuffer = (owned ? body.buffer : body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)) as ArrayBuffer;
   const parts = uWS.getParts(arrayBuffer, contentType);
-  if (!parts) throw badRequest('invalid_multipart', 'the multipart body could not be parsed (check the boundary)');
+  if (!parts) throw appError('invalid_multipart', 'the multipart body could not be parsed (check the boundary)');
   const form: FormData = { files: new Map(), fields: new Map() };
   for (const part of parts) {
     const data = Buffer.from(part.data);

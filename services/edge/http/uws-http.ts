@@ -12,7 +12,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { AppError, toClientError } from '../../lib/shared/errors.js';
+import { AppError, appError } from '../../lib/shared/errors.js';
+import { toClientError } from '../client-error.js';
 import type { Logger } from '../../lib/shared/logger.js';
 
 export interface Request {
@@ -78,7 +79,7 @@ export function decodePathParameter(raw: string, name: string): string {
   try {
     return decodeURIComponent(raw);
   } catch {
-    throw new AppError(400, 'invalid_path', `path parameter "${name}" is not valid percent-encoded UTF-8`, { details: { parameter: name } });
+    throw appError('invalid_path', `path parameter "${name}" is not valid percent-encoded UTF-8`, { details: { parameter: name } });
   }
 }
 
@@ -117,16 +118,16 @@ export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'patch
       };
       const request = req;
       if (options.maxUrlBytes !== undefined && url.length + rawQuery.length > options.maxUrlBytes) {
-        throw new AppError(431, 'url_too_long', `the URL is ${url.length + rawQuery.length} bytes; the limit is ${options.maxUrlBytes}`, { details: { limit: options.maxUrlBytes } });
+        throw appError('url_too_long', `the URL is ${url.length + rawQuery.length} bytes; the limit is ${options.maxUrlBytes}`, { details: { limit: options.maxUrlBytes } });
       }
       if (options.maxHeaderBytes !== undefined && headerBytes > options.maxHeaderBytes) {
-        throw new AppError(431, 'headers_too_large', `the headers are ${headerBytes} bytes; the limit is ${options.maxHeaderBytes}`, { details: { limit: options.maxHeaderBytes } });
+        throw appError('headers_too_large', `the headers are ${headerBytes} bytes; the limit is ${options.maxHeaderBytes}`, { details: { limit: options.maxHeaderBytes } });
       }
       paramNames.forEach((name, i) => {
         request.params[name] = decodePathParameter(rawParams[i]!, name);
       });
       const declared = Number(headers['content-length'] ?? 0);
-      if (!Number.isSafeInteger(declared) || declared < 0) throw new AppError(400, 'invalid_content_length', 'Content-Length is not a byte count');
+      if (!Number.isSafeInteger(declared) || declared < 0) throw appError('invalid_content_length', 'Content-Length is not a byte count');
       const bodyPromise = httpMethod === 'GET' || httpMethod === 'HEAD'
         ? Promise.resolve(Buffer.alloc(0))
         : readBody(res, typeof options.maxBodyBytes === 'function' ? options.maxBodyBytes(headers) : options.maxBodyBytes, declared, options.bodyTimeoutMs ?? 0, state);
@@ -143,11 +144,11 @@ export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'patch
     }
 
     function failure(error: unknown): Reply {
-      const appError = toClientError(error);
+      const clientError = toClientError(error);
       // 503s (overloaded, model_not_installed) are the system saying no on purpose, not a fault.
-      if (appError.status === 503) options.log.warn({ code: appError.code, requestId, path: req?.path }, 'request refused');
-      else if (appError.status >= 500) options.log.error({ err: error, requestId, path: req?.path }, 'request failed');
-      return errorReply(appError, requestId);
+      if (clientError.status === 503) options.log.warn({ code: clientError.code, requestId, path: req?.path }, 'request refused');
+      else if (clientError.status >= 500) options.log.error({ err: error, requestId, path: req?.path }, 'request failed');
+      return errorReply(clientError, requestId);
     }
 
     function write(reply: Reply): void {
@@ -177,7 +178,7 @@ export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'patch
       options.log.error({ err: error, requestId }, 'unexpected fault while answering');
       if (state.answered || state.aborted) return;
       try {
-        write(errorReply(new AppError(500, 'internal_error', 'internal error'), requestId));
+        write(errorReply(appError('internal_error', 'internal error'), requestId));
       } catch {
         // write() does not throw; this only keeps the guard itself total.
       }
@@ -191,7 +192,7 @@ function readBody(res: HttpResponse, limit: number, declared: number, timeoutMs:
   if (declared > limit) {
     // Say no before reading anything; the connection is closed after the answer.
     res.onData(() => undefined);
-    return Promise.reject(new AppError(413, 'payload_too_large', `body is ${declared} bytes; the limit is ${limit}`, { details: { limit } }));
+    return Promise.reject(appError('payload_too_large', `body is ${declared} bytes; the limit is ${limit}`, { details: { limit } }));
   }
   return new Promise((resolve, reject) => {
     // uWS reuses a chunk's memory after its callback returns, so each chunk is copied once:
@@ -208,7 +209,7 @@ function readBody(res: HttpResponse, limit: number, declared: number, timeoutMs:
     const timer = timeoutMs > 0 ? setTimeout(() => {
       if (failed || state.aborted) return;
       failed = true;
-      reject(new AppError(408, 'body_timeout', `the body did not arrive within ${timeoutMs} ms (${size} of ${declared || 'unknown'} bytes came)`, { details: { timeoutMs, received: size } }));
+      reject(appError('body_timeout', `the body did not arrive within ${timeoutMs} ms (${size} of ${declared || 'unknown'} bytes came)`, { details: { timeoutMs, received: size } }));
     }, timeoutMs) : undefined;
     timer?.unref();
     res.onData((chunk, isLast) => {
@@ -217,7 +218,7 @@ function readBody(res: HttpResponse, limit: number, declared: number, timeoutMs:
       if (size + bytes.byteLength > limit) {
         failed = true;
         clearTimeout(timer);
-        reject(new AppError(413, 'payload_too_large', `body is over the limit of ${limit} bytes`, { details: { limit } }));
+        reject(appError('payload_too_large', `body is over the limit of ${limit} bytes`, { details: { limit } }));
         return;
       }
       if (whole && size + bytes.byteLength <= whole.length) {

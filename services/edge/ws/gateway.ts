@@ -16,7 +16,8 @@ import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { DeliverPolicy } from '@nats-io/jetstream';
 import { isTerminalEvent, ownerHash } from '../../lib/bus/job-store.js';
 import { STREAMS, subjects } from '../../lib/bus/subjects.js';
-import { AppError, toAppError, toClientError } from '../../lib/shared/errors.js';
+import { AppError, appError, toAppError } from '../../lib/shared/errors.js';
+import { toClientError } from '../client-error.js';
 import type { JobEvent, JobRecord, Owner, WsClientMessage, WsServerMessage } from '../../lib/shared/schema-types.js';
 import { schemaValidator, describeErrors } from '../../lib/shared/schemas.js';
 import type { EdgeDeps } from '../deps.js';
@@ -75,8 +76,9 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
         res.upgrade<Connection>({ subscriptions: new Map(), subscribing: new Set(), closed: false, token }, key, protocol, extensions, context);
       } catch (error) {
         deps.log.warn({ err: error }, 'WebSocket upgrade refused');
-        res.cork(() => res.writeStatus('400 Bad Request').writeHeader('content-type', 'application/json; charset=utf-8')
-          .end(JSON.stringify({ code: 'invalid_upgrade', message: 'the WebSocket upgrade could not be accepted', requestId: randomUUID() }), true));
+        const refusal = appError('invalid_upgrade', 'the WebSocket upgrade could not be accepted');
+        res.cork(() => res.writeStatus(`${refusal.status} Bad Request`).writeHeader('content-type', 'application/json; charset=utf-8')
+          .end(JSON.stringify({ ...refusal.toInfo(), requestId: randomUUID() }), true));
       }
     },
     open: (ws) => {
@@ -89,7 +91,7 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
       } else {
         data.authTimer = setTimeout(() => {
           if (data.closed || data.owner) return;
-          sendError(ws, new AppError(401, 'auth_required', `no token within ${AUTH_TIMEOUT_MS / 1000} s`));
+          sendError(ws, appError('auth_required', `no token within ${AUTH_TIMEOUT_MS / 1000} s`));
           if (!data.closed) ws.end(WS_CLOSE_UNAUTHORIZED, 'auth_required');
         }, AUTH_TIMEOUT_MS);
       }
@@ -98,9 +100,9 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
       // uWS reuses the message's memory after this callback returns: copy it.
       const copy = Buffer.from(new Uint8Array(message).slice());
       void onMessage(ws, copy, isBinary).catch((error) => {
-        const appError = toClientError(error);
-        if (appError.status >= 500) deps.log.error({ err: error }, 'WebSocket message failed');
-        sendError(ws, appError, (error as { jobId?: string }).jobId);
+        const clientError = toClientError(error);
+        if (clientError.status >= 500) deps.log.error({ err: error }, 'WebSocket message failed');
+        sendError(ws, clientError, (error as { jobId?: string }).jobId);
       }).catch((error) => deps.log.error({ err: error }, 'WebSocket error could not be sent')); // last resort: never an unhandled rejection
     },
     close: (ws) => {
@@ -122,9 +124,9 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
       send(ws, { type: 'ready', sub: owner.sub });
       return true;
     } catch (error) {
-      const appError = toAppError(error);
-      sendError(ws, appError);
-      if (!data.closed) ws.end(WS_CLOSE_UNAUTHORIZED, appError.code);
+      const failure = toAppError(error);
+      sendError(ws, failure);
+      if (!data.closed) ws.end(WS_CLOSE_UNAUTHORIZED, failure.code);
       return false;
     }
   }
@@ -135,9 +137,9 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     let image: Buffer | undefined;
     if (isBinary) {
       // 4-byte big-endian header length, JSON header, image bytes.
-      if (raw.length < 4) throw new AppError(400, 'invalid_frame', 'binary frame too short');
+      if (raw.length < 4) throw appError('invalid_frame', 'binary frame too short');
       const headerLength = raw.readUInt32BE(0);
-      if (headerLength > 64 * 1024 || 4 + headerLength > raw.length) throw new AppError(400, 'invalid_frame', 'binary frame header length is wrong');
+      if (headerLength > 64 * 1024 || 4 + headerLength > raw.length) throw appError('invalid_frame', 'binary frame header length is wrong');
       message = parseJson(raw.subarray(4, 4 + headerLength).toString('utf8'), deps.config, 'the frame header');
       image = raw.subarray(4 + headerLength);
     } else {
@@ -146,14 +148,14 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     }
     if (!validateClientMessage(message)) {
       const issues = describeErrors(validateClientMessage.errors);
-      throw new AppError(400, 'invalid_message', `message is invalid: ${issues[0]?.path} ${issues[0]?.message}`, { details: issues });
+      throw appError('invalid_message', `message is invalid: ${issues[0]?.path} ${issues[0]?.message}`, { details: issues });
     }
     const msg = message as WsClientMessage;
     if (msg.type === 'auth') {
       await authenticate(ws, msg.token);
       return;
     }
-    if (!data.owner) throw new AppError(401, 'auth_required', 'send {"type":"auth","token":...} first (or connect with ?token= or an Authorization header)');
+    if (!data.owner) throw appError('auth_required', 'send {"type":"auth","token":...} first (or connect with ?token= or an Authorization header)');
     const owner = data.owner;
     switch (msg.type) {
       case 'submit': {
@@ -161,7 +163,7 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
         let bytes = image && image.length > 0 ? image : msg.image ? decodeBase64Image(msg.image) : undefined;
         let input;
         if (!bytes && msg.blobId) ({ bytes, ref: input } = await deps.blobs.read(owner, msg.blobId));
-        if (!bytes && !msg.originalSha256) throw new AppError(400, 'image_required', 'send the image in a binary frame after the JSON header, as base64 "image", as "blobId", or with a caseId as "originalSha256"');
+        if (!bytes && !msg.originalSha256) throw appError('image_required', 'send the image in a binary frame after the JSON header, as base64 "image", as "blobId", or with a caseId as "originalSha256"');
         // Live progress is not stored: listen before the first step can start.
         let progress: ProgressFeed | undefined;
         const { job } = await deps.jobs.submit(owner, {

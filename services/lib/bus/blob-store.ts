@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { headers } from '@nats-io/transport-node';
-import { AppError } from '../shared/errors.js';
+import { appError } from '../shared/errors.js';
 import type { BlobRef } from '../shared/schema-types.js';
 import { ChunkedMessages } from './chunked-messages.js';
 import { STREAMS, subjects } from './subjects.js';
@@ -26,7 +26,7 @@ export const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).
 const BLOB_HEADER = 'Photolab-Blob';
 
 const blobMissing = (name: string) => () =>
-  new AppError(410, 'blob_missing', `${name} is no longer stored (expired or deleted)`, { retryable: false });
+  appError('blob_missing', `${name} is no longer stored (expired or deleted)`);
 
 export class BlobStore {
   private readonly blobChunks: ChunkedMessages;
@@ -64,7 +64,7 @@ export class BlobStore {
   async get(ref: BlobRef): Promise<Buffer> {
     const { chunks: store, prefix } = this.where(ref.name);
     const bytes = await store.get(prefix, ref.bytes, ref.chunks, blobMissing(ref.name));
-    if (sha256(bytes) !== ref.sha256) throw new AppError(500, 'blob_corrupt', `${ref.name} does not match its sha256`, { retryable: true });
+    if (sha256(bytes) !== ref.sha256) throw appError('blob_corrupt', `${ref.name} does not match its sha256`);
     return bytes;
   }
 

@@ -9,7 +9,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
-import { AppError } from '../shared/errors.js';
+import { isWrongLastSequence } from './nats-errors.js';
+import { appError } from '../shared/errors.js';
 import type { CaseRecord, Owner } from '../shared/schema-types.js';
 
 /** A stable, subject-safe token for the set of callers who see the same cases. */
@@ -42,7 +43,7 @@ export class CaseStore {
       await this.kv.create(`${record.scope}.${record.caseId}`, JSON.stringify(record));
       return true;
     } catch (error) {
-      if (/wrong last sequence|key exists/i.test(String(error))) return false;
+      if (isWrongLastSequence(error)) return false;
       throw error;
     }
   }
@@ -67,11 +68,11 @@ export class CaseStore {
         const revision = await this.kv.update(`${scope}.${caseId}`, JSON.stringify(next), current.revision);
         return { record: next, revision };
       } catch (error) {
-        if (!/wrong last sequence/i.test(String(error))) throw error;
+        if (!isWrongLastSequence(error)) throw error;
         await new Promise((r) => setTimeout(r, Math.random() * 5 * (attempt + 1)));
       }
     }
-    throw new AppError(503, 'case_store_contention', `could not update case ${caseId}: too many concurrent writers`);
+    throw appError('case_store_contention', `could not update case ${caseId}: too many concurrent writers`);
   }
 
   /** Case ids of a scope, in key order (ULIDs: oldest first). */

@@ -7,7 +7,7 @@
  */
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { MsgHdrs } from '@nats-io/transport-node';
-import { AppError } from '../shared/errors.js';
+import { AppError, appError } from '../shared/errors.js';
 
 /** Room left in each message for headers and protocol framing. */
 const HEADROOM = 16 * 1024;
@@ -79,11 +79,11 @@ export class ChunkedMessages {
       const subject = `${prefix}.${i}`;
       const message = await this.getMessage(subject, missing);
       const offset = i * this.chunkSize;
-      if (offset + message.length > bytes) throw new AppError(500, 'chunk_overflow', `${subject} does not fit the item's ${bytes} bytes`);
+      if (offset + message.length > bytes) throw appError('chunk_overflow', `${subject} does not fit the item's ${bytes} bytes`);
       data.set(message, offset);
       filled += message.length;
     });
-    if (filled !== bytes) throw new AppError(500, 'chunk_missing_bytes', `${prefix} has ${filled} of ${bytes} bytes`);
+    if (filled !== bytes) throw appError('chunk_missing_bytes', `${prefix} has ${filled} of ${bytes} bytes`);
     return data;
   }
 

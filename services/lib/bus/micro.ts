@@ -14,6 +14,7 @@
  * The integration test checks the answers with @nats-io/services' own client.
  */
 import { nuid, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { isNoResponders } from './nats-errors.js';
 
 export const MICRO_PING = 'io.nats.micro.v1.ping_response';
 export const MICRO_INFO = 'io.nats.micro.v1.info_response';
@@ -127,7 +128,7 @@ export async function discoverServices<T = any>(nc: NatsConnection, verb: 'PING'
     }
   } catch (error) {
     // No responders at all: no services, not a failure.
-    if (!/no responders|503/i.test(String((error as Error).message))) throw error;
+    if (!isNoResponders(error)) throw error;
   }
   return found;
 }

@@ -1,16 +1,18 @@
 /**
- * The NATS errors the product reacts to, checked by the client's typed error codes
- * (JetStreamApiError.code) in this one place instead of regular expressions over messages.
- * The message test stays only as the fallback for errors the client surfaces untyped (KV).
+ * The NATS errors the product reacts to, checked in this one place by the client's typed errors
+ * (the core client's error classes, JetStreamApiError.code) instead of regular expressions over
+ * messages or class names. The message test stays only as the fallback for JetStream answers
+ * the client surfaces untyped.
  */
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+import { errors } from '@nats-io/transport-node';
 
 const apiCode = (error: unknown): number | undefined => (error instanceof JetStreamApiError ? error.code : undefined);
 
 /** A compare-and-set lost: the subject's last sequence was not the one expected (KV create/update, terminal events). */
 export function isWrongLastSequence(error: unknown): boolean {
   const code = apiCode(error);
-  if (code !== undefined) return code === JetStreamApiCodes.StreamWrongLastSequence;
+  if (code !== undefined) return code === JetStreamApiCodes.StreamWrongLastSequence || code === JetStreamApiCodes.StreamWrongLastSequenceUnknown;
   return /wrong last sequence|key exists/i.test(String(error));
 }
 
@@ -32,4 +34,19 @@ export function isAlreadyExists(error: unknown): boolean {
   const code = apiCode(error);
   if (code !== undefined && [10058, 10148, 10013].includes(code)) return true;
   return /already (exists|in use)/i.test(String(error));
+}
+
+/**
+ * The bus is away (nats-server restarting, the connection closed or draining, a request that
+ * nobody answered in time): trying again shortly can succeed. A JetStream API refusal is not this.
+ */
+const BUS_UNAVAILABLE = [
+  errors.TimeoutError, errors.ConnectionError, errors.ClosedConnectionError, errors.DrainingConnectionError,
+  errors.NoRespondersError, errors.RequestError,
+];
+export const isBusUnavailable = (error: unknown): boolean => BUS_UNAVAILABLE.some((type) => error instanceof type);
+
+/** A request that no subscriber answered (the server's 503 status), bare or as a RequestError's cause. */
+export function isNoResponders(error: unknown): boolean {
+  return error instanceof errors.NoRespondersError || (error instanceof errors.RequestError && error.isNoResponders());
 }

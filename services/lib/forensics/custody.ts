@@ -11,7 +11,7 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { caseScope } from '../bus/case-store.js';
 import { subjects } from '../bus/subjects.js';
-import { AppError } from '../shared/errors.js';
+import { appError } from '../shared/errors.js';
 import { newId } from '../shared/ids.js';
 import type { AuditRecord, Owner } from '../shared/schema-types.js';
 
@@ -49,7 +49,7 @@ export class Custody {
     try {
       await this.js.publish(subjects.audit(record.caseId || '_'), JSON.stringify(record), { msgID: `audit:${record.auditId}` });
     } catch (error) {
-      throw new AppError(503, 'audit_unavailable', `the access could not be recorded in the chain of custody, so it is refused: ${(error as Error).message}`, { cause: error, retryable: true });
+      throw appError('audit_unavailable', `the access could not be recorded in the chain of custody, so it is refused: ${(error as Error).message}`, { cause: error });
     }
     return record;
   }

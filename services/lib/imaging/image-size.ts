@@ -9,7 +9,7 @@
  * can neither get a large image through nor a garbage one refused as too large.
  */
 import sharp, { type Metadata } from 'sharp';
-import { AppError } from '../shared/errors.js';
+import { appError } from '../shared/errors.js';
 export interface ImageSize {
   format: 'jpeg' | 'png' | 'gif' | 'webp';
   width: number;
@@ -98,7 +98,7 @@ export async function assertPixelLimit(image: Buffer, maxPixels: number): Promis
   }
   const pixels = (meta.width ?? 0) * (meta.height ?? 0);
   if (pixels > maxPixels) {
-    throw new AppError(413, 'image_too_large', `the image is ${meta.width}x${meta.height} (${pixels} pixels); the limit is ${maxPixels} pixels`,
+    throw appError('image_too_large', `the image is ${meta.width}x${meta.height} (${pixels} pixels); the limit is ${maxPixels} pixels`,
       { details: { width: meta.width, height: meta.height, maxPixels } });
   }
 }

@@ -14,7 +14,7 @@
  * Input can be read straight from 8-bit pixels (ByteSource), so besides the input and output
  * frames the memory is one band plus one tile in and out of the model.
  */
-import { badRequest } from '../shared/errors.js';
+import { appError } from '../shared/errors.js';
 
 /** A float image, planar (CHW): channel 0 plane, then channel 1... Values usually in [0,1]. */
 export interface PlanarImage {
@@ -95,10 +95,10 @@ function smoothstep(t: number): number {
 
 export function checkTileOptions(options: TileOptions): void {
   const { scale, tileSize, overlap } = options;
-  if (!Number.isInteger(scale) || scale < 1) throw badRequest('invalid_tiling', `model scale must be a positive integer, got ${scale}`);
-  if (!Number.isInteger(tileSize) || tileSize < 16) throw badRequest('invalid_tiling', `tileSize must be an integer >= 16, got ${tileSize}`);
+  if (!Number.isInteger(scale) || scale < 1) throw appError('invalid_tiling', `model scale must be a positive integer, got ${scale}`);
+  if (!Number.isInteger(tileSize) || tileSize < 16) throw appError('invalid_tiling', `tileSize must be an integer >= 16, got ${tileSize}`);
   if (!Number.isInteger(overlap) || overlap < 0 || overlap * 2 >= tileSize) {
-    throw badRequest('invalid_tiling', `tileOverlap must be an integer >= 0 and less than half of tileSize (${tileSize}), got ${overlap}`);
+    throw appError('invalid_tiling', `tileOverlap must be an integer >= 0 and less than half of tileSize (${tileSize}), got ${overlap}`);
   }
 }
 
@@ -167,7 +167,7 @@ export function extractTile(source: TileSource, x0: number, y0: number, w: numbe
 export async function runTiled(input: TileSource, model: TileModel, options: TileOptions, sink: RowSink): Promise<void> {
   checkTileOptions(options);
   const pad = options.borderPad ?? 0;
-  if (!Number.isInteger(pad) || pad < 0) throw badRequest('invalid_tiling', `borderPad must be an integer >= 0, got ${pad}`);
+  if (!Number.isInteger(pad) || pad < 0) throw appError('invalid_tiling', `borderPad must be an integer >= 0, got ${pad}`);
   if (pad === 0) return runTiledPadded(input, model, options, 0, sink);
   // Run over the padded image, hand on only the rows and columns of the real one.
   const { scale } = options;

@@ -4,10 +4,10 @@
  * with requestAudit() for GET /api/cases/:id/audit.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AppError } from '../shared/errors.js';
+import { appError, toAppError, fromErrorInfo } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { AuditEntry } from '../shared/schema-types.js';
-import type { MetricsStore } from './clickhouse.js';
+import { isNotCreatedYet, type MetricsStore } from './clickhouse.js';
 import { AUDIT_TABLE } from './migrations.js';
 
 export const AUDIT_SUBJECT = 'photolab.rpc.metrics.audit';
@@ -20,7 +20,7 @@ interface AuditQuery { scope: string; caseId: string }
 type AuditReply = { ok: true; records: AuditEntry[] } | { ok: false; error: { status: number; code: string; message: string } };
 
 function checkQuery(q: AuditQuery): void {
-  if (!SCOPE.test(q.scope) || !CASE_ID.test(q.caseId)) throw new AppError(400, 'invalid_audit_query', 'scope and caseId are malformed');
+  if (!SCOPE.test(q.scope) || !CASE_ID.test(q.caseId)) throw appError('invalid_audit_query', 'scope and caseId are malformed');
 }
 
 /**
@@ -39,7 +39,7 @@ export async function queryAudit(store: MetricsStore, q: AuditQuery): Promise<Au
     rows = await (await store.client.query({ query: sql, format: 'JSONEachRow' })).json<Record<string, string | number>>();
   } catch (error) {
     // No audit row was ever inserted here: the sink creates the table with its first batch.
-    if (/UNKNOWN_TABLE|doesn't exist|does not exist/i.test(String((error as Error)?.message ?? error))) return [];
+    if (isNotCreatedYet(error)) return [];
     throw error;
   }
   return rows.map((r) => ({
@@ -59,7 +59,7 @@ export function serveAudit(nc: NatsConnection, store: MetricsStore, logger?: Log
         try {
           reply = { ok: true, records: await queryAudit(store, JSON.parse(msg.string()) as AuditQuery) };
         } catch (error) {
-          const e = error instanceof AppError ? error : new AppError(500, 'internal_error', String((error as Error)?.message ?? error));
+          const e = toAppError(error);
           if (e.status >= 500) logger?.warn({ err: e.message }, 'audit query failed');
           reply = { ok: false, error: { status: e.status, code: e.code, message: e.message } };
         }
@@ -77,8 +77,8 @@ export async function requestAudit(nc: NatsConnection, q: AuditQuery, timeoutMs 
   try {
     reply = JSON.parse((await nc.request(AUDIT_SUBJECT, JSON.stringify(q), { timeout: timeoutMs })).string()) as AuditReply;
   } catch (error) {
-    throw new AppError(503, 'audit_unavailable', `the metrics service did not answer: ${(error as Error)?.message ?? error}`, { cause: error, retryable: true });
+    throw appError('audit_unavailable', `the metrics service did not answer: ${(error as Error)?.message ?? error}`, { cause: error });
   }
   if (reply.ok) return reply.records;
-  throw new AppError(reply.error.status, reply.error.code, reply.error.message);
+  throw fromErrorInfo(reply.error);
 }

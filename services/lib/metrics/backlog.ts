@@ -4,6 +4,7 @@
  * The edge uses the total for MAX_BACKLOG; /metrics exposes it per stage.
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
+import { isStreamNotFound } from '../bus/nats-errors.js';
 import type { Registry } from './prometheus.js';
 import { STAGES_STREAM, STAGE_CONSUMER_PREFIX } from './constants.js';
 
@@ -31,8 +32,7 @@ export async function readStageBacklog(jsm: JetStreamManager, steps?: readonly s
       found.set(step, { step, consumer: ci.name, pending: ci.num_pending, ackPending: ci.num_ack_pending, backlog: ci.num_pending + ci.num_ack_pending });
     }
   } catch (error) {
-    const name = (error as { name?: string }).name;
-    if (name !== 'StreamNotFoundError' && !/stream not found/i.test(String(error))) throw error;
+    if (!isStreamNotFound(error)) throw error;
   }
   const wanted = steps ?? [...found.keys()].sort();
   return wanted.map((step) => found.get(step) ?? { step, consumer: STAGE_CONSUMER_PREFIX + step, pending: 0, ackPending: 0, backlog: 0 });

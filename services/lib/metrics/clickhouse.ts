@@ -195,6 +195,15 @@ export function clickhouseErrorCode(error: unknown): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+// UNKNOWN_TABLE, UNKNOWN_DATABASE: nothing was ever inserted (the sink creates the tables).
+const NOT_CREATED_YET = new Set([60, 81]);
+
+/** A query failed only because the table (or database) is not created yet: read as no rows. */
+export function isNotCreatedYet(error: unknown): boolean {
+  const code = clickhouseErrorCode(error);
+  return code !== undefined && NOT_CREATED_YET.has(code);
+}
+
 /**
  * Error codes that mean "these rows are wrong" rather than "the server is unavailable": retrying
  * the same rows can never succeed (parse errors, type mismatches, too large values).

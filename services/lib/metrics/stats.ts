@@ -13,11 +13,11 @@
  *
  * Duplicates (a batch inserted twice after a sink crash) never count: every read uses FINAL.
  */
-import { AppError } from '../shared/errors.js';
+import { AppError, appError, toAppError, fromErrorInfo } from '../shared/errors.js';
 import type { JobStats, StatsQuery, StatsResponse, StatsRow } from '../shared/schema-types.js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../shared/logger.js';
-import { clickhouseErrorCode, type MetricsStore } from './clickhouse.js';
+import { isNotCreatedYet, type MetricsStore } from './clickhouse.js';
 import { JOBS_TABLE, STAGE_RUNS_TABLE } from './migrations.js';
 
 export type StatsDimension = 'step' | 'model' | 'provider';
@@ -38,7 +38,7 @@ export interface StatsWindow {
 /** Input as the edge has it: the parsed query string (strings), or typed values. */
 export type StatsQueryInput = StatsQuery | Record<string, string | number | undefined | null>;
 
-const invalid = (message: string) => new AppError(400, 'invalid_stats_query', message);
+const invalid = (message: string) => appError('invalid_stats_query', message);
 
 const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
 
@@ -138,15 +138,12 @@ const quantile = (q: unknown, i: number, count: number): number | null => {
 };
 const ratio = (a: number, b: number) => (b > 0 ? a / b : 0);
 
-// UNKNOWN_TABLE, UNKNOWN_DATABASE: nothing was ever inserted (the sink creates the tables).
-const NOT_CREATED_YET = new Set([60, 81]);
-
 async function rows(store: MetricsStore, q: { sql: string; params: Record<string, number> | undefined }): Promise<Record<string, unknown>[]> {
   try {
     const rs = await store.client.query({ query: q.sql, format: 'JSONEachRow', ...(q.params ? { query_params: q.params } : {}) });
     return await rs.json<Record<string, unknown>>();
   } catch (error) {
-    if (NOT_CREATED_YET.has(clickhouseErrorCode(error) ?? -1)) return [];
+    if (isNotCreatedYet(error)) return [];
     throw error;
   }
 }
@@ -199,7 +196,7 @@ export async function queryStats(store: MetricsStore, input?: StatsQueryInput, n
     return { from: w.from, to: w.to, windowSeconds: seconds, groupBy: w.groupBy, groups, jobs };
   } catch (error) {
     if (error instanceof AppError) throw error;
-    throw new AppError(503, 'metrics_unavailable', `metrics store cannot answer: ${(error as Error)?.message ?? error}`, { cause: error, retryable: true });
+    throw appError('metrics_unavailable', `metrics store cannot answer: ${(error as Error)?.message ?? error}`, { cause: error });
   }
 }
 
@@ -241,7 +238,7 @@ export function serveStats(nc: NatsConnection, store: MetricsStore, logger?: Log
           if (input === null || typeof input !== 'object' || Array.isArray(input)) throw invalid('the stats query must be an object');
           reply = { ok: true, stats: await queryStats(store, input as StatsQueryInput) };
         } catch (error) {
-          const e = error instanceof AppError ? error : new AppError(500, 'internal_error', String((error as Error)?.message ?? error));
+          const e = toAppError(error);
           if (e.status >= 500) logger?.warn({ err: e.message, code: e.code }, 'stats query failed');
           reply = { ok: false, error: { status: e.status, code: e.code, message: e.message } };
         }
@@ -267,8 +264,8 @@ export async function requestStats(nc: NatsConnection, input?: StatsQueryInput, 
     const msg = await nc.request(STATS_SUBJECT, body, { timeout: timeoutMs });
     reply = JSON.parse(msg.string()) as StatsReply;
   } catch (error) {
-    throw new AppError(503, 'metrics_unavailable', `the metrics service did not answer: ${(error as Error)?.message ?? error}`, { cause: error, retryable: true });
+    throw appError('metrics_unavailable', `the metrics service did not answer: ${(error as Error)?.message ?? error}`, { cause: error });
   }
   if (reply.ok) return reply.stats;
-  throw new AppError(reply.error.status, reply.error.code, reply.error.message);
+  throw fromErrorInfo(reply.error);
 }

@@ -8,7 +8,7 @@ import { createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSy
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AppError } from '../shared/errors.js';
+import { AppError, appError } from '../shared/errors.js';
 import { modelPath, type ModelEntry } from './manifest.js';
 import { sha256File } from './runtime.js';
 
@@ -61,12 +61,12 @@ export async function fetchModel(entry: ModelEntry, options: FetchOptions): Prom
     if (current.status === 'corrupt') say(`${entry.id}: installed copy is corrupt, downloading it again`);
   }
   if (!entry.pinned && !options.allowUnpinned) {
-    throw new AppError(400, 'unpinned_model',
+    throw appError('unpinned_model',
       `${entry.id} has no pinned sha256 in the manifest, so its download cannot be verified; pass --allow-unpinned to fetch it anyway`);
   }
   const urls: string[] = options.baseUrl ? [`${options.baseUrl.replace(/\/+$/, '')}/${entry.file}`] : entry.urls;
   if (urls.length === 0) {
-    throw new AppError(404, 'no_download_url', `${entry.id} has no download address${entry.origin ? ` (${entry.origin})` : ''}; place ${entry.file} under ${options.modelsDir} by hand`);
+    throw appError('no_download_url', `${entry.id} has no download address${entry.origin ? ` (${entry.origin})` : ''}; place ${entry.file} under ${options.modelsDir} by hand`);
   }
   const createdDir = mkdirSync(path.dirname(target), { recursive: true });
   const part = `${target}.part`;
@@ -114,11 +114,11 @@ async function downloadAll(urls: string[], part: string, entry: ModelEntry, opti
         break;
       } catch (error) {
         lastError = error;
-        if (error instanceof AppError && !error.retryable) break;
+        if (error instanceof AppError && (!error.retryable || refusedByServer(error))) break;
         const unreachable = unreachableCode(error);
         if (unreachable) {
           // No route, no name, nobody listening: retrying in 200 ms will not change that.
-          lastError = new AppError(503, 'offline', `cannot reach ${new URL(url).host} (${unreachable})`, { retryable: false, details: { host: new URL(url).host, code: unreachable }, cause: error });
+          lastError = appError('offline', `cannot reach ${new URL(url).host} (${unreachable})`, { details: { host: new URL(url).host, code: unreachable }, cause: error });
           break;
         }
         if (options.signal?.aborted) throw error;
@@ -132,9 +132,15 @@ async function downloadAll(urls: string[], part: string, entry: ModelEntry, opti
   }
   if (lastError !== undefined) {
     throw lastError instanceof AppError ? lastError
-      : new AppError(502, 'download_failed', `download failed: ${describeNetworkError(lastError)}${existsSync(part) && statSync(part).size > 0 ? '; run the command again to resume' : ''}`, { cause: lastError });
+      : appError('download_failed', `download failed: ${describeNetworkError(lastError)}${existsSync(part) && statSync(part).size > 0 ? '; run the command again to resume' : ''}`, { cause: lastError });
   }
   await verifyPart(part, entry);
+}
+
+/** The download server answered a 4xx other than 429: the same request will be refused again. */
+function refusedByServer(error: AppError): boolean {
+  const httpStatus = (error.details as { httpStatus?: number } | undefined)?.httpStatus;
+  return httpStatus !== undefined && httpStatus < 500 && httpStatus !== 429;
 }
 
 /** fetch() says only "fetch failed"; the reason (ENOTFOUND, ECONNRESET...) is in its cause. */
@@ -162,8 +168,7 @@ async function downloadTo(url: string, part: string, entry: ModelEntry, options:
   }
   if (!response.ok || !response.body) {
     await response.body?.cancel();
-    const retryable = response.status >= 500 || response.status === 429;
-    throw new AppError(502, 'download_failed', `${entry.id}: ${url} answered HTTP ${response.status}`, { retryable });
+    throw appError('download_failed', `${entry.id}: ${url} answered HTTP ${response.status}`, { details: { httpStatus: response.status } });
   }
   const resumed = response.status === 206 && have > 0;
   if (!resumed) have = 0; // the server ignored the range: start over
@@ -191,9 +196,8 @@ async function verifyPart(part: string, entry: ModelEntry): Promise<void> {
   const sha256 = await sha256File(part);
   if ((entry.bytes !== null && bytes !== entry.bytes) || (entry.sha256 !== null && sha256 !== entry.sha256)) {
     rmSync(part, { force: true });
-    throw new AppError(502, 'checksum_mismatch',
-      `${entry.id}: downloaded file does not match the manifest (got ${bytes} bytes, sha256 ${sha256}; expected ${entry.bytes ?? '?'} bytes, sha256 ${entry.sha256}); deleted it`,
-      { retryable: false });
+    throw appError('checksum_mismatch',
+      `${entry.id}: downloaded file does not match the manifest (got ${bytes} bytes, sha256 ${sha256}; expected ${entry.bytes ?? '?'} bytes, sha256 ${entry.sha256}); deleted it`);
   }
 }
 

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { config } from '../shared/config.js';
-import { AppError, badRequest } from '../shared/errors.js';
+import { AppError, appError } from '../shared/errors.js';
 import type { ModelEntry, ModelTask, ModelsManifest } from '../shared/schema-types.js';
 import { describeErrors, schemaValidator, schemasDir } from '../shared/schemas.js';
 
@@ -32,7 +32,7 @@ export function loadManifest(file: string = defaultManifestPath()): ModelsManife
   try {
     parsed = JSON.parse(readFileSync(resolved, 'utf8'));
   } catch (error) {
-    throw new AppError(500, 'manifest_invalid', `model manifest ${resolved} cannot be read: ${(error as Error).message}`, { retryable: false });
+    throw appError('manifest_invalid', `model manifest ${resolved} cannot be read: ${(error as Error).message}`);
   }
   const manifest = validateManifest(parsed, resolved);
   cache.set(resolved, manifest);
@@ -44,8 +44,8 @@ export function validateManifest(value: unknown, source = 'manifest'): ModelsMan
   const validate = schemaValidator<ModelsManifest>('models-manifest.schema.json');
   if (!validate(value)) {
     const issues = describeErrors(validate.errors);
-    throw new AppError(500, 'manifest_invalid', `model manifest ${source} is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`,
-      { details: issues, retryable: false });
+    throw appError('manifest_invalid', `model manifest ${source} is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`,
+      { details: issues });
   }
   const problems: string[] = [];
   const ids = new Set<string>();
@@ -62,7 +62,7 @@ export function validateManifest(value: unknown, source = 'manifest'): ModelsMan
   for (const entry of value.models) if (entry.default) defaults.set(entry.task, (defaults.get(entry.task) ?? 0) + 1);
   for (const [task, count] of defaults) if (count > 1) problems.push(`${count} default models for task ${task}`);
   if (problems.length > 0) {
-    throw new AppError(500, 'manifest_invalid', `model manifest ${source} is invalid: ${problems.join('; ')}`, { details: problems, retryable: false });
+    throw appError('manifest_invalid', `model manifest ${source} is invalid: ${problems.join('; ')}`, { details: problems });
   }
   return value;
 }
@@ -71,7 +71,7 @@ export function validateManifest(value: unknown, source = 'manifest'): ModelsMan
 export function findModel(id: string, manifest: ModelsManifest = loadManifest()): ModelEntry {
   const entry = manifest.models.find((m) => m.id === id);
   if (!entry) {
-    throw badRequest('unknown_model', `unknown model "${id}"; known models: ${manifest.models.map((m) => m.id).join(', ')}`);
+    throw appError('unknown_model', `unknown model "${id}"; known models: ${manifest.models.map((m) => m.id).join(', ')}`);
   }
   return entry;
 }

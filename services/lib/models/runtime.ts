@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { ort, type Ort } from './onnx.js';
 import { config } from '../shared/config.js';
-import { AppError } from '../shared/errors.js';
+import { AppError, appError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { findModel, modelPath, type ModelEntry } from './manifest.js';
 import { padRgb, type RgbImage } from './tensor.js';
@@ -35,9 +35,9 @@ const digests = new Map<string, Promise<string>>();
 
 /** The error every caller gets for a model whose file is not in MODELS_DIR. */
 export function modelNotInstalled(entry: ModelEntry, modelsDir: string): AppError {
-  return new AppError(503, 'model_not_installed',
+  return appError('model_not_installed',
     `model "${entry.id}" is not installed: ${modelPath(entry, modelsDir)} is missing; run \`npm run models -- fetch ${entry.id}\``,
-    { retryable: false, details: { model: entry.id, file: entry.file } });
+    { details: { model: entry.id, file: entry.file } });
 }
 
 /** True when the model's file exists in modelsDir (size and checksum are checked at load). */
@@ -106,16 +106,16 @@ async function createModel(id: string, options: { modelsDir: string; log?: Logge
       try {
         return (await session.run(feeds)) as Record<string, Ort.Tensor>;
       } catch (error) {
-        throw new AppError(500, 'model_run_failed', `model "${id}" failed: ${(error as Error).message}`, { cause: error, retryable: false });
+        throw appError('model_run_failed', `model "${id}" failed: ${(error as Error).message}`, { cause: error });
       }
     },
   };
 }
 
 function modelCorrupt(entry: ModelEntry, file: string, why: string): AppError {
-  return new AppError(500, 'model_corrupt',
+  return appError('model_corrupt',
     `model "${entry.id}" at ${file} is corrupt: ${why}; delete it and run \`npm run models -- fetch ${entry.id}\``,
-    { retryable: false, details: { model: entry.id, file: entry.file } });
+    { details: { model: entry.id, file: entry.file } });
 }
 
 /** The execution provider configurations to try, in order; CPU always ends the list. */
@@ -161,8 +161,8 @@ async function createSession(file: string, entry: ModelEntry, log?: Logger): Pro
       log?.warn({ model: entry.id, provider: name, err: (error as Error).message }, 'execution provider unavailable, trying the next');
     }
   }
-  throw new AppError(500, 'model_load_failed', `model "${entry.id}" could not be loaded: ${(lastError as Error)?.message}`,
-    { cause: lastError, retryable: false });
+  throw appError('model_load_failed', `model "${entry.id}" could not be loaded: ${(lastError as Error)?.message}`,
+    { cause: lastError });
 }
 
 /**

@@ -13,7 +13,7 @@ import { ort, type Ort } from './onnx.js';
 import sharp, { type KernelEnum } from 'sharp';
 import type { Frame } from '../pipeline/frame.js';
 import type { Box } from '../shared/schema-types.js';
-import { unprocessable } from '../shared/errors.js';
+import { appError } from '../shared/errors.js';
 
 /** A packed 3-channel RGB image, 8-bit, rows top to bottom. */
 export interface RgbImage {
@@ -39,7 +39,7 @@ export function frameToRgb(frame: Frame, background: Background = WHITE): RgbIma
   const { width, height, channels, data } = frame;
   const pixels = width * height;
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || data.length !== pixels * channels) {
-    throw unprocessable('invalid_frame', `frame is ${data.length} bytes, expected ${width}x${height}x${channels}`);
+    throw appError('frame_size_mismatch', `frame is ${data.length} bytes, expected ${width}x${height}x${channels}`);
   }
   if (channels === 3) return { width, height, data };
   const out = Buffer.allocUnsafe(pixels * 3);

@@ -3,7 +3,7 @@
  * the step's manifest (the models a job with these params needs) and the stage processes'
  * presence records (the models each can serve), never from its own disk. Pure, unit-tested.
  */
-import { AppError } from '../shared/errors.js';
+import { appError } from '../shared/errors.js';
 
 /** What the edge knows of one live stage process for a step. */
 export interface StepHost {
@@ -35,7 +35,7 @@ export function admitStep(step: string, needs: readonly (readonly string[])[], h
   const missing = closest![0]!;
   const id = missing[0]!;
   const alternatives = missing.length > 1 ? ` (or ${missing.slice(1).join(', ')})` : '';
-  throw new AppError(503, 'model_not_installed',
+  throw appError('model_not_installed',
     `model "${id}"${alternatives} is not installed on any running ${step} stage (${hosts.length} up); run \`npm run models -- fetch ${id}\` where the stage runs`,
-    { retryable: false, details: { model: id, step, anyOf: missing } });
+    { details: { model: id, step, anyOf: missing } });
 }

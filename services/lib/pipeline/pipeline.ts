@@ -5,7 +5,7 @@
  * after a step that finds that kind), each step's own cross-field checks. Defaults are filled in.
  * Needs only the steps' manifests.
  */
-import { badRequest } from '../shared/errors.js';
+import { appError } from '../shared/errors.js';
 import type { PipelineStep } from '../shared/schema-types.js';
 import { validateOrThrow } from '../shared/schemas.js';
 import { conditionKind } from './findings.js';
@@ -22,8 +22,8 @@ export function validatePipeline(raw: unknown, steps: ReadonlyMap<string, StepMa
     const at = `${pathPrefix}/${i}`;
     const manifest = steps.get(item.step);
     if (!manifest) {
-      throw badRequest('unknown_step', `${at}/step: unknown step "${item.step}"; known steps: ${[...steps.keys()].join(', ')}`,
-        [{ path: `${at}/step`, message: 'unknown step' }]);
+      throw appError('unknown_step', `${at}/step: unknown step "${item.step}"; known steps: ${[...steps.keys()].join(', ')}`,
+        { details: [{ path: `${at}/step`, message: 'unknown step' }] });
     }
     item.params = validateOrThrow<Record<string, unknown>>(`steps/${item.step}.schema.json`, item.params ?? {}, {
       code: 'invalid_params', what: `parameters of ${item.step}`, prefix: `${at}/params`,
@@ -32,21 +32,21 @@ export function validatePipeline(raw: unknown, steps: ReadonlyMap<string, StepMa
     const expected = i === 0 ? 'encoded' : previousOutput;
     if (manifest.input !== expected) {
       const why = i === 0 ? 'a pipeline starts with decode' : manifest.input === 'encoded' ? `"${item.step}" needs an encoded image, but it follows a step that gives raw pixels` : `"${item.step}" needs raw pixels, but "${pipeline[i - 1]!.step}" gives an encoded image (encode must be last)`;
-      throw badRequest('invalid_pipeline', `${at}/step: ${why}`, [{ path: `${at}/step`, message: why }]);
+      throw appError('invalid_pipeline', `${at}/step: ${why}`, { details: [{ path: `${at}/step`, message: why }] });
     }
     const kind = conditionKind(item.when);
     if (kind !== undefined && (manifest.input === 'encoded' || manifest.output === 'encoded')) {
-      throw badRequest('invalid_pipeline', `${at}/when: ${item.step} cannot be conditional`, [{ path: `${at}/when`, message: 'decode and encode always run' }]);
+      throw appError('invalid_pipeline', `${at}/when: ${item.step} cannot be conditional`, { details: [{ path: `${at}/when`, message: 'decode and encode always run' }] });
     }
     // A condition on a kind nothing before it finds would always skip (or always run): a mistake.
     if (kind !== undefined && !produced.has(kind)) {
       const why = `no earlier step finds "${kind}"${produced.size ? ` (earlier steps find: ${[...produced].join(', ')})` : ''}`;
-      throw badRequest('invalid_pipeline', `${at}/when: ${why}`, [{ path: `${at}/when`, message: why }]);
+      throw appError('invalid_pipeline', `${at}/when: ${why}`, { details: [{ path: `${at}/when`, message: why }] });
     }
     for (const [needed, how] of Object.entries(manifest.consumes ?? {})) {
       if (how !== 'required' || produced.has(needed)) continue;
       const why = `"${item.step}" needs "${needed}" from an earlier step (add a step that finds ${needed} before it)`;
-      throw badRequest('invalid_pipeline', `${at}/step: ${why}`, [{ path: `${at}/step`, message: why }]);
+      throw appError('invalid_pipeline', `${at}/step: ${why}`, { details: [{ path: `${at}/step`, message: why }] });
     }
     for (const k of Object.keys(manifest.produces ?? {})) produced.add(k);
     previousOutput = manifest.output;

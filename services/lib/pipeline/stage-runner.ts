@@ -23,7 +23,7 @@ import type { JobEnds } from '../bus/job-ends.js';
 import { resultBlobName, STREAMS, stageConsumer, subjects } from '../bus/subjects.js';
 import { enqueueStep, nextStep } from '../bus/step-queue.js';
 import type { Config } from '../shared/config.js';
-import { AppError, toAppError } from '../shared/errors.js';
+import { AppError, appError, toAppError, type ErrorCode } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { BlobRef, DeadLetter, FrameRef, JobMessage, Provenance, ResultInfo, StageMetric } from '../shared/schema-types.js';
 import { schemaValidator, describeErrors } from '../shared/schemas.js';
@@ -123,7 +123,7 @@ export class StageRunner {
 
   private host(step: string): HostedStep {
     const hosted = this.options.hosted.get(step);
-    if (!hosted) throw new AppError(500, 'misrouted_message', `step ${step} is not hosted by the ${this.step} runner`);
+    if (!hosted) throw appError('misrouted_message', `step ${step} is not hosted by the ${this.step} runner`);
     return hosted;
   }
 
@@ -163,17 +163,17 @@ export class StageRunner {
     try {
       message = JSON.parse(msg.string()) as JobMessage;
     } catch {
-      await this.deadLetter(msg, undefined, new AppError(400, 'invalid_message', 'message is not JSON'));
+      await this.deadLetter(msg, undefined, appError('invalid_message', 'message is not JSON'));
       return;
     }
     if (!validateJobMessage(message)) {
       const issues = describeErrors(validateJobMessage.errors);
-      await this.deadLetter(msg, message, new AppError(400, 'invalid_message', `job message is invalid: ${issues[0]?.path} ${issues[0]?.message}`, { details: issues }));
+      await this.deadLetter(msg, message, appError('invalid_message', `job message is invalid: ${issues[0]?.path} ${issues[0]?.message}`, { details: issues }));
       return;
     }
     const current = message.pipeline[message.index];
     if (!current || current.step !== this.step) {
-      await this.deadLetter(msg, message, new AppError(400, 'misrouted_message', `message for step ${current?.step} at index ${message.index} arrived at ${this.step}`));
+      await this.deadLetter(msg, message, appError('misrouted_message', `message for step ${current?.step} at index ${message.index} arrived at ${this.step}`));
       return;
     }
     const attempt = msg.info.deliveryCount;
@@ -209,7 +209,7 @@ export class StageRunner {
       const params = resolveParams(item.step, item.params);
       stage.check?.(params); // a message may come from anywhere, not only from the edge
       if (Date.now() > message.deadline) {
-        await this.finish(message, { status: 'timeout', error: { code: 'job_timeout', message: `the job passed its deadline before step ${index} (${item.step})`, step: item.step }, index });
+        await this.finish(message, { status: 'timeout', error: { code: 'job_timeout' satisfies ErrorCode, message: `the job passed its deadline before step ${index} (${item.step})`, step: item.step }, index });
         msg.ack();
         return;
       }
@@ -237,13 +237,13 @@ export class StageRunner {
         this.moveFindings(message.findings, input as Input, result);
         output = { frame: stage.output === 'frame' ? result.frame : undefined, result, input };
         event = 'step.finished';
-        if (stage.output === 'frame' && !result.frame) throw new AppError(500, 'no_output', `${item.step} returned no frame`);
-        if (stage.output === 'encoded' && !result.encoded) throw new AppError(500, 'no_output', `${item.step} returned no encoded image`);
+        if (stage.output === 'frame' && !result.frame) throw appError('no_output', `${item.step} returned no frame`);
+        if (stage.output === 'encoded' && !result.encoded) throw appError('no_output', `${item.step} returned no encoded image`);
       }
       // A cancel or the deadline may have come while the step ran: its output is discarded.
       if (this.options.ends.seenEnded(jobId)) throw new JobEnded('canceled');
       if (Date.now() > message.deadline) {
-        await this.finish(message, { status: 'timeout', error: { code: 'job_timeout', message: `the job passed its deadline during step ${index} (${item.step})`, step: item.step }, index });
+        await this.finish(message, { status: 'timeout', error: { code: 'job_timeout' satisfies ErrorCode, message: `the job passed its deadline during step ${index} (${item.step})`, step: item.step }, index });
         throw new JobEnded('timeout');
       }
 
@@ -274,7 +274,7 @@ export class StageRunner {
         publishStepEvent(this.bus.js, stepEvent, `${index}:${event === 'step.finished' ? 'finished' : 'skipped'}`),
       ]);
       if (move === 'publish') {
-        if (!stored.ref) throw new AppError(500, 'no_output', `step ${item.step} gave no output for the next step`);
+        if (!stored.ref) throw appError('no_output', `step ${item.step} gave no output for the next step`);
         await enqueueStep(this.bus.js, nextStep(message, { input: stored.ref, findings, provenance: history }));
         await stored.durable;
       } else {
@@ -378,11 +378,11 @@ export class StageRunner {
 
   private async loadInput(stage: StageDefinition, ref: BlobRef | FrameRef): Promise<Input> {
     if (stage.input === 'encoded') {
-      if (ref.kind !== 'blob') throw new AppError(400, 'invalid_message', `${stage.step} needs an encoded image`, { retryable: false });
+      if (ref.kind !== 'blob') throw appError('invalid_message', `${stage.step} needs an encoded image`);
       const bytes = await this.bus.blobs.get(ref);
       return { encoded: { bytes, format: '', contentType: ref.contentType ?? 'application/octet-stream' } };
     }
-    if (ref.kind !== 'frame') throw new AppError(400, 'invalid_message', `${stage.step} needs a frame`, { retryable: false });
+    if (ref.kind !== 'frame') throw appError('invalid_message', `${stage.step} needs a frame`);
     return { frame: await this.bus.frames.get(ref) };
   }
 

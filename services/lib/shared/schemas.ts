@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { AppError } from './errors.js';
+import { appError, type ErrorCode } from './errors.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
@@ -61,15 +61,15 @@ export function schemaValidator<T>(relativePath: string): ValidateFunction<T> {
 }
 
 /**
- * Validates and returns the value typed, or throws a 400 AppError whose details list
- * each failing path.
+ * Validates and returns the value typed, or throws the AppError `code` (a 400, invalid_request
+ * unless told) whose details list each failing path.
  */
-export function validateOrThrow<T>(relativePath: string, value: unknown, options: { code?: string; what?: string; prefix?: string } = {}): T {
+export function validateOrThrow<T>(relativePath: string, value: unknown, options: { code?: ErrorCode; what?: string; prefix?: string } = {}): T {
   const validate = schemaValidator<T>(relativePath);
   if (validate(value)) return value;
   const issues = describeErrors(validate.errors, options.prefix);
   const first = issues[0];
-  throw new AppError(400, options.code ?? 'invalid_request',
+  throw appError(options.code ?? 'invalid_request',
     `${options.what ?? 'request'} is invalid${first ? `: ${first.path} ${first.message}` : ''}`, { details: issues });
 }
 

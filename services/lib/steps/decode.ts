@@ -5,7 +5,7 @@
  */
 import type { Metadata, Sharp, SharpOptions } from 'sharp';
 import { loadConfig } from '../shared/config.js';
-import { unprocessable } from '../shared/errors.js';
+import { appError } from '../shared/errors.js';
 import type { DecodeParamsResolved } from '../shared/schema-types.js';
 import type { Frame } from '../pipeline/frame.js';
 import type { StageDefinition } from '../pipeline/stage.js';
@@ -25,12 +25,12 @@ export const stage: StageDefinition<DecodeParamsResolved, 'encoded'> = {
         const maxPixels = Math.min(params.maxPixels ?? config.maxInputPixels, config.maxInputPixels);
         const header = await readHeader(sharp, encoded.bytes);
         if (!header.format || !DECODABLE.has(header.format)) {
-          throw unprocessable('unsupported_format', `images of format "${header.format}" are not supported; send JPEG, PNG, WebP, AVIF, TIFF or GIF`);
+          throw appError('unsupported_format', `images of format "${header.format}" are not supported; send JPEG, PNG, WebP, AVIF, TIFF or GIF`);
         }
         const pixels = (header.width ?? 0) * (header.height ?? 0);
         if (pixels > maxPixels) {
-          throw unprocessable('image_too_large', `image is ${header.width}x${header.height} (${pixels} pixels); the limit is ${maxPixels} pixels`,
-            { width: header.width, height: header.height, maxPixels });
+          throw appError('image_too_large', `image is ${header.width}x${header.height} (${pixels} pixels); the limit is ${maxPixels} pixels`,
+            { details: { width: header.width, height: header.height, maxPixels } });
         }
         const grey = header.space === 'b-w' || header.space === 'grey16';
         try {
@@ -59,7 +59,7 @@ export const stage: StageDefinition<DecodeParamsResolved, 'encoded'> = {
             },
           };
         } catch (error) {
-          throw unprocessable('undecodable_image', `the image could not be decoded: ${(error as Error).message}`);
+          throw appError('undecodable_image', `the image could not be decoded: ${(error as Error).message}`);
         }
       },
     };
@@ -82,6 +82,6 @@ async function readHeader(sharp: SharpFactory, bytes: Buffer): Promise<Metadata>
     // metadata() reads the header only: the pixel limit is checked before any full decode.
     return await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (error) {
-    throw unprocessable('undecodable_image', `the upload is not a readable image: ${(error as Error).message}`);
+    throw appError('undecodable_image', `the upload is not a readable image: ${(error as Error).message}`);
   }
 }

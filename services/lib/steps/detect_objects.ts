@@ -3,7 +3,7 @@
  * the coordinates of the image as the user sees it. The frame passes through unchanged.
  */
 import { COCO_LABELS } from '../models/detectors/coco.js';
-import { badRequest } from '../shared/errors.js';
+import { appError } from '../shared/errors.js';
 import type { DetectObjectsParamsResolved } from '../shared/schema-types.js';
 import type { StageDefinition } from '../pipeline/stage.js';
 
@@ -20,7 +20,7 @@ export function classIdsFor(labels: readonly string[] | undefined): Set<number> 
   const ids = new Set<number>();
   for (const label of labels) {
     const id = (COCO_LABELS as readonly string[]).indexOf(label);
-    if (id < 0) throw badRequest('invalid_params', `unknown class "${label}"; classes are the 80 COCO labels (person, car, dog, ...)`);
+    if (id < 0) throw appError('invalid_params', `unknown class "${label}"; classes are the 80 COCO labels (person, car, dog, ...)`);
     ids.add(id);
   }
   return ids;

@@ -1,6 +1,6 @@
 /** POST /api/blobs: upload an image once, use its blobId in job requests (HTTP or WebSocket). */
 import type { TemplatedApp } from 'uWebSockets.js';
-import { badRequest } from '../../../lib/shared/errors.js';
+import { appError } from '../../../lib/shared/errors.js';
 import type { ApiContext } from '../api.js';
 import { parseMultipart } from '../multipart.js';
 import { json, route } from '../uws-http.js';
@@ -14,7 +14,7 @@ export function mountBlobRoutes(app: TemplatedApp, ctx: ApiContext): void {
     let type = contentType;
     if (contentType.startsWith('multipart/form-data')) {
       const file = parseMultipart(body, contentType).files.get('file');
-      if (!file) throw badRequest('image_required', 'multipart field "file" is missing');
+      if (!file) throw appError('image_required', 'multipart field "file" is missing');
       bytes = file.data;
       type = file.type ?? 'application/octet-stream';
     }

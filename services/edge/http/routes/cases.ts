@@ -6,7 +6,7 @@
  * creates or updates it, the later updatedAt winning.
  */
 import type { TemplatedApp } from 'uWebSockets.js';
-import { AppError, badRequest } from '../../../lib/shared/errors.js';
+import { appError } from '../../../lib/shared/errors.js';
 import type { RenameCaseRequest } from '../../../lib/shared/schema-types.js';
 import { validateOrThrow } from '../../../lib/shared/schemas.js';
 import { caseScope } from '../../../lib/bus/case-store.js';
@@ -28,7 +28,7 @@ export function mountCaseRoutes(app: TemplatedApp, ctx: ApiContext): void {
     const rawLimit = req.query.get('limit');
     const limit = rawLimit === null ? DEFAULT_PAGE : Number(rawLimit);
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
-      throw badRequest('invalid_pagination', `limit must be an integer from 1 to ${MAX_PAGE}`, [{ path: 'limit', message: 'out of range' }]);
+      throw appError('invalid_pagination', `limit must be an integer from 1 to ${MAX_PAGE}`, { details: [{ path: 'limit', message: 'out of range' }] });
     }
     const page = await cases.list(owner, { limit, cursor: req.query.get('cursor') ?? undefined });
     const headers: Record<string, string> = page.nextCursor
@@ -39,7 +39,7 @@ export function mountCaseRoutes(app: TemplatedApp, ctx: ApiContext): void {
 
   route(app, 'post', '/api/cases', async (req) => {
     const owner = await ctx.caller(req);
-    if (!(req.headers['content-type'] ?? '').startsWith('application/json')) throw new AppError(415, 'unsupported_media_type', 'send the case as application/json');
+    if (!(req.headers['content-type'] ?? '').startsWith('application/json')) throw appError('unsupported_media_type', 'send the case as application/json');
     const { record, created } = await cases.createOrUpsert({ owner, requestId: req.requestId }, parseJsonBody(await req.body(), ctx.config));
     return json(created ? 201 : 200, caseView(record), { location: `/api/cases/${record.caseId}` });
   }, ctx.http);
@@ -65,11 +65,11 @@ export function mountCaseRoutes(app: TemplatedApp, ctx: ApiContext): void {
     let type = contentType;
     if (contentType.startsWith('multipart/form-data')) {
       const file = parseMultipart(bytes, contentType).files.get('file');
-      if (!file) throw badRequest('image_required', 'multipart field "file" is missing');
+      if (!file) throw appError('image_required', 'multipart field "file" is missing');
       bytes = file.data;
       type = file.type ?? 'application/octet-stream';
     }
-    if (bytes.length > ctx.config.maxUploadBytes) throw new AppError(413, 'payload_too_large', `the upload is ${bytes.length} bytes; the limit is ${ctx.config.maxUploadBytes}`, { details: { limit: ctx.config.maxUploadBytes } });
+    if (bytes.length > ctx.config.maxUploadBytes) throw appError('payload_too_large', `the upload is ${bytes.length} bytes; the limit is ${ctx.config.maxUploadBytes}`, { details: { limit: ctx.config.maxUploadBytes } });
     const { evidence } = await cases.keepOriginal({ owner, requestId: req.requestId }, req.params.id!, bytes, type);
     return json(201, evidenceView(req.params.id!, evidence), { location: `/api/cases/${req.params.id}/evidence/${evidence.sha256}` });
   }, ctx.http);

@@ -7,7 +7,7 @@
  */
 import { SignJWT } from 'jose';
 import type { TemplatedApp } from 'uWebSockets.js';
-import { AppError } from '../../../lib/shared/errors.js';
+import { appError } from '../../../lib/shared/errors.js';
 import type { ApiContext } from '../api.js';
 import { json, route } from '../uws-http.js';
 
@@ -23,7 +23,7 @@ export function isLoopback(address: string): boolean {
 export function mountDevTokenRoute(app: TemplatedApp, ctx: ApiContext, secret: string): void {
   const key = new TextEncoder().encode(secret);
   route(app, 'post', '/api/dev/token', async (req) => {
-    if (!isLoopback(req.remoteAddress)) throw new AppError(403, 'dev_token_loopback_only', 'development tokens are issued to this machine only (loopback)');
+    if (!isLoopback(req.remoteAddress)) throw appError('dev_token_loopback_only', 'development tokens are issued to this machine only (loopback)');
     const now = Math.floor(Date.now() / 1000);
     const jwt = new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(DEV_SUB).setIssuedAt(now).setExpirationTime(now + DEV_TOKEN_TTL_S);
     // The edge checks iss/aud when they are configured, so its own tokens must carry them.

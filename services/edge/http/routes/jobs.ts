@@ -1,6 +1,6 @@
 /** The jobs API: create, list, read, result, cancel. Another caller's job is always 404. */
 import type { TemplatedApp } from 'uWebSockets.js';
-import { badRequest } from '../../../lib/shared/errors.js';
+import { appError } from '../../../lib/shared/errors.js';
 import type { JobStatus } from '../../../lib/shared/schema-types.js';
 import { waitForJobEnd } from '../../job-waiter.js';
 import { jobView } from '../../views.js';
@@ -30,12 +30,12 @@ export function mountJobRoutes(app: TemplatedApp, ctx: ApiContext): void {
     const caller = await ctx.caller(req);
     const status = req.query.get('status') || undefined;
     if (status !== undefined && !STATUSES.includes(status as JobStatus)) {
-      throw badRequest('invalid_pagination', `status must be one of ${STATUSES.join(', ')}`, [{ path: 'status', message: 'unknown status' }]);
+      throw appError('invalid_pagination', `status must be one of ${STATUSES.join(', ')}`, { details: [{ path: 'status', message: 'unknown status' }] });
     }
     const rawLimit = req.query.get('limit');
     const limit = rawLimit === null ? DEFAULT_PAGE : Number(rawLimit);
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
-      throw badRequest('invalid_pagination', `limit must be an integer from 1 to ${MAX_PAGE}`, [{ path: 'limit', message: 'out of range' }]);
+      throw appError('invalid_pagination', `limit must be an integer from 1 to ${MAX_PAGE}`, { details: [{ path: 'limit', message: 'out of range' }] });
     }
     const cursor = req.query.get('cursor') ?? undefined;
     const page = await jobs.list(caller, { status: status as JobStatus | undefined, limit, cursor });
@@ -52,7 +52,7 @@ export function mountJobRoutes(app: TemplatedApp, ctx: ApiContext): void {
       // client never gets a 409 for a job that is merely still running. Capped at SYNC_WAIT_MS
       // so a request cannot pin the edge forever; a client that needs longer asks again.
       const seconds = Number(wait);
-      if (!Number.isFinite(seconds) || seconds < 0) throw badRequest('invalid_request', 'wait must be a number of seconds', [{ path: 'wait', message: 'not a number of seconds' }]);
+      if (!Number.isFinite(seconds) || seconds < 0) throw appError('invalid_request', 'wait must be a number of seconds', { details: [{ path: 'wait', message: 'not a number of seconds' }] });
       await jobs.get(caller, req.params.id!); // 404 for unknown ids and other callers' jobs, before any wait
       await waitForJobEnd(ctx.bus, req.params.id!, Math.min(seconds * 1000, ctx.config.syncWaitMs));
     }

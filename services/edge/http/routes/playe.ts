@@ -14,10 +14,11 @@
 import { createHash } from 'node:crypto';
 import type { TemplatedApp } from 'uWebSockets.js';
 import { isTerminal } from '../../../lib/bus/job-store.js';
-import { AppError, badRequest, notFound } from '../../../lib/shared/errors.js';
+import { AppError, appError, fromErrorInfo } from '../../../lib/shared/errors.js';
 import type { JobRecord, Owner, PipelineStep } from '../../../lib/shared/schema-types.js';
 import { waitForJobEnd } from '../../job-waiter.js';
-import { PLAYE_ALIASES, PLAYE_ENDPOINTS, PLAYE_UNAVAILABLE, playeEndpoint, playePipeline, statusOfJobError, type PlayeEndpoint } from '../../playe.js';
+import { noResultCode } from '../../jobs.js';
+import { PLAYE_ALIASES, PLAYE_ENDPOINTS, PLAYE_UNAVAILABLE, playeEndpoint, playePipeline, type PlayeEndpoint } from '../../playe.js';
 import { boxesOf, playeFaces, playeObjects } from '../../playe-shapes.js';
 import type { ApiContext } from '../api.js';
 import { decodeBase64Image, parseJsonBody } from '../body.js';
@@ -53,10 +54,10 @@ async function playeRequest(ctx: ApiContext, req: Request): Promise<Reply> {
   const endpoint = playeEndpoint(name);
   if (!endpoint && !Object.hasOwn(PLAYE_UNAVAILABLE, name)) {
     const known = [...Object.keys(PLAYE_ENDPOINTS), ...Object.keys(PLAYE_ALIASES)];
-    throw notFound('route_not_found', `no route POST ${req.path}; known: ${known.map((n) => `/api/ai/${n}`).join(', ')}`);
+    throw appError('route_not_found', `no route POST ${req.path}; known: ${known.map((n) => `/api/ai/${n}`).join(', ')}`);
   }
   const caller = await ctx.caller(req);
-  if (!endpoint) throw new AppError(501, 'task_unavailable', PLAYE_UNAVAILABLE[name]!, { retryable: false, details: { task: name } });
+  if (!endpoint) throw appError('task_unavailable', PLAYE_UNAVAILABLE[name]!, { details: { task: name } });
   const contentType = req.headers['content-type'] ?? '';
   const body = await req.body();
   const options = new Map<string, unknown>();
@@ -66,7 +67,7 @@ async function playeRequest(ctx: ApiContext, req: Request): Promise<Reply> {
   if (contentType.startsWith('multipart/form-data')) {
     const form = parseMultipart(body, contentType);
     const file = form.files.get('file');
-    if (!file) throw badRequest('image_required', 'multipart field "file" with the image is missing');
+    if (!file) throw appError('image_required', 'multipart field "file" with the image is missing');
     image = file.data;
     filename = file.filename;
     for (const [option, value] of form.fields) options.set(option, value);
@@ -76,22 +77,22 @@ async function playeRequest(ctx: ApiContext, req: Request): Promise<Reply> {
   } else if (contentType.startsWith('application/json')) {
     // The router's JSON form: {...data, ...options}. The options are the other fields, typed.
     const value = parseJsonBody(body, ctx.config, true);
-    if (!value || typeof value !== 'object' || Array.isArray(value)) throw badRequest('invalid_request', 'the JSON body must be an object');
+    if (!value || typeof value !== 'object' || Array.isArray(value)) throw appError('invalid_request', 'the JSON body must be an object');
     for (const [option, field] of Object.entries(value)) if (option !== 'image') options.set(option, field);
     const encoded = (value as { image?: unknown }).image;
-    if (encoded !== undefined && typeof encoded !== 'string') throw badRequest('invalid_request', '"image" must be a string: base64 or a data URL');
+    if (encoded !== undefined && typeof encoded !== 'string') throw appError('invalid_request', '"image" must be a string: base64 or a data URL');
     if (encoded) image = decodeBase64Image(encoded);
   } else {
-    throw new AppError(415, 'unsupported_media_type', 'send multipart/form-data with the image in field "file"');
+    throw appError('unsupported_media_type', 'send multipart/form-data with the image in field "file"');
   }
   // caseId is not a step option: the job goes into that case (form field, JSON field or query parameter).
   const caseId = options.get('caseId');
   options.delete('caseId');
-  if (caseId !== undefined && (typeof caseId !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(caseId))) throw badRequest('invalid_case_id', 'caseId must be 1-64 letters, digits, _ or -');
+  if (caseId !== undefined && (typeof caseId !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(caseId))) throw appError('invalid_case_id', 'caseId must be 1-64 letters, digits, _ or -');
   // Validated before the image check, so a JSON call without a frame still learns of bad options.
   const pipeline = playePipeline(endpoint, options, ctx.jobs.steps);
   if (!image) {
-    throw badRequest('image_required', `/api/ai/${name} works on an image: send the frame as multipart field "file" (as the front end's postImage does) or as JSON "image" (base64 or a data URL); this request has none`);
+    throw appError('image_required', `/api/ai/${name} works on an image: send the frame as multipart field "file" (as the front end's postImage does) or as JSON "image" (base64 or a data URL); this request has none`);
   }
   const explicitKey = req.headers['idempotency-key'] || undefined;
   const job = explicitKey
@@ -136,8 +137,9 @@ function queued(job: JobRecord, filename: string | undefined): Reply {
 async function answer(ctx: ApiContext, endpoint: PlayeEndpoint, job: JobRecord, filename: string | undefined, caller: Owner, requestId: string): Promise<Reply> {
   const ids = { 'x-task-id': job.jobId };
   if (job.status !== 'done') {
-    const error = job.error ?? { code: `job_${job.status}`, message: `the job ended: ${job.status}` };
-    throw new AppError(statusOfJobError(error.code), error.code, error.message, { details: { task_id: job.jobId, jobId: job.jobId, status: job.status, ...(error.step ? { step: error.step } : {}) } });
+    // Answered with the job's error code and the catalogue's status for it (422 a bad image, 503 a missing model; unknown: 500).
+    const error = job.error ?? { code: noResultCode(job.status), message: `the job ended: ${job.status}` };
+    throw fromErrorInfo({ code: error.code, message: error.message, details: { task_id: job.jobId, jobId: job.jobId, status: job.status, ...(error.step ? { step: error.step } : {}) } });
   }
   // The old backend's fields (status, filename) and the shapes the front end's screens read.
   const legacy = { status: 'success', ...(filename !== undefined ? { filename } : {}), task_id: job.jobId, jobId: job.jobId };
@@ -150,7 +152,7 @@ async function answer(ctx: ApiContext, endpoint: PlayeEndpoint, job: JobRecord, 
     return json(200, { objects: playeObjects(objects), boxes: boxesOf(objects), ...legacy }, ids);
   }
   const image = job.result?.image;
-  if (!image) throw new AppError(500, 'no_output', `job ${job.jobId} finished without an image`);
+  if (!image) throw appError('no_output', `job ${job.jobId} finished without an image`);
   // Through the jobs service: a job in a case has this read recorded in its chain of custody.
   const { bytes } = await ctx.jobs.result(caller, job.jobId, requestId);
   return { status: 200, headers: { ...ids, 'content-type': image.contentType ?? 'application/octet-stream', 'x-content-sha256': image.sha256 }, body: bytes };

@@ -11,7 +11,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TemplatedApp } from 'uWebSockets.js';
-import { notFound } from '../../../lib/shared/errors.js';
+import { appError } from '../../../lib/shared/errors.js';
 import type { ApiContext } from '../api.js';
 import { route, type Reply, type Request } from '../uws-http.js';
 
@@ -63,7 +63,7 @@ export function mountWebRoutes(app: TemplatedApp, ctx: ApiContext, dir = WEB_DIR
   const files = loadFiles(dir);
   const serve = (name: string, req: Request): Reply => {
     const file = files.get(name);
-    if (!file) throw notFound('route_not_found', `no route ${req.method} ${req.path}`);
+    if (!file) throw appError('route_not_found', `no route ${req.method} ${req.path}`);
     const headers = { 'content-type': file.type, 'cache-control': 'no-cache', etag: file.etag, ...SECURITY_HEADERS };
     if (req.headers['if-none-match'] === file.etag) return { status: 304, headers };
     return { status: 200, headers, body: file.body };

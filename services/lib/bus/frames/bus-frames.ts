@@ -3,14 +3,14 @@
  * per subject): photolab.frames.<jobId>.<index>.<chunk>.
  */
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
-import { AppError } from '../../shared/errors.js';
+import { appError } from '../../shared/errors.js';
 import type { FrameRef } from '../../shared/schema-types.js';
 import type { Frame } from '../../pipeline/frame.js';
 import { ChunkedMessages } from '../chunked-messages.js';
 import { STREAMS, subjects } from '../subjects.js';
 
 const frameMissing = (subject: string) =>
-  new AppError(503, 'frame_missing', `frame chunk ${subject} is not on the bus (expired, or its writer died before storing it)`);
+  appError('frame_missing', `frame chunk ${subject} is not on the bus (expired, or its writer died before storing it)`);
 
 export class BusFrames {
   private readonly chunks: ChunkedMessages;

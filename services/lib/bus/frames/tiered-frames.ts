@@ -6,7 +6,7 @@
  *          write runs while the next step starts (see StoredFrame.durable).
  */
 import { assertFrame, type Frame } from '../../pipeline/frame.js';
-import { AppError } from '../../shared/errors.js';
+import { appError } from '../../shared/errors.js';
 import type { FrameRef } from '../../shared/schema-types.js';
 import type { BusFrames } from './bus-frames.js';
 import type { FrameStore, StoredFrame } from './frame-store.js';
@@ -46,7 +46,7 @@ export class TieredFrames implements FrameStore {
       if (frame) return frame;
     }
     if (ref.stored.includes('bus')) return this.bus.get(ref);
-    throw new AppError(503, 'frame_missing', `frame ${ref.id} was kept only on host ${ref.host}, which this process (${this.local.hostId}) cannot read; use FRAME_TRANSPORT=auto or bus across machines`);
+    throw appError('frame_missing', `frame ${ref.id} was kept only on host ${ref.host}, which this process (${this.local.hostId}) cannot read; use FRAME_TRANSPORT=auto or bus across machines`);
   }
 
   async deleteJob(jobId: string): Promise<void> {

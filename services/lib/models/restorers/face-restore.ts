@@ -11,7 +11,7 @@
  */
 import { ort, type Ort } from '../onnx.js';
 import type { Frame } from '../../pipeline/frame.js';
-import { AppError } from '../../shared/errors.js';
+import { appError } from '../../shared/errors.js';
 import type { Face } from '../../shared/schema-types.js';
 import { findModel } from '../manifest.js';
 import { modelInstalled, modelNotInstalled, type LoadedModel } from '../runtime.js';
@@ -40,12 +40,12 @@ export interface Restorer {
  */
 export function chooseRestorationModel(requested: string, fallback: string, modelsDir: string): { id: string; fallback: boolean } {
   const entry = findModel(requested);
-  if (entry.task !== 'face_restoration') throw new AppError(400, 'invalid_model', `model "${requested}" is not a face-restoration model`);
+  if (entry.task !== 'face_restoration') throw appError('invalid_model', `model "${requested}" is not a face-restoration model`);
   if (modelInstalled(requested, modelsDir)) return { id: requested, fallback: false };
   if (fallback) {
     const fallbackEntry = findModel(fallback);
     if (!['super_resolution', 'denoise'].includes(fallbackEntry.task) || fallbackEntry.contract.colourOrder !== 'RGB') {
-      throw new AppError(500, 'invalid_fallback', `FACE_RESTORE_FALLBACK "${fallback}" must be an RGB super-resolution or denoise model`, { retryable: false });
+      throw appError('model_incompatible', `FACE_RESTORE_FALLBACK "${fallback}" must be an RGB super-resolution or denoise model`);
     }
     if (modelInstalled(fallback, modelsDir)) return { id: fallback, fallback: true };
   }
@@ -56,7 +56,7 @@ export function chooseRestorationModel(requested: string, fallback: string, mode
 export function restorationModelRestorer(model: LoadedModel, weight: number): Restorer {
   const { contract } = model.entry;
   if (contract.size.kind !== 'fixed' || contract.size.width !== contract.size.height || !contract.size.width) {
-    throw new AppError(500, 'invalid_model', `face-restoration model "${model.id}" must take a fixed square input`, { retryable: false });
+    throw appError('model_incompatible', `face-restoration model "${model.id}" must take a fixed square input`);
   }
   const size = contract.size.width;
   const mean = [0, 1, 2].map((c) => contract.mean[c] ?? contract.mean[0]);
@@ -78,7 +78,7 @@ export function restorationModelRestorer(model: LoadedModel, weight: number): Re
       const outputs = await model.run({ [imageInput]: new (ort().Tensor)('float32', planar, [1, 3, size, size]), ...feeds });
       const output = outputs[model.outputNames[0]];
       if (output.dims.join(',') !== `1,3,${size},${size}`) {
-        throw new AppError(500, 'model_run_failed', `model "${model.id}" gave shape [${output.dims.join(',')}], expected [1,3,${size},${size}]`, { retryable: false });
+        throw appError('model_run_failed', `model "${model.id}" gave shape [${output.dims.join(',')}], expected [1,3,${size},${size}]`);
       }
       const data = output.data as Float32Array;
       const restored = new Float32Array(3 * n);

@@ -2,7 +2,7 @@
  * Which super-resolution model serves a factor (see upscaler.ts for why). Pure, so that the
  * upscale and enhance_faces manifests say which model a job needs without loading any model code.
  */
-import { badRequest } from '../../shared/errors.js';
+import { appError } from '../../shared/errors.js';
 import { MODEL_IDS } from '../model-ids.js';
 
 export type X2Model = 'compact' | 'span';
@@ -24,7 +24,7 @@ export const MAX_FACTOR = 8;
 /** The model for a factor (pure: the manifests name it as the model a job needs, and run() uses it). */
 export function planUpscale(factor: number, x2Model: X2Model = 'span', x4Model: X4Model = 'animevideov3'): UpscalePlan {
   if (!Number.isFinite(factor) || factor <= MIN_FACTOR || factor > MAX_FACTOR) {
-    throw badRequest('invalid_factor', `factor must be a number above ${MIN_FACTOR} and at most ${MAX_FACTOR}, got ${factor}`);
+    throw appError('invalid_factor', `factor must be a number above ${MIN_FACTOR} and at most ${MAX_FACTOR}, got ${factor}`);
   }
   const x2 = { modelId: x2Model === 'span' ? MODEL_IDS.x2Span : MODEL_IDS.x2Compact, modelScale: 2, lumaOnly: false };
   if (factor === 3) return { modelId: MODEL_IDS.x3Y, modelScale: 3, lumaOnly: true };

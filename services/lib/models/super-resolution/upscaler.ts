@@ -21,7 +21,7 @@
  * Grey frames go through RGB models as R = G = B and come back as the mean of the three.
  */
 import type { Frame } from '../../pipeline/frame.js';
-import { unprocessable } from '../../shared/errors.js';
+import { appError } from '../../shared/errors.js';
 import type { LoadedModel } from '../runtime.js';
 import { joinAlpha, resizePixels, rgbToGreyMean, splitAlpha } from '../../imaging/frame-ops.js';
 import {
@@ -66,8 +66,8 @@ export async function upscaleFrame(frame: Frame, request: UpscaleRequest, env: M
   const out = upscaledSize(frame.width, frame.height, request.factor);
   const modelPixels = frame.width * plan.modelScale * frame.height * plan.modelScale;
   if (out.width * out.height > MAX_OUTPUT_PIXELS || modelPixels > MAX_OUTPUT_PIXELS) {
-    throw unprocessable('output_too_large', `upscaling ${frame.width}x${frame.height} by ${request.factor} gives more than ${MAX_OUTPUT_PIXELS} pixels`,
-      { width: out.width, height: out.height, maxPixels: MAX_OUTPUT_PIXELS });
+    throw appError('output_too_large', `upscaling ${frame.width}x${frame.height} by ${request.factor} gives more than ${MAX_OUTPUT_PIXELS} pixels`,
+      { details: { width: out.width, height: out.height, maxPixels: MAX_OUTPUT_PIXELS } });
   }
   const model = await loadImageModel(plan.modelId, env);
   const { colour, colourChannels, alpha } = splitAlpha(frame);
