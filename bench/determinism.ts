@@ -19,10 +19,12 @@ import { validatePipeline } from '../services/lib/pipeline/pipeline.js';
 import type { PreparedStage, StageInput } from '../services/lib/pipeline/stage.js';
 import { resolveParams } from '../services/lib/pipeline/params.js';
 import { loadStages } from '../services/lib/steps/registry.js';
-import { config } from '../services/lib/shared/config.js';
+import { loadConfig } from '../services/lib/shared/config.js';
 import { createLogger } from '../services/lib/shared/logger.js';
 import type { Findings } from '../services/lib/shared/schema-types.js';
 import { admitHere, stepContext } from '../test/helpers/steps.js';
+
+const config = loadConfig();
 
 const FIXTURES = process.env.FIXTURES_DIR ?? path.resolve('..', 'shared', 'fixtures');
 

@@ -13,11 +13,13 @@ import type { Frame } from '../services/lib/pipeline/frame.js';
 import type { StageContext } from '../services/lib/pipeline/stage.js';
 import { stage as detectFaces } from '../services/lib/steps/detect_faces.js';
 import { stage as detectObjects } from '../services/lib/steps/detect_objects.js';
-import { config } from '../services/lib/shared/config.js';
+import { loadConfig } from '../services/lib/shared/config.js';
 import type { DetectFacesParams, DetectFacesParamsResolved, DetectObjectsParams, DetectObjectsParamsResolved } from '../services/lib/shared/schema-types.js';
 import { MODELS_DIR, fixture } from '../test/helpers/paths.js';
 import { resolveParams } from '../services/lib/pipeline/params.js';
 import { stepContext } from '../test/helpers/steps.js';
+
+const config = loadConfig();
 
 const runs = Number(process.argv[2] ?? 10);
 const log = pino({ level: 'silent' });

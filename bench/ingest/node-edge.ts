@@ -26,9 +26,11 @@ import { jobView } from '../../services/edge/views.js';
 import { OpenJobsView } from '../../services/lib/bus/open-jobs-view.js';
 import { loadStages } from '../../services/lib/steps/registry.js';
 import { frontOnlyHandler } from './front-only.js';
-import { config } from '../../services/lib/shared/config.js';
+import { loadConfig } from '../../services/lib/shared/config.js';
 import { AppError, toAppError } from '../../services/lib/shared/errors.js';
 import { createLogger } from '../../services/lib/shared/logger.js';
+
+const config = loadConfig();
 
 const log = createLogger('node-edge');
 const stages = await loadStages();

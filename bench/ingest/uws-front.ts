@@ -11,9 +11,11 @@ import { CallerBlobs } from '../../services/edge/blobs.js';
 import { route } from '../../services/edge/http/uws-http.js';
 import { RateLimiter } from '../../services/edge/limits.js';
 import { loadStages } from '../../services/lib/steps/registry.js';
-import { config } from '../../services/lib/shared/config.js';
+import { loadConfig } from '../../services/lib/shared/config.js';
 import { createLogger } from '../../services/lib/shared/logger.js';
 import { frontOnlyHandler } from './front-only.js';
+
+const config = loadConfig();
 
 const log = createLogger('uws-front');
 const stages = await loadStages();

@@ -44,8 +44,8 @@ function track(child: ChildProcess): ChildProcess {
 
 export interface NatsHandle extends RunningNatsServer { storeDir: string }
 
-export async function startNats(): Promise<NatsHandle> {
-  const server = await startTemporaryNatsServer('photolab-bench-nats-', { maxMemoryStore: 4 * 1024 * 1024 * 1024 });
+export async function startNats(options: { monitorPort?: number } = {}): Promise<NatsHandle> {
+  const server = await startTemporaryNatsServer('photolab-bench-nats-', { maxMemoryStore: 4 * 1024 * 1024 * 1024, ...options });
   track(server.process);
   return server;
 }
@@ -66,6 +66,8 @@ export interface ClusterOptions {
   /** Start the edge (uWebSockets.js) as its own process. */
   edge?: boolean;
   env?: Record<string, string>;
+  /** nats-server's HTTP monitoring port (/varz, /connz: messages per connection), for profiling. */
+  monitorPort?: number;
 }
 
 export interface Cluster {
@@ -102,7 +104,7 @@ export function benchEnv(nats: NatsHandle, dataDir: string, extra: Record<string
 }
 
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
-  const nats = await startNats();
+  const nats = await startNats({ monitorPort: options.monitorPort });
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'photolab-bench-data-'));
   const children: ChildProcess[] = [];
   let port = 0;

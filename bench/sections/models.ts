@@ -12,10 +12,12 @@ import sharp from 'sharp';
 import type { Frame } from '../../services/lib/pipeline/frame.js';
 import type { PreparedStage, StageContext } from '../../services/lib/pipeline/stage.js';
 import { loadStage } from '../../services/lib/steps/registry.js';
-import { config } from '../../services/lib/shared/config.js';
+import { loadConfig } from '../../services/lib/shared/config.js';
 import { fixture, hasGpu, MODELS_DIR, ms, now, progress, silentLog, summarize, table } from '../lib/util.js';
 import type { SectionResult } from './types.js';
 import { stepContext } from '../../test/helpers/steps.js';
+
+const config = loadConfig();
 
 interface ModelCase { step: string; label: string; params: Record<string, unknown>; heavy?: boolean }
 

@@ -14,7 +14,7 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { config } from '../lib/shared/config.js';
+import { loadConfig } from '../lib/shared/config.js';
 import { AppError, hasErrorCode } from '../lib/shared/errors.js';
 import { defaultManifestPath, loadManifest, modelPath, type ModelEntry, type ModelsManifest } from '../lib/models/manifest.js';
 import { fetchModel, modelStatus, progressBar } from '../lib/models/fetch.js';
@@ -56,6 +56,7 @@ export async function main(argv: string[]): Promise<number> {
     (values.help ? process.stdout : process.stderr).write(`${USAGE}\n`);
     return values.help ? 0 : 2;
   }
+  const config = loadConfig();
   const modelsDir = path.resolve(values['models-dir'] ?? config.modelsDir);
   try {
     const manifest = loadManifest(values.manifest ?? defaultManifestPath());

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JWK } from 'jose';
-import { config } from '../lib/shared/config.js';
+import { loadConfig } from '../lib/shared/config.js';
 import { verifyReport } from '../lib/forensics/signing.js';
 
 function usage(message: string): never {
@@ -20,6 +20,7 @@ function usage(message: string): never {
 }
 
 function localKeys(): { keys: JWK[] } | undefined {
+  const config = loadConfig();
   const file = config.reportSigningKeyFile || path.join(config.dataDir, 'report-signing-key.jwk.json');
   if (!existsSync(file)) return undefined;
   const { d: _d, ...publicPart } = JSON.parse(readFileSync(file, 'utf8')) as JWK;

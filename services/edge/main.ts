@@ -1,10 +1,11 @@
 /** The edge service process: `node dist/services/edge/main.js`. */
-import { config } from '../lib/shared/config.js';
+import { loadConfig } from '../lib/shared/config.js';
 import { runUntilStopped } from '../lib/shared/lifecycle.js';
 import { createLogger } from '../lib/shared/logger.js';
 import { startEdge } from './server.js';
 
-const log = createLogger('edge');
+const config = loadConfig();
+const log = createLogger('edge', { config });
 startEdge(config, log).then((edge) => {
   // Tell the launcher (when it started us with an IPC channel) that the edge now listens, so
   // its "ready" line comes only when the URL answers.

@@ -19,6 +19,7 @@ import { createLogger } from '../lib/shared/logger.js';
 import { Registry } from '../lib/metrics/prometheus.js';
 import { findingGeometry, loadStage, loadStages, manifestOf } from '../lib/steps/registry.js';
 import { installedModelIds } from '../lib/models/installed.js';
+import { configureRuntime } from '../lib/models/runtime.js';
 import { serveStageMetrics, stageObserver } from './stage-metrics.js';
 
 /**
@@ -33,7 +34,8 @@ export interface StageWorkerOptions {
 export async function startStageWorker(steps: string | string[], config: Config = loadConfig(), options: StageWorkerOptions = {}) {
   const stepList = typeof steps === 'string' ? steps.split(',') : steps;
   const name = stepList.length === 1 ? stepList[0]! : 'fused';
-  const log = createLogger(`stage-${name}`);
+  const log = createLogger(`stage-${name}`, { config });
+  configureRuntime(config); // the models this process loads follow its Config, not the environment at import
   const colocated: ColocatedSteps = new Map();
   for (const step of stepList) {
     const stage = await loadStage(step, { extraDirs: config.stepsDirs });

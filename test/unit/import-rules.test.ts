@@ -118,3 +118,16 @@ test('one door to the stages: only the bus builds step messages and publishes on
   }
   assert.deepEqual(offenders, [], 'use services/lib/bus/step-queue.ts (firstStep, nextStep, enqueueStep)');
 });
+
+test('libraries never read the environment when imported: configuration is passed in', () => {
+  const offenders: string[] = [];
+  for (const file of sourcesUnder(path.join(REPO_ROOT, 'services/lib'))) {
+    const source = readFileSync(file, 'utf8');
+    // A top-level statement (column 0) that reads the settings or the environment.
+    for (const line of source.split('\n')) {
+      if (/^(export\s+)?(const|let|var)\s.*(loadConfig\(|process\.env)/.test(line)) offenders.push(`${path.relative(REPO_ROOT, file)}: ${line.trim()}`);
+    }
+  }
+  assert.deepEqual(offenders, []);
+  assert.doesNotMatch(readFileSync(path.join(REPO_ROOT, 'services/lib/shared/config.ts'), 'utf8'), /^export const config\b/m, 'no process-wide config object');
+});

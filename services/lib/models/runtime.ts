@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { ort, type Ort } from './onnx.js';
-import { config } from '../shared/config.js';
+import { loadConfig, type Config } from '../shared/config.js';
 import { AppError, appError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { findModel, modelPath, type ModelEntry } from './manifest.js';
@@ -118,8 +118,23 @@ function modelCorrupt(entry: ModelEntry, file: string, why: string): AppError {
     { details: { model: entry.id, file: entry.file } });
 }
 
+/** The settings ONNX Runtime sessions are made with. */
+export type RuntimeSettings = Pick<Config, 'onnxProviders' | 'cudaDeviceId' | 'cudaMemLimitBytes' | 'onnxThreads' | 'onnxSpinWait'>;
+
+let settings: RuntimeSettings | undefined;
+
+/** A stage process passes its Config before loading models; otherwise the environment is read on first use. */
+export function configureRuntime(config: RuntimeSettings): void {
+  settings = config;
+}
+
+function runtimeSettings(): RuntimeSettings {
+  settings ??= loadConfig();
+  return settings;
+}
+
 /** The execution provider configurations to try, in order; CPU always ends the list. */
-export function providerChain(providers: readonly string[] = config.onnxProviders): { name: string; config: Ort.InferenceSession.ExecutionProviderConfig }[] {
+export function providerChain(providers: readonly string[] = runtimeSettings().onnxProviders, config: RuntimeSettings = runtimeSettings()): { name: string; config: Ort.InferenceSession.ExecutionProviderConfig }[] {
   const chain: { name: string; config: Ort.InferenceSession.ExecutionProviderConfig }[] = [];
   for (const raw of providers) {
     const name = raw.toLowerCase();
@@ -138,10 +153,11 @@ export function providerChain(providers: readonly string[] = config.onnxProvider
 }
 
 async function createSession(file: string, entry: ModelEntry, log?: Logger): Promise<{ session: Ort.InferenceSession; provider: string }> {
+  const config = runtimeSettings();
   const unknown = config.onnxProviders.filter((p) => !['cuda', 'cpu'].includes(p.toLowerCase()));
   if (unknown.length > 0) log?.warn({ providers: unknown }, 'ignoring unknown ONNX_PROVIDERS entries (known: cuda, cpu)');
   let lastError: unknown;
-  for (const { name, config: providerConfig } of providerChain()) {
+  for (const { name, config: providerConfig } of providerChain(config.onnxProviders, config)) {
     const options: Ort.InferenceSession.SessionOptions = {
       executionProviders: [providerConfig],
       graphOptimizationLevel: 'all',

@@ -138,5 +138,5 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return out as Config;
 }
 
-/** The process's configuration. Tests that need other values call loadConfig with their own env. */
-export const config: Config = loadConfig();
+// No module-level configuration: a process reads its environment once, in its main, and passes
+// the Config to what it starts (libraries never read the environment when they are imported).

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { pino, type DestinationStream, type Logger } from 'pino';
-import { config } from './config.js';
+import { loadConfig, type Config } from './config.js';
 
 /**
  * A pino logger per service, field `service` to tell processes apart. JSON lines when stdout
@@ -9,14 +9,16 @@ import { config } from './config.js';
  * the call's own fields side by side without merging them (`step` from the child and from the
  * call), so every line is re-read and the last value of a key wins.
  */
-export function createLogger(service: string, options: { format?: 'json' | 'pretty'; out?: NodeJS.WritableStream } = {}): Logger {
+export function createLogger(service: string, options: { format?: 'json' | 'pretty'; out?: NodeJS.WritableStream; config?: Pick<Config, 'logLevel' | 'logFormat'> } = {}): Logger {
+  // LOG_LEVEL and LOG_FORMAT as the process has them now, unless the caller passes its Config.
+  const config = options.config ?? loadConfig();
   const out = options.out ?? process.stdout;
-  const format = options.format ?? resolveFormat(out);
+  const format = options.format ?? resolveFormat(out, config.logFormat);
   return pino({ level: config.logLevel, base: { service, pid: process.pid } }, lineStream(out, format === 'pretty' ? prettyLine : (entry) => `${JSON.stringify(entry)}\n`));
 }
 
-function resolveFormat(out: NodeJS.WritableStream): 'json' | 'pretty' {
-  if (config.logFormat !== 'auto') return config.logFormat;
+function resolveFormat(out: NodeJS.WritableStream, logFormat: Config['logFormat']): 'json' | 'pretty' {
+  if (logFormat !== 'auto') return logFormat;
   return (out as NodeJS.WriteStream).isTTY ? 'pretty' : 'json';
 }
 
