@@ -3,7 +3,7 @@
  * section's table, and writes BENCHMARKS.md (machine, date, commands, results). A run of only
  * some sections replaces just those sections in an existing BENCHMARKS.md.
  *
- * Sections: blobs, ingest, overhead, throughput, models. Options: --quick (fewer samples).
+ * Sections: blobs, ingest, overhead, throughput, models, bus. Options: --quick (fewer samples).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -19,6 +19,7 @@ const SECTIONS: Record<string, { order: number; run: () => Promise<Runner> }> = 
   ingest: { order: 3, run: async () => (await import('./sections/ingest.js')).ingestSection },
   blobs: { order: 4, run: async () => blobsSection },
   models: { order: 5, run: async () => (await import('./sections/models.js')).modelsSection },
+  bus: { order: 6, run: async () => (await import('./sections/bus.js')).busSection },
 };
 
 const args = process.argv.slice(2);
@@ -56,7 +57,7 @@ const header = [
   '# Benchmarks',
   '',
   'Written by `npm run bench` (bench/main.ts); `npm run bench -- <section>` re-runs one section and replaces it here.',
-  'Sections: `overhead`, `throughput`, `ingest`, `blobs`, `models`; `--quick` takes fewer samples.',
+  'Sections: `overhead`, `throughput`, `ingest`, `blobs`, `models`, `bus`; `--quick` takes fewer samples.',
   'Models and photos: MODELS_DIR (default ../shared/models), FIXTURES_DIR (default ../shared/fixtures).',
   '',
   '## Machine',
