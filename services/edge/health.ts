@@ -4,11 +4,11 @@
  * the pull requests waiting and the backlog.
  */
 import type { Bus } from '../lib/bus/bus.js';
-import { listStages } from '../lib/bus/stage-presence.js';
+import type { StagePresenceView } from '../lib/bus/stage-presence.js';
 import { STREAMS, stageConsumer } from '../lib/bus/subjects.js';
 import type { HealthResponse } from '../lib/shared/schema-types.js';
 
-export async function checkHealth(bus: Bus, steps: string[]): Promise<HealthResponse> {
+export async function checkHealth(bus: Bus, steps: string[], presence: StagePresenceView): Promise<HealthResponse> {
   const connected = !bus.nc.isClosed();
   const health: HealthResponse = {
     status: 'ok',
@@ -20,7 +20,8 @@ export async function checkHealth(bus: Bus, steps: string[]): Promise<HealthResp
   await Promise.all(Object.values(STREAMS).map(async (name) => {
     health.streams[name] = await bus.jsm.streams.info(name).then(() => true, () => false);
   }));
-  const live = await listStages(bus.nc).catch(() => []);
+  // The edge's live view of the presence bucket (no KV reads per probe).
+  const live = presence.all();
   await Promise.all(steps.map(async (step) => {
     const replicas = live.filter((p) => p.step === step);
     try {

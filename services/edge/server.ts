@@ -81,7 +81,7 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
     bodyTimeoutMs: config.bodyTimeoutMs,
   };
   const gateway = mountWebSocket(app, { bus, jobs, cases, custody, forensics, blobs, auth, rateLimiter, config, log });
-  const routes = mountApi(app, { bus, jobs, cases, custody, forensics, blobs, auth, rateLimiter, config, log, steps, devTokenSecret }, http, { registry, wsConnections: () => gateway.stats().connections });
+  const routes = mountApi(app, { bus, jobs, cases, custody, forensics, blobs, auth, rateLimiter, presence, config, log, steps, devTokenSecret }, http, { registry, wsConnections: () => gateway.stats().connections });
   const sweep = startDeadlineSweep(bus, jobs, config.deadlineSweepMs, log);
   const jobLog = logFinishedJobs(bus, log);
 

@@ -23,9 +23,12 @@ import { mountWebRoutes, playgroundAvailable } from './routes/web.js';
 import type { Registry } from '../../lib/metrics/prometheus.js';
 import { route, type HttpOptions, type Request } from './uws-http.js';
 import type { EdgeDeps } from '../deps.js';
+import type { StagePresenceView } from '../../lib/bus/stage-presence.js';
 
 export interface ApiDeps extends EdgeDeps {
   steps: string[];
+  /** The live stage processes, for the health report. */
+  presence: StagePresenceView;
   /** The launcher's generated session secret (JWT_DEV_SECRET) when the edge verifies with it: POST /api/dev/token exists only then. */
   devTokenSecret?: string;
 }

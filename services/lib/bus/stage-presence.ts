@@ -1,7 +1,8 @@
 /**
  * Which stage processes are alive, and what they run on: each stage process refreshes its key
  * in the KV bucket photolab-stages every few seconds; the bucket's TTL removes processes that
- * died without saying goodbye. The edge's health report reads it.
+ * died without saying goodbye. The edge keeps a view of it (StagePresenceView) for admission
+ * and its health report.
  */
 import { Kvm, type KV } from '@nats-io/kv';
 import { StorageType } from '@nats-io/jetstream';
@@ -30,19 +31,6 @@ export async function announceStage(nc: NatsConnection, presence: Omit<StagePres
   };
 }
 
-/** The stage processes seen in the last few refresh intervals. */
-export async function listStages(nc: NatsConnection): Promise<StagePresence[]> {
-  const kv = await openPresence(nc);
-  const found: StagePresence[] = [];
-  const recent = Date.now() - 3 * PRESENCE_INTERVAL_MS;
-  for await (const key of await kv.keys()) {
-    const entry = await kv.get(key);
-    if (!entry || entry.operation !== 'PUT' || entry.length === 0) continue;
-    const presence = entry.json<StagePresence>();
-    if (presence.seenAt >= recent) found.push(presence);
-  }
-  return found;
-}
 
 /**
  * The stage processes as the edge sees them, kept up to date by one watch on the presence bucket
@@ -73,10 +61,15 @@ export class StagePresenceView {
     return view;
   }
 
+  /** The stage processes seen in the last few refresh intervals. */
+  all(): StagePresence[] {
+    const recent = Date.now() - 3 * PRESENCE_INTERVAL_MS;
+    return [...this.byKey.values()].filter((p) => p.seenAt >= recent);
+  }
+
   /** The live processes that host `step`. */
   hostsOf(step: string): StagePresence[] {
-    const recent = Date.now() - 3 * PRESENCE_INTERVAL_MS;
-    return [...this.byKey.values()].filter((p) => p.step === step && p.seenAt >= recent);
+    return this.all().filter((p) => p.step === step);
   }
 
   stop(): void {

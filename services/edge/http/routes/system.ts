@@ -26,7 +26,7 @@ export function mountSystemRoutes(app: TemplatedApp, ctx: ApiContext): void {
   route(app, 'get', '/api', async () => json(200, service), ctx.http);
 
   route(app, 'get', '/api/health', async () => {
-    const health = await checkHealth(ctx.bus, ctx.steps);
+    const health = await checkHealth(ctx.bus, ctx.steps, ctx.presence);
     return json(health.status === 'down' ? 503 : 200, health);
   }, ctx.http);
 
