@@ -3,8 +3,8 @@
 // is read from PID 1's command line (the image's CMD or compose's `command`), so one
 // HEALTHCHECK line serves them all:
 //   edge       GET /api/health on HTTP_PORT: 503 only when NATS is down or a stream is missing
-//   worker     GET /healthz on STAGE_METRICS_PORT (alive; /readyz is for orchestrators' readiness)
-//   metrics    no HTTP port: healthy while the process runs (it exits when it cannot continue)
+//   stage      GET /healthz on STAGE_METRICS_PORT (alive; /readyz is for orchestrators' readiness)
+//   metrics-sink no HTTP port: healthy while the process runs (it exits when it cannot continue)
 // Exit 0 healthy, 1 not. Nothing here is a setting of its own: the ports are the services'.
 import { readFileSync } from 'node:fs';
 
@@ -16,7 +16,7 @@ const get = async (url) => {
   if (!response.ok) throw new Error(`${url} answered ${response.status}`);
 };
 try {
-  if (/stages\/worker\.js/.test(cmdline)) {
+  if (/stage-worker\/main\.js/.test(cmdline)) {
     const port = Number(process.env.STAGE_METRICS_PORT ?? 0);
     if (port > 0) await get(`http://127.0.0.1:${port}/healthz`);
   } else if (/edge\/main\.js/.test(cmdline)) {

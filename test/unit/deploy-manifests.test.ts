@@ -226,6 +226,15 @@ describe('docker-compose.yml', () => {
   const services = compose.services as Record<string, Obj>;
   const product = Object.entries(services).filter(([, s]) => s.image === 'photolab-pipeline:latest');
 
+  test('the HEALTHCHECK of the image knows every service that has a port to probe (edge, stages)', () => {
+    const check = read('scripts/healthcheck.mjs');
+    for (const [name, s] of product) {
+      const script = /dist\/services\/([\w-]+)\/main\.js/.exec(s.command.join(' '))?.[1];
+      if (script === 'metrics-sink') continue; // no HTTP port: healthy while it runs
+      assert.ok(check.includes(`/${script}\\/main\\.js/`), `healthcheck.mjs probes ${name} (${script}/main.js)`);
+    }
+  });
+
   test('NATS (with its config in deploy/), ClickHouse, the edge, every step and the sink', () => {
     const commands = Object.fromEntries(product.map(([name, s]) => [name, s.command.join(' ')]));
     assert.equal(commands.edge, 'node dist/services/edge/main.js');
