@@ -6,7 +6,7 @@
  */
 import { sha256 } from '../lib/bus/blob-store.js';
 import { caseScope } from '../lib/bus/case-store.js';
-import { isTerminal } from '../lib/bus/job-store.js';
+import { isTerminal } from '../lib/shared/job-status.js';
 import type { Bus } from '../lib/bus/bus.js';
 import type { Custody } from '../lib/forensics/custody.js';
 import { buildReport, reportHtml, signReport, thumbnail } from '../lib/forensics/report.js';

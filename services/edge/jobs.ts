@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import type { Bus } from '../lib/bus/bus.js';
 import { publishProgress } from '../lib/bus/events.js';
-import { isTerminal, ownerHash } from '../lib/bus/job-store.js';
+import { ownerHash } from '../lib/bus/job-store.js';
+import { isTerminal } from '../lib/shared/job-status.js';
 import { isWrongLastSequence } from '../lib/bus/nats-errors.js';
 import type { OpenJob, OpenJobsView } from '../lib/bus/open-jobs-view.js';
 import { uploadBlobName } from '../lib/bus/subjects.js';

@@ -6,7 +6,7 @@
  * did is read from the stream instead (JobStore.get).
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { isTerminalEvent } from '../lib/bus/job-store.js';
+import { isTerminalEvent } from '../lib/shared/job-status.js';
 import type { LiveProgress } from '../lib/bus/job-state.js';
 import { subjects } from '../lib/bus/subjects.js';
 import type { JobEvent } from '../lib/shared/schema-types.js';

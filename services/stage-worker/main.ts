@@ -17,7 +17,7 @@ import { AppError } from '../lib/shared/errors.js';
 import { runUntilStopped } from '../lib/shared/lifecycle.js';
 import { createLogger } from '../lib/shared/logger.js';
 import { Registry } from '../lib/metrics/prometheus.js';
-import { findingGeometry, loadStage, loadStages, manifestOf } from '../lib/steps/registry.js';
+import { findingGeometry, loadStages } from '../lib/steps/registry.js';
 import { installedModelIds } from '../lib/models/installed.js';
 import { configureRuntime } from '../lib/models/runtime.js';
 import { serveStageMetrics, stageObserver } from './stage-metrics.js';
@@ -37,8 +37,10 @@ export async function startStageWorker(steps: string | string[], config: Config 
   const log = createLogger(`stage-${name}`, { config });
   configureRuntime(config); // the models this process loads follow its Config, not the environment at import
   const colocated: ColocatedSteps = new Map();
+  const stages = await loadStages({ extraDirs: config.stepsDirs });
   for (const step of stepList) {
-    const stage = await loadStage(step, { extraDirs: config.stepsDirs });
+    const stage = stages.get(step);
+    if (!stage) throw new Error(`unknown step "${step}"; known: ${[...stages.keys()].join(', ')}`);
     colocated.set(step, { stage, prepared: await stage.prepare({ log, modelsDir: config.modelsDir, config }) as PreparedStage<Record<string, unknown>> });
   }
   const bus = await connectBus(config, log, `photolab-stage-${name}`, { steps: stepList });
@@ -71,7 +73,7 @@ export async function startStageWorker(steps: string | string[], config: Config 
   ends.start();
   const hooks = options.hooks;
   // Every step's manifest, not only the hosted ones': findings of any kind follow a resize here.
-  const geometry = findingGeometry([...(await loadStages({ extraDirs: config.stepsDirs })).values()].map(manifestOf));
+  const geometry = findingGeometry(stages.values());
   const runners: StageRunner[] = stepList.map((step, i) => new StageRunner({
     bus, step, hosted: colocated, ends, config, log: log.child({ step }), hooks, findingGeometry: geometry,
     observer: bothObservers(stageObserver(registry, step), microObserver(micros[i]!)),
@@ -93,9 +95,6 @@ export async function startStageWorker(steps: string | string[], config: Config 
   sweep.unref();
   log.info({ steps: stepList }, 'stage ready');
   return {
-    runner: runners[0]!,
-    runners,
-    registry,
     async stop() {
       clearInterval(sweep);
       await Promise.all(runners.map((r) => r.stop()));

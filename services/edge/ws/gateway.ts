@@ -14,7 +14,8 @@
  */
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { DeliverPolicy } from '@nats-io/jetstream';
-import { isTerminalEvent, ownerHash } from '../../lib/bus/job-store.js';
+import { ownerHash } from '../../lib/bus/job-store.js';
+import { isTerminalEvent } from '../../lib/shared/job-status.js';
 import { STREAMS, subjects } from '../../lib/bus/subjects.js';
 import { AppError, appError, toAppError } from '../../lib/shared/errors.js';
 import { toClientError } from '../client-error.js';

@@ -4,6 +4,7 @@
  * that never went to disk (step.started). Pure: unit-tested in test/unit/job-state.test.ts.
  */
 import type { JobEvent, JobRecord, StepProgress } from '../shared/schema-types.js';
+import { TERMINAL_EVENT } from '../shared/job-status.js';
 
 /** What a process saw live of a job (core subscription on photolab.events.<jobId>.*). */
 export interface LiveProgress {
@@ -15,9 +16,8 @@ export interface LiveProgress {
   complete: boolean;
 }
 
-const STATUS_OF_END: Record<string, JobRecord['status']> = {
-  'job.done': 'done', 'job.failed': 'failed', 'job.canceled': 'canceled', 'job.timeout': 'timeout',
-};
+/** The status each terminal event stands for (TERMINAL_EVENT read backwards). */
+const STATUS_OF_END: Record<string, JobRecord['status']> = Object.fromEntries(Object.entries(TERMINAL_EVENT).map(([status, type]) => [type, status as JobRecord['status']]));
 
 export function projectJob(record: JobRecord, stepEvents: JobEvent[], end: JobEvent | null, live?: LiveProgress): JobRecord {
   const job: JobRecord = structuredClone(record);

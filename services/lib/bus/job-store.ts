@@ -19,7 +19,6 @@ import { projectJob, type LiveProgress } from './job-state.js';
 import { isWrongLastSequence } from './nats-errors.js';
 import { STREAMS, subjects } from './subjects.js';
 
-export { TERMINAL_EVENT, TERMINAL_STATUSES, isTerminal, isTerminalEvent, type TerminalStatus } from '../shared/job-status.js';
 
 /** A stable, subject-safe token for a caller (sub + tenant). */
 export const ownerHash = (owner: Owner): string =>

@@ -31,6 +31,8 @@ const MARGIN_MS = 10 * 60_000;
 
 export class OpenJobsView {
   private readonly byOwner = new Map<string, Map<string, OpenJob>>();
+  /** jobId -> ownerHash of the open jobs, so an end finds its job without a scan of every owner. */
+  private readonly ownerOf = new Map<string, string>();
   private readonly ended = new Map<string, number>();
   private applied = 0;
   private waiters: { revision: number; done: (ok: boolean) => void }[] = [];
@@ -84,6 +86,7 @@ export class OpenJobsView {
         const jobs = this.byOwner.get(ownerHash) ?? new Map<string, OpenJob>();
         jobs.set(jobId, { ownerHash, jobId, deadline: record().deadline, revision: seq });
         this.byOwner.set(ownerHash, jobs);
+        this.ownerOf.set(jobId, ownerHash);
       }
     }
     this.applied = Math.max(this.applied, seq);
@@ -96,12 +99,14 @@ export class OpenJobsView {
 
   private applyEnd(jobId: string): void {
     this.ended.set(jobId, Date.now());
-    for (const [ownerHash, jobs] of this.byOwner) if (jobs.has(jobId)) this.remove(ownerHash, jobId);
+    const ownerHash = this.ownerOf.get(jobId);
+    if (ownerHash !== undefined) this.remove(ownerHash, jobId);
   }
 
   private remove(ownerHash: string, jobId: string): void {
     const jobs = this.byOwner.get(ownerHash);
     jobs?.delete(jobId);
+    if (this.ownerOf.get(jobId) === ownerHash) this.ownerOf.delete(jobId);
     if (jobs && jobs.size === 0) this.byOwner.delete(ownerHash);
   }
 

@@ -6,10 +6,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Bus } from '../bus/bus.js';
-import { TERMINAL_EVENT, type TerminalStatus } from '../bus/job-store.js';
+import { TERMINAL_EVENT, type TerminalStatus } from '../shared/job-status.js';
 import type { ErrorInfo, JobEvent, JobMetric, Owner, PipelineStep, ResultInfo, StageMetric } from '../shared/schema-types.js';
 
-export type { TerminalStatus };
 
 /** What ending a job needs to know of it: the routing slip and the record both have it. */
 export interface JobFacts {

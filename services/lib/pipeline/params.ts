@@ -5,8 +5,8 @@
  */
 import { validateOrThrow } from '../shared/schemas.js';
 
-export function resolveParams<P = Record<string, unknown>>(step: string, params: unknown): P {
+export function resolveParams<P = Record<string, unknown>>(step: string, params: unknown, prefix = '/params'): P {
   return validateOrThrow<P>(`steps/${step}.schema.json`, structuredClone(params ?? {}), {
-    code: 'invalid_params', what: `parameters of ${step}`, prefix: '/params',
+    code: 'invalid_params', what: `parameters of ${step}`, prefix,
   });
 }

@@ -9,6 +9,7 @@ import { appError } from '../shared/errors.js';
 import type { PipelineStep } from '../shared/schema-types.js';
 import { validateOrThrow } from '../shared/schemas.js';
 import { conditionKind } from './findings.js';
+import { resolveParams } from './params.js';
 import type { StepManifest } from './stage.js';
 
 export function validatePipeline(raw: unknown, steps: ReadonlyMap<string, StepManifest>, pathPrefix = '/pipeline'): PipelineStep[] {
@@ -25,9 +26,7 @@ export function validatePipeline(raw: unknown, steps: ReadonlyMap<string, StepMa
       throw appError('unknown_step', `${at}/step: unknown step "${item.step}"; known steps: ${[...steps.keys()].join(', ')}`,
         { details: [{ path: `${at}/step`, message: 'unknown step' }] });
     }
-    item.params = validateOrThrow<Record<string, unknown>>(`steps/${item.step}.schema.json`, item.params ?? {}, {
-      code: 'invalid_params', what: `parameters of ${item.step}`, prefix: `${at}/params`,
-    });
+    item.params = resolveParams<Record<string, unknown>>(item.step, item.params, `${at}/params`);
     manifest.check?.(item.params);
     const expected = i === 0 ? 'encoded' : previousOutput;
     if (manifest.input !== expected) {

@@ -261,18 +261,17 @@ export class StageRunner {
         ...(output.result?.findings ? { findings: output.result.findings } : {}),
       };
 
+      const fact = publishStepEvent(this.bus.js, stepEvent, `${index}:${event === 'step.finished' ? 'finished' : 'skipped'}`);
       if (move === 'continue') {
-        await publishStepEvent(this.bus.js, stepEvent, `${index}:${event === 'step.finished' ? 'finished' : 'skipped'}`);
-        position.message = { ...message, index: index + 1, findings, provenance: history, enqueuedAt: Date.now() };
+        await fact;
+        // The next step runs here: its message stays in memory (the input is the carried frame).
+        position.message = nextStep(message, { input: message.input, findings, provenance: history });
         position.carried = output.frame;
         continue;
       }
 
       // Store what the next step (or the client) needs, while the step's fact is written.
-      const [stored] = await Promise.all([
-        this.storeOutput(message, stage.output, output, move === 'finish'),
-        publishStepEvent(this.bus.js, stepEvent, `${index}:${event === 'step.finished' ? 'finished' : 'skipped'}`),
-      ]);
+      const [stored] = await Promise.all([this.storeOutput(message, stage.output, output, move === 'finish'), fact]);
       if (move === 'publish') {
         if (!stored.ref) throw appError('no_output', `step ${item.step} gave no output for the next step`);
         await enqueueStep(this.bus.js, nextStep(message, { input: stored.ref, findings, provenance: history }));

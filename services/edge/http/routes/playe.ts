@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { TemplatedApp } from 'uWebSockets.js';
-import { isTerminal } from '../../../lib/bus/job-store.js';
+import { isTerminal } from '../../../lib/shared/job-status.js';
 import { AppError, appError, fromErrorInfo } from '../../../lib/shared/errors.js';
 import type { JobRecord, Owner, PipelineStep } from '../../../lib/shared/schema-types.js';
 import { waitForJobEnd } from '../../job-waiter.js';
