@@ -18,6 +18,7 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { freePort, startTemporaryNatsServer, stopProcess, type RunningNatsServer } from '../../services/launcher/nats-server.js';
 import type { JobEvent } from '../../services/lib/shared/schema-types.js';
 import { cpuMs, DIST, MODELS_DIR, now, sleep } from './util.js';
+import { isTerminalEvent } from '../../services/lib/shared/job-status.js';
 
 export const JWT_SECRET = 'bench-secret-not-for-production';
 
@@ -246,7 +247,7 @@ export class JobClient {
         const list = entry?.events ?? this.early.get(event.jobId) ?? [];
         list.push(event);
         if (!entry) this.early.set(event.jobId, list);
-        if (entry && /^job\.(done|failed|canceled|timeout)$/.test(event.type)) entry.resolve(at);
+        if (entry && isTerminalEvent(event.type)) entry.resolve(at);
       },
     }));
   }
@@ -259,7 +260,7 @@ export class JobClient {
     const { jobId } = JSON.parse(answer.text) as { jobId: string };
     const events = this.early.get(jobId) ?? [];
     this.early.delete(jobId);
-    const done = events.find((e) => /^job\.(done|failed|canceled|timeout)$/.test(e.type));
+    const done = events.find((e) => isTerminalEvent(e.type));
     const endAt = done ? now() : await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`job ${jobId} did not end within ${timeoutMs} ms`)), timeoutMs);
       this.waiting.set(jobId, { events, resolve: (at) => { clearTimeout(timer); resolve(at); } });

@@ -13,6 +13,7 @@ import { signDevToken, devSecret } from '../lib/shared/dev-token.js';
 import type { JobEvent, JobView } from '../lib/shared/schema-types.js';
 import { call, CliError, edgeUrl, errorOf, expect, openEdgeSocket, resolveToken, submitFrame, type Target } from './client.js';
 import { formatMs, JobProgress } from './progress.js';
+import { isTerminalEvent } from '../lib/shared/job-status.js';
 
 export const USAGE = `usage: photolab <command> [options]
   token                                   print a development token (embedded default)
@@ -267,7 +268,7 @@ async function submit(target: Target, io: Io, options: { image: Buffer; pipeline
       else if (message.type === 'event') {
         const event = message.event as JobEvent;
         progress?.event(event);
-        if (event.type.startsWith('job.') && event.type !== 'job.accepted') {
+        if (isTerminalEvent(event.type)) {
           final = event;
           if (event.type !== 'job.done') resolve({ event });
         }

@@ -23,7 +23,7 @@ export class JobProgress {
   private readonly started = Date.now();
   private timer?: NodeJS.Timeout;
 
-  constructor(private readonly out: NodeJS.WriteStream, private readonly jobId: string, steps: string[], private readonly tty = Boolean(out.isTTY)) {
+  constructor(private readonly out: NodeJS.WriteStream, jobId: string, steps: string[], private readonly tty = Boolean(out.isTTY)) {
     this.rows = steps.map((step) => ({ step, state: 'waiting' }));
     if (this.tty) {
       this.out.write(`job ${jobId}\n`);

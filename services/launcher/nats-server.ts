@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
-import { loadConfig } from '../lib/shared/config.js';
+import { settings } from '../lib/shared/config.js';
 
 export interface NatsServerOptions {
   port?: number;
@@ -95,7 +95,8 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
   ].join('\n'));
   const args = ['-c', configFile];
   if (options.logFile) args.push('-l', options.logFile);
-  const goMaxProcs = options.goMaxProcs ?? loadConfig().natsGoMaxProcs;
+  // The launcher passes NATS_GOMAXPROCS; servers started by tests and benches get its default.
+  const goMaxProcs = options.goMaxProcs ?? settings.natsGoMaxProcs.default;
   const env = goMaxProcs > 0 ? { ...process.env, GOMAXPROCS: String(goMaxProcs) } : process.env;
   const child = spawn(binary, args, { env, stdio: ['ignore', 'ignore', options.logFile ? 'ignore' : 'inherit'] });
   let exited = false;

@@ -55,7 +55,7 @@ export class CaseStore {
   }
 
   /**
-   * Compare-and-set loop, as JobStore.update: `change` returns the new record, or null to
+   * Compare-and-set loop (KV update with the revision read): `change` returns the new record, or null to
    * leave it; it may throw (a closed case refusing a job) and the loop stops with that.
    */
   async update(scope: string, caseId: string, change: (record: CaseRecord) => CaseRecord | null): Promise<VersionedCase | null> {

@@ -64,11 +64,7 @@ export class ChunkedMessages {
 
   /** The headers chunk 0 was sealed with, or null when there is no such item. */
   async sealOf(prefix: string): Promise<MsgHdrs | null> {
-    const subject = `${prefix}.0`;
-    const message = await this.jsm.direct.getMessage(this.stream, { last_by_subj: subject });
-    if (message) return message.header;
-    // A replica catching up may not have it yet: the leader decides.
-    return (await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject }))?.header ?? null;
+    return (await this.last(`${prefix}.0`))?.header ?? null;
   }
 
   /** The item's bytes; `missing` makes the error for a chunk that never came. */
@@ -88,27 +84,24 @@ export class ChunkedMessages {
   }
 
   /** One message by subject, waiting up to waitMs for it to appear. */
-  async getMessage(subject: string, missing: (subject: string) => AppError, waitMs = this.waitMs): Promise<Uint8Array> {
-    const until = Date.now() + waitMs;
+  private async getMessage(subject: string, missing: (subject: string) => AppError): Promise<Uint8Array> {
+    const until = Date.now() + this.waitMs;
     for (let delay = 2; ; delay = Math.min(delay * 2, 200)) {
-      const message = await this.jsm.direct.getMessage(this.stream, { last_by_subj: subject });
+      const message = await this.last(subject);
       if (message) return message.data;
-      // On a replicated stream any replica answers a direct get, also one still catching up
-      // (a server just restarted): before calling a message missing, ask the stream's leader.
-      const fromLeader = await this.leaderGet(subject);
-      if (fromLeader) return fromLeader;
       if (Date.now() >= until) throw missing(subject);
       await new Promise((r) => setTimeout(r, delay));
     }
   }
 
-  /** The stream API's get (answered by the leader); null when the stream has no such message. */
-  private async leaderGet(subject: string): Promise<Uint8Array | null> {
-    return (await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject }))?.data ?? null;
-  }
-
-  async publish(subject: string, data: Uint8Array | string): Promise<void> {
-    await this.js.publish(subject, data);
+  /**
+   * The last message on a subject, or null. On a replicated stream any replica answers a direct
+   * get, also one still catching up (a server just restarted): before calling a message missing,
+   * the stream's leader is asked (the stream API's get).
+   */
+  private async last(subject: string): Promise<{ data: Uint8Array; header?: MsgHdrs } | null> {
+    return (await this.jsm.direct.getMessage(this.stream, { last_by_subj: subject }))
+      ?? (await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject }));
   }
 
   async purge(filter: string): Promise<void> {

@@ -3,7 +3,7 @@
  *   - step facts (step.finished, step.skipped, step.retrying): durable, on
  *     photolab.events.<jobId>.step, each with a message id so a step that runs twice
  *     (redelivery after a crash) stores each fact once;
- *   - progress (job.accepted, step.started): core NATS on photolab.events.<jobId>.progress,
+ *   - progress (job.accepted, step.started): core NATS on photolab.progress.<jobId>,
  *     not stored; a client that misses one loses nothing the next fact does not say.
  * The terminal event is written by JobStore.end (exactly one per job).
  */

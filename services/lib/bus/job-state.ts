@@ -6,7 +6,7 @@
 import type { JobEvent, JobRecord, StepProgress } from '../shared/schema-types.js';
 import { TERMINAL_EVENT } from '../shared/job-status.js';
 
-/** What a process saw live of a job (core subscription on photolab.events.<jobId>.*). */
+/** What a process saw live of a job (core subscriptions on photolab.events.> and photolab.progress.*). */
 export interface LiveProgress {
   /** step index -> when it started and which attempt (step.started: never stored) */
   started: Map<number, { at: number; attempt: number }>;

@@ -16,9 +16,9 @@
 import { nuid, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { isNoResponders } from './nats-errors.js';
 
-export const MICRO_PING = 'io.nats.micro.v1.ping_response';
-export const MICRO_INFO = 'io.nats.micro.v1.info_response';
-export const MICRO_STATS = 'io.nats.micro.v1.stats_response';
+const MICRO_PING = 'io.nats.micro.v1.ping_response';
+const MICRO_INFO = 'io.nats.micro.v1.info_response';
+const MICRO_STATS = 'io.nats.micro.v1.stats_response';
 
 export interface EndpointStats {
   num_requests: number;

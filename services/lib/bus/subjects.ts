@@ -47,7 +47,6 @@ export const subjects = {
   stage: (step: string) => `photolab.stage.${step}`,
   stageAll: 'photolab.stage.*',
   frame: (frameId: string) => `photolab.frames.${frameId}`,
-  frameChunk: (frameId: string, chunk: number) => `photolab.frames.${frameId}.${chunk}`,
   /** A blob name's subject prefix: '/' separates its parts, '.' separates subject tokens. */
   blob: (name: string) => `photolab.blobs.${name.replaceAll('/', '.')}`,
   blobsAll: 'photolab.blobs.>',
@@ -61,7 +60,6 @@ export const subjects = {
   progressEvents: (jobId: string) => `photolab.progress.${jobId}`,
   /** Every stored event of one job. */
   jobEvents: (jobId: string) => `photolab.events.${jobId}.*`,
-  stepEventsAll: 'photolab.events.*.step',
   endEventsAll: 'photolab.events.*.end',
   progressAll: 'photolab.progress.*',
   eventsAll: 'photolab.events.>',

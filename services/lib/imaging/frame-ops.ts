@@ -59,8 +59,3 @@ export function rgbToGreyMean(rgb: Buffer): Buffer {
   return out;
 }
 
-export function greyToRgb(grey: Buffer): Buffer {
-  const out = Buffer.alloc(grey.length * 3);
-  for (let i = 0; i < grey.length; i++) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = grey[i];
-  return out;
-}

@@ -6,10 +6,6 @@ import { METRICS_CONSUMER, STAGE_CONSUMER_PREFIX, STREAMS, subjects } from '../b
  * terminal event its job row (`summary`). No metric is written a second time for the sink.
  */
 export const METRICS_STREAM = STREAMS.events;
-export const METRICS_SUBJECTS = {
-  all: subjects.eventsAll,
-  audit: subjects.auditAll,
-} as const;
 export { METRICS_CONSUMER, STAGE_CONSUMER_PREFIX };
 /** Where messages that can never be inserted go (stream PHOTOLAB_DLQ captures photolab.dlq.>). */
 export const METRICS_DLQ_SUBJECT = subjects.deadLetter('metrics');

@@ -200,11 +200,6 @@ export async function queryStats(store: MetricsStore, input?: StatsQueryInput, n
   }
 }
 
-/** queryStats bound to a store: `(query) => Promise<StatsResponse>`, for the edge's GET /api/stats. */
-export function createStatsQuery(store: MetricsStore): (input?: StatsQueryInput) => Promise<StatsResponse> {
-  return (input) => queryStats(store, input);
-}
-
 /**
  * Stats over NATS request/reply. chDB lives inside one process (the metrics sink, which owns
  * DATA_DIR/chdb); the edge must not open the same chDB directory. So the sink process answers

@@ -20,17 +20,15 @@
  * Grey frames use the grey DnCNN and go through the RGB Nomos models as R = G = B.
  * Alpha passes through unchanged.
  */
-import type { DenoiseParams, DenoiseParamsResolved } from '../shared/schema-types.js';
+import type { DenoiseParamsResolved } from '../shared/schema-types.js';
 import type { Frame } from '../pipeline/frame.js';
 import { joinAlpha, resizePixels, splitAlpha } from '../imaging/frame-ops.js';
 import { MODEL_IDS } from './model-ids.js';
 import { loadImageModel, modelUse, type ModelEnv, type ModelUse } from './image-models.js';
 import { runGreyModel, runRgbModel } from './super-resolution/upscaler.js';
 
-export type DenoiseLevel = NonNullable<DenoiseParams['level']>;
-
 export async function denoiseFrame(frame: Frame, params: DenoiseParamsResolved, env: ModelEnv): Promise<{ frame: Frame; models: ModelUse[]; note: string }> {
-  const level: DenoiseLevel = params.level;
+  const level = params.level;
   const { width, height } = frame;
   const { colour, colourChannels, alpha } = splitAlpha(frame);
   const tiling = { tileSize: params.tileSize, tileOverlap: params.tileOverlap };

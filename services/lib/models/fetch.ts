@@ -97,7 +97,7 @@ function removeEmptyDirs(dir: string, stop: string): void {
 const UNREACHABLE = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH', 'ENETDOWN']);
 
 /** The error code when a download failed because the host cannot be reached at all. */
-export function unreachableCode(error: unknown): string | undefined {
+function unreachableCode(error: unknown): string | undefined {
   const cause = (error as { cause?: { code?: string; errors?: { code?: string }[] } })?.cause;
   const code = cause?.code ?? cause?.errors?.[0]?.code;
   return code && UNREACHABLE.has(code) ? code : undefined;

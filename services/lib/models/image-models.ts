@@ -9,7 +9,6 @@ import { loadModel, modelInstalled, type LoadedModel } from './runtime.js';
 import type { PlanarImage, TileModel } from '../imaging/tiling.js';
 
 /** Model ids in models/manifest.json that the restore stages use. */
-export { MODEL_IDS } from './model-ids.js';
 
 /** What a stage needs to run models. */
 export interface ModelEnv {

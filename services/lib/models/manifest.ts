@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../shared/config.js';
-import { AppError, appError } from '../shared/errors.js';
+import { appError } from '../shared/errors.js';
 import type { ModelEntry, ModelTask, ModelsManifest } from '../shared/schema-types.js';
 import { describeErrors, schemaValidator, schemasDir } from '../shared/schemas.js';
 
@@ -18,10 +18,14 @@ const repoRoot = path.dirname(schemasDir);
 
 /** The manifest file this process uses: MODELS_MANIFEST, else models/manifest.json of the repository. */
 export function defaultManifestPath(): string {
-  // MODELS_MANIFEST as the process has it when a manifest is first needed (not at import).
-  const { modelsManifest } = loadConfig();
-  return modelsManifest ? path.resolve(modelsManifest) : path.join(repoRoot, 'models', 'manifest.json');
+  // MODELS_MANIFEST as the process has it when a manifest is first needed (not at import), once.
+  if (defaultPath === undefined) {
+    const { modelsManifest } = loadConfig();
+    defaultPath = modelsManifest ? path.resolve(modelsManifest) : path.join(repoRoot, 'models', 'manifest.json');
+  }
+  return defaultPath;
 }
+let defaultPath: string | undefined;
 
 const cache = new Map<string, ModelsManifest>();
 

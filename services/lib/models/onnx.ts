@@ -16,5 +16,3 @@ export function ort(): typeof Ort {
   return loaded;
 }
 
-/** Whether this process has loaded it (the import-rule test asks). */
-export const ortLoaded = () => loaded !== undefined;

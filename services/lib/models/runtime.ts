@@ -28,8 +28,6 @@ export interface LoadedModel {
 
 /** Sessions by "<modelsDir>\0<id>": a promise, so concurrent first calls share one load. */
 const sessions = new Map<string, Promise<LoadedModel>>();
-/** The live sessions, so releaseModels() can free their native memory. */
-const liveSessions = new Set<Ort.InferenceSession>();
 /** File digests by "<path>\0<size>\0<mtime>": hashing a 300 MB model once per process is plenty. */
 const digests = new Map<string, Promise<string>>();
 
@@ -93,7 +91,6 @@ async function createModel(id: string, options: { modelsDir: string; log?: Logge
   if (entry.sha256 === null) options.log?.warn({ model: id, sha256 }, 'model has no pinned checksum in the manifest; loading it unverified');
 
   const { session, provider } = await createSession(file, entry, options.log);
-  liveSessions.add(session);
   options.log?.info({ model: id, provider, sha256, inputs: session.inputNames, outputs: session.outputNames }, 'model loaded');
   return {
     id,
@@ -213,10 +210,3 @@ export function padToBucket(image: RgbImage, multiple = 64): { image: RgbImage; 
   return { image: padRgb(image, bucket.width, bucket.height, { mode: 'edge' }), width: image.width, height: image.height };
 }
 
-/** Releases every session (shutdown; tests). Later loadModel calls create new ones. */
-export async function releaseModels(): Promise<void> {
-  sessions.clear();
-  const live = [...liveSessions];
-  liveSessions.clear();
-  await Promise.allSettled(live.map((s) => s.release()));
-}

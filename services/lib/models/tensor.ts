@@ -177,16 +177,6 @@ export function padRgb(image: RgbImage, width: number, height: number,
   return { width, height, data: out };
 }
 
-/** Crops a rectangle (clamped to the image) out of an RGB image. */
-export function cropRgb(image: RgbImage, x: number, y: number, width: number, height: number): RgbImage {
-  const x0 = clamp(Math.floor(x), 0, image.width - 1);
-  const y0 = clamp(Math.floor(y), 0, image.height - 1);
-  const w = clamp(Math.floor(width), 1, image.width - x0);
-  const h = clamp(Math.floor(height), 1, image.height - y0);
-  const out = Buffer.allocUnsafe(w * h * 3);
-  for (let row = 0; row < h; row++) image.data.copy(out, row * w * 3, ((y0 + row) * image.width + x0) * 3, ((y0 + row) * image.width + x0 + w) * 3);
-  return { width: w, height: h, data: out };
-}
 
 export interface NormalizeOptions {
   /** Channel order the model expects. GRAY and Y feed one channel (BT.601 luma). */

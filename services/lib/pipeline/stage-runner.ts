@@ -448,7 +448,7 @@ export class StageRunner {
 }
 
 /** What ending the job needs, from its routing slip. */
-export function jobFacts(message: JobMessage): JobFacts {
+function jobFacts(message: JobMessage): JobFacts {
   return {
     jobId: message.jobId, owner: message.owner, pipeline: message.pipeline,
     createdAt: message.submittedAt ?? message.enqueuedAt ?? Date.now(),

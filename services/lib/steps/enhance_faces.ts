@@ -17,10 +17,10 @@ import type { StageContext, StageDefinition } from '../pipeline/stage.js';
 import type { ModelEnv, ModelUse } from '../models/image-models.js';
 import { planUpscale } from '../models/super-resolution/plan.js';
 import { loadConfig } from '../shared/config.js';
-import { FACE_GEOMETRY } from './detect_faces.js';
+import { DEFAULT_FACE_MODEL, FACE_GEOMETRY } from './detect_faces.js';
 
 /** The detector this step uses when no earlier step found faces with landmarks. */
-export const SELF_DETECT_MODEL = 'yunet-640';
+export const SELF_DETECT_MODEL = DEFAULT_FACE_MODEL;
 /** The default restoration model (schemas/steps/enhance_faces.schema.json), loaded at start. */
 const DEFAULT_MODEL = 'gfpgan-v1.4';
 

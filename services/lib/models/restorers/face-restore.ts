@@ -19,7 +19,6 @@ import { estimateSimilarity, featherMask, pasteBack, templateFor, warpToAligned,
 import { asTileModel, modelScale } from '../image-models.js';
 import { runTiledToPlanar } from '../../imaging/tiling.js';
 
-export const RESTORATION_MODELS = ['gfpgan-v1.4', 'gpen-bfr-512', 'gpen-bfr-256', 'codeformer'] as const;
 /** Side of the aligned square for fallback models (the size GFPGAN and CodeFormer work at). */
 export const FALLBACK_SIZE = 512;
 

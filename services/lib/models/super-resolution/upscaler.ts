@@ -31,7 +31,6 @@ import {
 import { byteSource, runTiled, runTiledToBytes, toByte, type PlanarImage } from '../../imaging/tiling.js';
 import { planUpscale, type X2Model, type X4Model } from './plan.js';
 
-export { MAX_FACTOR, MIN_FACTOR, planUpscale, type UpscalePlan, type X2Model, type X4Model } from './plan.js';
 
 export interface UpscaleRequest {
   factor: number;
