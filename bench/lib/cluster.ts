@@ -12,7 +12,7 @@ import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, closeSync } fro
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { SignJWT } from 'jose';
+import { signDevToken } from '../../services/lib/shared/dev-token.js';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { freePort, startTemporaryNatsServer, stopProcess, type RunningNatsServer } from '../../services/launcher/nats-server.js';
@@ -188,8 +188,7 @@ export function costPerJob(before: BusCost, after: BusCost, jobs: number): { wri
 }
 
 export function benchToken(sub = 'bench'): Promise<string> {
-  return new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuedAt().setExpirationTime('4h')
-    .sign(new TextEncoder().encode(JWT_SECRET));
+  return signDevToken(JWT_SECRET, { sub, ttlS: 4 * 3600 });
 }
 
 /** A multipart/form-data body (file + pipeline), built once and sent many times. */

@@ -5,6 +5,7 @@
 import WebSocket from 'ws';
 import type { Config } from '../lib/shared/config.js';
 import { devSecret, signDevToken } from '../lib/shared/dev-token.js';
+import { decodeFrame, encodeFrame } from '../lib/shared/ws-frame.js';
 
 /** A failure the CLI reports in one line and exits with `exitCode` (1: it failed, 2: bad usage). */
 export class CliError extends Error {
@@ -26,11 +27,14 @@ export function edgeUrl(config: Config, override?: string): string {
 export async function resolveToken(config: Config, override?: string): Promise<string> {
   const given = override || config.photolabToken;
   if (given) return given;
+  return devToken(config, 'dev', 'no token: set PHOTOLAB_TOKEN (or --token), or JWT_SECRET, or');
+}
+
+/** A development token for `sub`, signed with JWT_SECRET or npm start's session secret (with the edge's iss/aud). */
+export function devToken(config: Config, sub: string, missing = 'no development secret: set JWT_SECRET, or'): Promise<string> {
   const secret = devSecret(config.jwtSecret, config.dataDir);
-  if (!secret) {
-    throw new CliError(`no token: set PHOTOLAB_TOKEN (or --token), or JWT_SECRET, or run \`npm start\` here first (it keeps a development secret in ${config.dataDir}/dev-jwt-secret)`);
-  }
-  return signDevToken(secret);
+  if (!secret) throw new CliError(`${missing} run \`npm start\` here first (it keeps a development secret in ${config.dataDir}/dev-jwt-secret)`);
+  return signDevToken(secret, { sub, issuer: config.jwtIssuer, audience: config.jwtAudience });
 }
 
 export interface Answer {
@@ -77,10 +81,8 @@ export async function openEdgeSocket(target: Target): Promise<{ ws: WebSocket; o
     ws.once('error', (error) => reject(new CliError(`cannot reach the edge's WebSocket at ${url.replace(/token=[^&]*/, 'token=…')} (${(error as Error).message})`)));
     ws.on('message', (data, isBinary) => {
       if (isBinary) {
-        const frame = Buffer.from(data as Buffer);
-        const length = frame.readUInt32BE(0);
-        const header = JSON.parse(frame.subarray(4, 4 + length).toString('utf8'));
-        for (const h of handlers) h(header, frame.subarray(4 + length));
+        const { header, body } = decodeFrame(Buffer.from(data as Buffer));
+        for (const h of handlers) h(header, body);
         return;
       }
       const message = JSON.parse(data.toString());
@@ -95,8 +97,5 @@ export async function openEdgeSocket(target: Target): Promise<{ ws: WebSocket; o
 
 /** A binary submit frame: 4-byte big-endian header length, the JSON header, the image. */
 export function submitFrame(header: object, image: Buffer): Buffer {
-  const json = Buffer.from(JSON.stringify({ type: 'submit', ...header }));
-  const prefix = Buffer.alloc(4);
-  prefix.writeUInt32BE(json.length);
-  return Buffer.concat([prefix, json, image]);
+  return encodeFrame({ type: 'submit', ...header }, image);
 }

@@ -9,9 +9,8 @@ import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { discoverServices } from '../lib/bus/micro.js';
 import { loadConfig, type Config } from '../lib/shared/config.js';
-import { signDevToken, devSecret } from '../lib/shared/dev-token.js';
 import type { JobEvent, JobView } from '../lib/shared/schema-types.js';
-import { call, CliError, edgeUrl, errorOf, expect, openEdgeSocket, resolveToken, submitFrame, type Target } from './client.js';
+import { call, CliError, devToken, edgeUrl, errorOf, expect, openEdgeSocket, resolveToken, submitFrame, type Target } from './client.js';
 import { formatMs, JobProgress } from './progress.js';
 import { isTerminalEvent } from '../lib/shared/job-status.js';
 
@@ -85,9 +84,7 @@ export async function main(argv: string[], io: Io = { out: process.stdout, err: 
   try {
     switch (command) {
       case 'token': {
-        const secret = devSecret(config.jwtSecret, config.dataDir);
-        if (!secret) throw new CliError(`no development secret: set JWT_SECRET, or run \`npm start\` without it first (it keeps one in ${config.dataDir}/dev-jwt-secret)`);
-        const token = await signDevToken(secret, values.sub ?? 'dev');
+        const token = await devToken(config, values.sub ?? 'dev');
         print(token, { token });
         return 0;
       }

@@ -9,11 +9,11 @@ import { caseScope } from '../lib/bus/case-store.js';
 import { isTerminal } from '../lib/shared/job-status.js';
 import type { Bus } from '../lib/bus/bus.js';
 import type { Custody } from '../lib/forensics/custody.js';
-import { buildReport, reportHtml, signReport, thumbnail } from '../lib/forensics/report.js';
+import { buildReport, reportHtml, signReport, softwareVersions, thumbnail } from '../lib/forensics/report.js';
 import type { SigningKey } from '../lib/forensics/signing.js';
 import type { Config } from '../lib/shared/config.js';
 import { appError, hasErrorCode } from '../lib/shared/errors.js';
-import type { JobRecord, Owner, ReplayComparison, ReplayStep } from '../lib/shared/schema-types.js';
+import type { JobRecord, JobReport, Owner, ReplayComparison, ReplayStep } from '../lib/shared/schema-types.js';
 import type { JobsService } from './jobs.js';
 import { waitForJobEnd } from './job-waiter.js';
 
@@ -24,7 +24,12 @@ export class ForensicsService {
     private readonly custody: Custody,
     private readonly key: SigningKey,
     private readonly config: Config,
-  ) {}
+  ) {
+    this.software = softwareVersions(config.gitCommit);
+  }
+
+  /** What every report names as the software that made the result (read once, at start). */
+  private readonly software: JobReport['software'];
 
   get jwks(): { keys: unknown[] } {
     return { keys: [this.key.publicJwk] };
@@ -35,7 +40,7 @@ export class ForensicsService {
     const job = await this.jobs.get(owner, jobId);
     if (!isTerminal(job.status)) throw appError('job_not_completed', `job ${jobId} is still ${job.status}: its report comes when it ends`, { details: { status: job.status } });
     const caseRecord = job.caseId ? (await this.bus.cases.read(caseScope(owner), job.caseId))?.record : undefined;
-    const report = await signReport(buildReport(job, caseRecord, this.config.gitCommit), this.key);
+    const report = await signReport(buildReport(job, caseRecord, this.software), this.key);
     let body: string;
     let contentType: string;
     if (format === 'html') {

@@ -337,11 +337,16 @@ export class JobsService {
     if (job.status !== 'done') {
       throw appError(noResultCode(job.status), `job ${jobId} has no result: it is ${job.status}`, { details: { status: job.status, ...(job.error ? { error: job.error } : {}) } });
     }
+    return { job, ...(await this.readResult(owner, job, requestId)) };
+  }
+
+  /** A done job's result image (none for a findings-only pipeline); a read of a case's job is a custody record. */
+  async readResult(owner: Owner, job: JobRecord, requestId?: string): Promise<{ bytes?: Buffer; contentType?: string }> {
     const image = job.result?.image;
-    if (!image) return { job };
+    if (!image) return {};
     const bytes = await this.bus.blobs.get(image);
-    if (job.caseId) await this.forensics?.custody.record({ action: 'result.read', owner, caseId: job.caseId, jobId, requestId, sha256: image.sha256, bytes: bytes.length });
-    return { job, bytes, contentType: image.contentType ?? 'application/octet-stream' };
+    if (job.caseId) await this.forensics?.custody.record({ action: 'result.read', owner, caseId: job.caseId, jobId: job.jobId, requestId, sha256: image.sha256, bytes: bytes.length });
+    return { bytes, contentType: image.contentType ?? 'application/octet-stream' };
   }
 
   async cancel(owner: Owner, jobId: string, requestId?: string): Promise<JobRecord> {

@@ -6,12 +6,10 @@
  * step (schemas/steps/<step>.schema.json), so a parameter added to a step is accepted here
  * without a change; image endpoints also take the encoder's `format` and `quality`.
  */
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { StepManifest } from '../lib/pipeline/stage.js';
 import { appError } from '../lib/shared/errors.js';
 import type { PipelineStep } from '../lib/shared/schema-types.js';
-import { schemasDir } from '../lib/shared/schemas.js';
+import { schemaValidator } from '../lib/shared/schemas.js';
 import { formValue } from './http/multipart.js';
 
 export interface PlayeEndpoint {
@@ -62,10 +60,10 @@ export function playeEndpoint(name: string): PlayeEndpoint | undefined {
 
 const ENCODE_OPTIONS = ['format', 'quality'];
 
-/** Parameter names of a step, from its params schema (empty when the schema is not there yet). */
+/** Parameter names of a step, from the params schema the edge validates with (empty when the step has none). */
 function stepOptionNames(step: string): string[] {
   try {
-    const schema = JSON.parse(readFileSync(path.join(schemasDir, 'steps', `${step}.schema.json`), 'utf8')) as { properties?: Record<string, unknown> };
+    const schema = schemaValidator(`steps/${step}.schema.json`).schema as { properties?: Record<string, unknown> };
     return Object.keys(schema.properties ?? {});
   } catch {
     return [];

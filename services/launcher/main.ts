@@ -65,7 +65,7 @@ async function main(): Promise<void> {
     // session's secret: kept where only this user can read it, replaced at each start.
     mkdirSync(config.dataDir, { recursive: true });
     writeFileSync(devSecretPath(config.dataDir), env.JWT_DEV_SECRET, { mode: 0o600 });
-    const token = await signDevToken(env.JWT_DEV_SECRET);
+    const token = await signDevToken(env.JWT_DEV_SECRET, { issuer: config.jwtIssuer, audience: config.jwtAudience });
     log.warn('JWT_SECRET not set: generated one for this run. A token for user "dev", valid 12 h:');
     process.stderr.write(`\n  export TOKEN=${token}\n\n`);
   }

@@ -16,7 +16,9 @@
  * Bounded by count and time; loopback only unless `allowRemote`.
  */
 import { randomUUID } from 'node:crypto';
-import { SignJWT } from 'jose';
+import { signDevToken } from '../lib/shared/dev-token.js';
+import { encodeFrame } from '../lib/shared/ws-frame.js';
+import { isLoopbackHost } from '../edge/anonymous.js';
 import WebSocket from 'ws';
 import { isTerminalEvent } from '../lib/shared/job-status.js';
 
@@ -78,12 +80,11 @@ interface Tracked {
   resolve?: () => void;
 }
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const base = new URL(options.url);
-  if (!options.allowRemote && !LOOPBACK.test(base.hostname)) throw new Error(`${base.hostname} is not a loopback address (use --allow-remote to load another host)`);
+  if (!options.allowRemote && !isLoopbackHost(base.hostname)) throw new Error(`${base.hostname} is not a loopback address (use --allow-remote to load another host)`);
   if (!(options.jobs > 0 && options.concurrency > 0 && options.callers > 0)) throw new Error('jobs, concurrency and callers must be positive');
   const started = Date.now();
   const deadline = started + options.timeoutMs;
@@ -207,7 +208,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
 async function tokenFor(options: LoadOptions, sub: string): Promise<string> {
   if (options.token) return options.token;
   if (!options.jwtSecret) throw new Error('give --token or JWT_SECRET');
-  return new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuedAt().setExpirationTime('6h').sign(new TextEncoder().encode(options.jwtSecret));
+  return signDevToken(options.jwtSecret, { sub, ttlS: 6 * 3600 });
 }
 
 async function submitHttp(base: URL, token: string, options: LoadOptions, idempotencyKey: string): Promise<{ status: number; code: string; retryAfterS?: number; jobId?: string }> {
@@ -296,12 +297,9 @@ class SlotSocket {
 
   async submit(options: LoadOptions, ref: string): Promise<{ status: number; code: string; retryAfterS?: number; jobId?: string }> {
     const ws = await this.open();
-    const header = Buffer.from(JSON.stringify({ type: 'submit', pipeline: options.pipeline, clientRef: ref }));
-    const prefix = Buffer.alloc(4);
-    prefix.writeUInt32BE(header.length);
     return new Promise((resolve, reject) => {
       this.pendingSubmit = { resolve, reject, ref };
-      ws.send(Buffer.concat([prefix, header, options.image]));
+      ws.send(encodeFrame({ type: 'submit', pipeline: options.pipeline, clientRef: ref }, options.image));
     });
   }
 

@@ -7,7 +7,7 @@
 import { connectBus } from '../lib/bus/bus.js';
 import { JobEnds } from '../lib/bus/job-ends.js';
 import { announceStage } from '../lib/bus/stage-presence.js';
-import { readFileSync } from 'node:fs';
+import { packageInfo } from '../lib/shared/package-info.js';
 import { addMicroService, type MicroService } from '../lib/bus/micro.js';
 import { STREAMS, stageConsumer, subjects } from '../lib/bus/subjects.js';
 import { StageRunner, type ColocatedSteps, type RunnerHooks, type RunObserver } from '../lib/pipeline/stage-runner.js';
@@ -50,7 +50,7 @@ export async function startStageWorker(steps: string | string[], config: Config 
   // stages`) show every stage process with its counts, processing time and backlog.
   const micros: MicroService[] = stepList.map((step) => addMicroService(bus.nc, {
     name: `photolab-${step}`,
-    version: PACKAGE_VERSION,
+    version: packageInfo().version,
     description: `PhotoLab stage ${step}: consumes ${subjects.stage(step)} through the JetStream consumer ${stageConsumer(step)}`,
     metadata: { step, worker, host: config.hostId, pid: String(process.pid), steps: stepList.join(',') },
     endpoint: {
@@ -127,7 +127,6 @@ function bothObservers(a: RunObserver, b: RunObserver): RunObserver {
   };
 }
 
-const PACKAGE_VERSION: string = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version;
 
 const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (isMain) {

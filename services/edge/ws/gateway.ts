@@ -26,6 +26,7 @@ import { bearerToken } from '../auth.js';
 import { decodeBase64Image, parseJson, parseJsonBody } from '../http/body.js';
 import { randomUUID } from 'node:crypto';
 import { Outbox, type OutboxStats } from './outbox.js';
+import { encodeFrame } from '../../lib/shared/ws-frame.js';
 
 const validateClientMessage = schemaValidator<WsClientMessage>('ws/client-message.schema.json');
 /** Droppable for a slow reader: live progress, and retries (a retry's outcome follows anyway). */
@@ -303,10 +304,7 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     if (mode === 'binary' && image && data.owner) {
       const { bytes, contentType } = await deps.jobs.result(data.owner, jobId);
       if (!bytes || data.closed) return;
-      const header = Buffer.from(JSON.stringify({ type: 'result', jobId, contentType, bytes: bytes.length, sha256: image.sha256 }));
-      const prefix = Buffer.alloc(4);
-      prefix.writeUInt32BE(header.length);
-      outbox.sendBinary(ws, Buffer.concat([prefix, header, bytes]));
+      outbox.sendBinary(ws, encodeFrame({ type: 'result', jobId, contentType, bytes: bytes.length, sha256: image.sha256 }, bytes));
       return;
     }
     const message: WsServerMessage = { type: 'result', jobId, findings: result?.findings ?? {} };

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageInfo, repoRoot } from '../shared/package-info.js';
 import sharp from 'sharp';
 import type { CaseRecord, JobRecord, JobReport, ReportStep } from '../shared/schema-types.js';
 import type { SigningKey } from './signing.js';
@@ -25,14 +25,11 @@ export type ReportContent = Omit<JobReport, 'signature'>;
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
-let software: JobReport['software'] | undefined;
-
-/** Versions of this process's software (read once). */
+/** Versions of this process's software: the edge reads them once, at start (GIT_COMMIT, else git). */
 export function softwareVersions(gitCommit: string): JobReport['software'] {
-  if (software) return software;
   const require = createRequire(import.meta.url);
-  const root = findRoot();
-  const own = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { name: string; version: string };
+  const root = repoRoot;
+  const own = packageInfo();
   let onnx = 'unknown';
   try {
     onnx = (require('onnxruntime-node/package.json') as { version: string }).version;
@@ -51,27 +48,14 @@ export function softwareVersions(gitCommit: string): JobReport['software'] {
     }
   }
   const versions = sharp.versions as Record<string, string | undefined>;
-  software = {
+  return {
     product: own.name, version: own.version, gitCommit: commit, node: process.version, onnxruntime: onnx,
     sharp: versions.sharp ?? 'unknown', libvips: versions.vips ?? 'unknown',
   };
-  return software;
 }
 
-function findRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    try {
-      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string };
-      if (pkg.name === 'photolab-pipeline') return dir;
-    } catch { /* keep looking */ }
-    const parent = path.dirname(dir);
-    if (parent === dir) return process.cwd();
-    dir = parent;
-  }
-}
 
-export function buildReport(job: JobRecord, caseRecord: CaseRecord | undefined, gitCommit: string, now = Date.now()): ReportContent {
+export function buildReport(job: JobRecord, caseRecord: CaseRecord | undefined, software: JobReport['software'], now = Date.now()): ReportContent {
   const provenance = job.result?.provenance ?? [];
   const steps: ReportStep[] = job.pipeline.map((item, index) => {
     const p = provenance.find((x) => x.index === index);
@@ -102,7 +86,7 @@ export function buildReport(job: JobRecord, caseRecord: CaseRecord | undefined, 
       stored: job.input.name.startsWith('evidence/') ? 'evidence' : 'blob',
     },
     steps,
-    software: softwareVersions(gitCommit),
+    software,
     disclosures: steps.some((s) => s.synthesisesDetail) ? [DISCLOSURE] : [],
   };
   const image = job.result?.image;

@@ -9,12 +9,11 @@ import path from 'node:path';
 import { loadConfig } from '../shared/config.js';
 import { appError } from '../shared/errors.js';
 import type { ModelEntry, ModelTask, ModelsManifest } from '../shared/schema-types.js';
-import { describeErrors, schemaValidator, schemasDir } from '../shared/schemas.js';
+import { describeErrors, schemaValidator } from '../shared/schemas.js';
+import { repoRoot } from '../shared/package-info.js';
 
 export type { ModelEntry, ModelTask, ModelsManifest };
 
-/** The repository root (schemas/ lives there). */
-const repoRoot = path.dirname(schemasDir);
 
 /** The manifest file this process uses: MODELS_MANIFEST, else models/manifest.json of the repository. */
 export function defaultManifestPath(): string {

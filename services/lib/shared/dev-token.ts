@@ -19,7 +19,22 @@ export function devSecret(jwtSecret: string, dataDir: string): string | undefine
   }
 }
 
-export function signDevToken(secret: string, sub = 'dev', ttl = '12h'): Promise<string> {
-  return new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuedAt().setExpirationTime(ttl)
-    .sign(new TextEncoder().encode(secret));
+export interface DevTokenOptions {
+  sub?: string;
+  /** Lifetime in seconds (default 12 h). */
+  ttlS?: number;
+  /** JWT_ISSUER / JWT_AUDIENCE: an edge configured with them checks them, so its tokens carry them. */
+  issuer?: string;
+  audience?: string;
+  /** Issued-at, seconds (default now). */
+  now?: number;
+}
+
+/** An HS256 token for `sub` (the launcher's, the CLI's, the playground's, the load tool's). */
+export function signDevToken(secret: string, options: DevTokenOptions = {}): Promise<string> {
+  const now = options.now ?? Math.floor(Date.now() / 1000);
+  const jwt = new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(options.sub ?? 'dev').setIssuedAt(now).setExpirationTime(now + (options.ttlS ?? 12 * 3600));
+  if (options.issuer) jwt.setIssuer(options.issuer);
+  if (options.audience) jwt.setAudience(options.audience);
+  return jwt.sign(new TextEncoder().encode(secret));
 }

@@ -5,8 +5,8 @@
  * never with an operator's JWT_SECRET or JWKS, and answered to loopback callers only, so that
  * an edge listening on 0.0.0.0 does not hand tokens to the network.
  */
-import { SignJWT } from 'jose';
 import type { TemplatedApp } from 'uWebSockets.js';
+import { signDevToken } from '../../../lib/shared/dev-token.js';
 import { appError } from '../../../lib/shared/errors.js';
 import type { ApiContext } from '../api.js';
 import { json, route } from '../uws-http.js';
@@ -21,15 +21,10 @@ export function isLoopback(address: string): boolean {
 }
 
 export function mountDevTokenRoute(app: TemplatedApp, ctx: ApiContext, secret: string): void {
-  const key = new TextEncoder().encode(secret);
   route(app, 'post', '/api/dev/token', async (req) => {
     if (!isLoopback(req.remoteAddress)) throw appError('dev_token_loopback_only', 'development tokens are issued to this machine only (loopback)');
     const now = Math.floor(Date.now() / 1000);
-    const jwt = new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(DEV_SUB).setIssuedAt(now).setExpirationTime(now + DEV_TOKEN_TTL_S);
-    // The edge checks iss/aud when they are configured, so its own tokens must carry them.
-    if (ctx.config.jwtIssuer) jwt.setIssuer(ctx.config.jwtIssuer);
-    if (ctx.config.jwtAudience) jwt.setAudience(ctx.config.jwtAudience);
-    const token = await jwt.sign(key);
+    const token = await signDevToken(secret, { sub: DEV_SUB, ttlS: DEV_TOKEN_TTL_S, issuer: ctx.config.jwtIssuer, audience: ctx.config.jwtAudience, now });
     return json(200, { token, sub: DEV_SUB, expiresAt: new Date((now + DEV_TOKEN_TTL_S) * 1000).toISOString() });
   }, ctx.http);
 }

@@ -2,13 +2,13 @@
  * GET /api/openapi.json, /api/asyncapi.json and /api/docs (no token): the API described for
  * machines and people, built once from schemas/ when the edge starts.
  */
-import { readFileSync } from 'node:fs';
+import { packageInfo } from '../../../lib/shared/package-info.js';
 import type { TemplatedApp } from 'uWebSockets.js';
 import { asyncApiDocument, docsPage, openApiDocument } from '../../api-docs.js';
 import type { ApiContext } from '../api.js';
 import { route } from '../uws-http.js';
 
-const VERSION: string = JSON.parse(readFileSync(new URL('../../../../../package.json', import.meta.url), 'utf8')).version;
+const VERSION = packageInfo().version;
 
 export function mountDocsRoutes(app: TemplatedApp, ctx: ApiContext): void {
   const openapi = openApiDocument(VERSION);

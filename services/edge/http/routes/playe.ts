@@ -153,7 +153,8 @@ async function answer(ctx: ApiContext, endpoint: PlayeEndpoint, job: JobRecord, 
   }
   const image = job.result?.image;
   if (!image) throw appError('no_output', `job ${job.jobId} finished without an image`);
-  // Through the jobs service: a job in a case has this read recorded in its chain of custody.
-  const { bytes } = await ctx.jobs.result(caller, job.jobId, requestId);
+  // Through the jobs service (the record in hand, no second read): a job in a case has this read
+  // recorded in its chain of custody.
+  const { bytes } = await ctx.jobs.readResult(caller, job, requestId);
   return { status: 200, headers: { ...ids, 'content-type': image.contentType ?? 'application/octet-stream', 'x-content-sha256': image.sha256 }, body: bytes };
 }

@@ -1,27 +1,16 @@
 /** Routes without a token: the service description, health, hello, and CORS preflights. */
-import { readFileSync } from 'node:fs';
 import type { TemplatedApp } from 'uWebSockets.js';
+import { packageInfo } from '../../../lib/shared/package-info.js';
 import { checkHealth } from '../../health.js';
 import type { ApiContext } from '../api.js';
 import { json, route } from '../uws-http.js';
 import { playgroundAvailable } from './web.js';
 
-/** The version in package.json, found upward from this file (it sits in dist/ once built). */
-function packageVersion(): string {
-  for (let dir = new URL('.', import.meta.url); dir.pathname !== '/'; dir = new URL('..', dir)) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL('package.json', dir), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'photolab-pipeline' && pkg.version) return pkg.version;
-    } catch { /* not here: one folder up */ }
-  }
-  return 'unknown';
-}
-
 export function mountSystemRoutes(app: TemplatedApp, ctx: ApiContext): void {
   // What answers at this address, as the old PLAYE backend's root did: at / when the playground
   // is not served there (WEB_PLAYGROUND=false, or not built), and always at /api;
   // schemas/http/service.schema.json.
-  const service = { service: 'PhotoLab Pipeline (PLAYE PhotoLab compatible)', version: packageVersion(), status: 'running', api: '/api', docs: 'docs/api.md' };
+  const service = { service: 'PhotoLab Pipeline (PLAYE PhotoLab compatible)', version: packageInfo().version, status: 'running', api: '/api', docs: 'docs/api.md' };
   if (!playgroundAvailable(ctx)) route(app, 'get', '/', async () => json(200, service), ctx.http);
   route(app, 'get', '/api', async () => json(200, service), ctx.http);
 
