@@ -13,6 +13,7 @@ import type { JobEvent, JobView } from '../lib/shared/schema-types.js';
 import { call, CliError, devToken, edgeUrl, errorOf, expect, openEdgeSocket, resolveToken, submitFrame, type Target } from './client.js';
 import { formatMs, JobProgress } from './progress.js';
 import { isTerminalEvent } from '../lib/shared/job-status.js';
+import { isEntryPoint } from '../lib/shared/lifecycle.js';
 
 export const USAGE = `usage: photolab <command> [options]
   token                                   print a development token (embedded default)
@@ -411,7 +412,7 @@ function summarize(subject: string, value: any): string {
 }
 
 
-if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+if (isEntryPoint(import.meta.url)) {
   main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
 }
 

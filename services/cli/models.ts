@@ -18,6 +18,7 @@ import { loadConfig } from '../lib/shared/config.js';
 import { AppError, hasErrorCode } from '../lib/shared/errors.js';
 import { defaultManifestPath, loadManifest, modelPath, type ModelEntry, type ModelsManifest } from '../lib/models/manifest.js';
 import { fetchModel, modelStatus, progressBar } from '../lib/models/fetch.js';
+import { isEntryPoint } from '../lib/shared/lifecycle.js';
 
 const USAGE = `usage: npm run models -- <list|fetch|verify> [ids...] [options]
   list                          show each model's state in MODELS_DIR
@@ -178,6 +179,6 @@ async function fetchAll(entries: ModelEntry[], modelsDir: string,
 }
 
 // Run when executed directly (not when a test imports main()).
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/cli/models.js')) {
+if (isEntryPoint(import.meta.url) || process.argv[1]?.endsWith('/cli/models.js')) {
   main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
 }

@@ -27,8 +27,12 @@ function schemaFiles(dir = schemasDir, prefix = ''): string[] {
   });
 }
 
-/** Every schema as a component, refs rewritten to `${base}<component>[/pointer]`. */
-export function schemaComponents(base: string): Record<string, Json> {
+const components = new Map<string, Record<string, Json>>();
+
+/** Every schema as a component, refs rewritten to `${base}<component>[/pointer]` (read once per base: both documents share them). */
+function schemaComponents(base: string): Record<string, Json> {
+  const cached = components.get(base);
+  if (cached) return cached;
   const out: Record<string, Json> = {};
   for (const file of schemaFiles()) {
     const schema = JSON.parse(readFileSync(path.join(schemasDir, file), 'utf8')) as Json;
@@ -36,6 +40,7 @@ export function schemaComponents(base: string): Record<string, Json> {
     delete schema.$id;
     out[componentName(file)] = rewriteRefs(schema, file, base);
   }
+  components.set(base, out);
   return out;
 }
 
@@ -139,7 +144,7 @@ export function openApiDocument(version: string): Json {
       '/api/jobs/{id}/replay': { post: { operationId: 'replayJob', summary: 'Re-run a done job on its original and compare per step', security: secured, parameters: [id], responses: { 200: { description: 'the comparison', content: jsonBody('http.replay') }, 202: { description: 'still running', content: jsonBody('http.replay') }, ...errors, 409: error('job_not_completed, case_closed') } } },
       '/api/jobs/{id}/replay/{replay}': { get: { operationId: 'replayComparison', summary: 'The comparison of a replay', security: secured, parameters: [id, { name: 'replay', in: 'path', required: true, schema: ref('common/definitions/JobId') }], responses: { 200: { description: 'the comparison', content: jsonBody('http.replay') }, ...errors } } },
       '/api/cases': {
-        get: { operationId: 'listCases', summary: 'The tenant\'s cases (an array; next page in X-Next-Cursor / Link)', security: secured, parameters: [{ name: 'cursor', in: 'query', schema: { type: 'string' } }, { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 100 } }], responses: { 200: { description: 'cases', content: { 'application/json': { schema: { type: 'array', items: ref('http.case') } } } }, ...errors } },
+        get: { operationId: 'listCases', summary: 'The tenant\'s cases (an array; next page in X-Next-Cursor / Link)', security: secured, parameters: [{ name: 'cursor', in: 'query', schema: { type: 'string' } }, { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } }], responses: { 200: { description: 'cases', content: { 'application/json': { schema: { type: 'array', items: ref('http.case') } } } }, ...errors } },
         post: { operationId: 'createCase', summary: 'Create a case ({name}), or the PLAYE front end\'s create-or-update ({id, updatedAt, ...}: the later updatedAt wins)', security: secured, requestBody: { required: true, content: jsonBody('http.create-case') }, responses: { 201: { description: 'created', content: jsonBody('http.case') }, 200: { description: 'updated (PLAYE shape)', content: jsonBody('http.case') }, ...errors } },
       },
       '/api/cases/{id}': {

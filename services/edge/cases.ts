@@ -14,6 +14,7 @@ import { appError } from '../lib/shared/errors.js';
 import { newId } from '../lib/shared/ids.js';
 import type { BlobRef, CaseRecord, CaseView, CreateCaseRequest, EvidenceView, Owner } from '../lib/shared/schema-types.js';
 import { validateOrThrow } from '../lib/shared/schemas.js';
+import { imageSize } from '../lib/imaging/image-size.js';
 
 const CASE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -198,13 +199,14 @@ export class CasesService {
     const scope = caseScope(access.owner);
     const digest = sha256(bytes);
     const name = evidenceBlobName(scope, digest);
+    // The header parser first (no decoder, as for the pixel limit), sharp for the other formats.
     let format: string;
     try {
-      format = (await sharp(bytes, { failOn: 'none' }).metadata()).format ?? 'unknown';
+      format = imageSize(bytes)?.format ?? (await sharp(bytes, { failOn: 'none' }).metadata()).format ?? 'unknown';
     } catch {
       throw appError('unsupported_format', 'the original is not an image this server can read');
     }
-    const ref = (await this.bus.blobs.describe(name)) ?? (await this.bus.blobs.put(name, bytes, contentType));
+    const ref = (await this.bus.blobs.describe(name)) ?? (await this.bus.blobs.put(name, bytes, contentType, this.bus.blobs.refFor(name, bytes, contentType, digest)));
     const existing = await this.bus.cases.evidence(scope, caseId, digest);
     const evidence: EvidenceRecord = existing ?? {
       sha256: digest, bytes: bytes.length, format, contentType, name, chunks: ref.chunks, uploadedBy: access.owner, uploadedAt: Date.now(),

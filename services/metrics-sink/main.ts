@@ -13,7 +13,7 @@
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { loadConfig, type Config } from '../lib/shared/config.js';
-import { runUntilStopped } from '../lib/shared/lifecycle.js';
+import { isEntryPoint, runUntilStopped } from '../lib/shared/lifecycle.js';
 import { createLogger } from '../lib/shared/logger.js';
 import { openMetricsStore, storeOptionsFromConfig, type MetricsStore } from '../lib/metrics/clickhouse.js';
 import { MetricsSink } from './sink.js';
@@ -92,8 +92,7 @@ export async function runMetricsService(config: Config = loadConfig(), options: 
   log.info({ batchRows: config.metricsBatchRows, batchMs: config.metricsBatchMs, backend: store.backend }, 'metrics sink ready');
 }
 
-const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
-if (isMain) {
+if (isEntryPoint(import.meta.url)) {
   runMetricsService().catch((error) => {
     log.fatal({ err: (error as Error)?.message ?? String(error) }, 'metrics service failed to start');
     process.exit(1);

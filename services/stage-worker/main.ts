@@ -14,7 +14,7 @@ import { StageRunner, type ColocatedSteps, type RunnerHooks, type RunObserver } 
 import type { PreparedStage } from '../lib/pipeline/stage.js';
 import { loadConfig, type Config } from '../lib/shared/config.js';
 import { AppError } from '../lib/shared/errors.js';
-import { runUntilStopped } from '../lib/shared/lifecycle.js';
+import { isEntryPoint, runUntilStopped } from '../lib/shared/lifecycle.js';
 import { createLogger } from '../lib/shared/logger.js';
 import { Registry } from '../lib/metrics/prometheus.js';
 import { findingGeometry, loadStages } from '../lib/steps/registry.js';
@@ -128,8 +128,7 @@ function bothObservers(a: RunObserver, b: RunObserver): RunObserver {
 }
 
 
-const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
-if (isMain) {
+if (isEntryPoint(import.meta.url)) {
   const arg = process.argv[2];
   // `all`: every registered step in this one process (STAGE_LAYOUT=fused).
   const config = loadConfig();

@@ -122,3 +122,13 @@ export function decodeBase64Image(text: string): Buffer {
   if (!/^[A-Za-z0-9+/=_\-\s]*$/.test(payload)) throw appError('invalid_base64', 'image is not valid base64');
   return Buffer.from(payload, 'base64');
 }
+
+/** A list route's `limit` query parameter: `fallback` when absent, else an integer from 1 to `max` (400 invalid_pagination). */
+export function pageLimit(req: Request, fallback: number, max: number): number {
+  const raw = req.query.get('limit');
+  const limit = raw === null ? fallback : Number(raw);
+  if (!Number.isInteger(limit) || limit < 1 || limit > max) {
+    throw appError('invalid_pagination', `limit must be an integer from 1 to ${max}`, { details: [{ path: 'limit', message: 'out of range' }] });
+  }
+  return limit;
+}

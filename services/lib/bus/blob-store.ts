@@ -44,10 +44,10 @@ export class BlobStore {
       : { chunks: this.blobChunks, prefix: subjects.blob(name), stream: STREAMS.blobs };
   }
 
-  /** The reference a blob of these bytes will have once put (known before it is stored). */
-  refFor(name: string, bytes: Uint8Array, contentType?: string): BlobRef {
+  /** The reference a blob of these bytes will have once put (known before it is stored); `digest` when the caller hashed them already. */
+  refFor(name: string, bytes: Uint8Array, contentType?: string, digest = sha256(bytes)): BlobRef {
     const { chunks, stream } = this.where(name);
-    const ref: BlobRef = { kind: 'blob', stream, name, bytes: bytes.length, chunks: chunks.chunksFor(bytes.length), sha256: sha256(bytes) };
+    const ref: BlobRef = { kind: 'blob', stream, name, bytes: bytes.length, chunks: chunks.chunksFor(bytes.length), sha256: digest };
     if (contentType) ref.contentType = contentType;
     return ref;
   }

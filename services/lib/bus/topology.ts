@@ -98,9 +98,16 @@ function replicaCount(config: Config): number {
  * idempotent rule as the streams.
  */
 async function ensureBucket(kvm: Kvm, jsm: JetStreamManager, name: string, options: Parameters<Kvm['create']>[1], replicas: number): Promise<void> {
-  await kvm.create(name, { ...options, replicas });
   const stream = `KV_${name}`;
-  const info = await jsm.streams.info(stream);
+  // One info call when the bucket exists (the usual start); Kvm.create only when it does not.
+  const info = await jsm.streams.info(stream).catch((error: unknown) => {
+    if (isStreamNotFound(error)) return undefined;
+    throw error;
+  });
+  if (!info) {
+    await kvm.create(name, { ...options, replicas });
+    return;
+  }
   if ((info.config.num_replicas || 1) !== replicas) await jsm.streams.update(stream, { ...info.config, num_replicas: replicas });
 }
 

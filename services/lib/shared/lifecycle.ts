@@ -36,3 +36,8 @@ export function runUntilStopped(log: Logger, stop: () => Promise<void>, options:
   // One bad request must never take a service down: log and carry on.
   process.on('unhandledRejection', (error) => log.error({ err: error }, 'unhandled rejection'));
 }
+
+/** Whether the module at `moduleUrl` is the script node was started with (`node dist/…/main.js`), not an import. */
+export function isEntryPoint(moduleUrl: string): boolean {
+  return Boolean(process.argv[1]) && moduleUrl === new URL(`file://${process.argv[1]}`).href;
+}

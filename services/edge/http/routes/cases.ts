@@ -13,7 +13,7 @@ import { caseScope } from '../../../lib/bus/case-store.js';
 import { requestAudit } from '../../../lib/metrics/audit.js';
 import { caseView, evidenceView } from '../../cases.js';
 import type { ApiContext } from '../api.js';
-import { parseJsonBody } from '../body.js';
+import { pageLimit, parseJsonBody } from '../body.js';
 import { parseMultipart } from '../multipart.js';
 import { json, route } from '../uws-http.js';
 
@@ -25,11 +25,7 @@ export function mountCaseRoutes(app: TemplatedApp, ctx: ApiContext): void {
 
   route(app, 'get', '/api/cases', async (req) => {
     const owner = await ctx.caller(req);
-    const rawLimit = req.query.get('limit');
-    const limit = rawLimit === null ? DEFAULT_PAGE : Number(rawLimit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
-      throw appError('invalid_pagination', `limit must be an integer from 1 to ${MAX_PAGE}`, { details: [{ path: 'limit', message: 'out of range' }] });
-    }
+    const limit = pageLimit(req, DEFAULT_PAGE, MAX_PAGE);
     const page = await cases.list(owner, { limit, cursor: req.query.get('cursor') ?? undefined });
     const headers: Record<string, string> = page.nextCursor
       ? { 'x-next-cursor': page.nextCursor, link: `</api/cases?limit=${limit}&cursor=${page.nextCursor}>; rel="next"` }

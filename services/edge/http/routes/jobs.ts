@@ -5,7 +5,7 @@ import type { JobStatus } from '../../../lib/shared/schema-types.js';
 import { waitForJobEnd } from '../../job-waiter.js';
 import { jobView } from '../../views.js';
 import type { ApiContext } from '../api.js';
-import { readJobSubmission } from '../body.js';
+import { pageLimit, readJobSubmission } from '../body.js';
 import { json, route } from '../uws-http.js';
 
 const STATUSES: JobStatus[] = ['pending', 'running', 'done', 'failed', 'canceled', 'timeout'];
@@ -32,11 +32,7 @@ export function mountJobRoutes(app: TemplatedApp, ctx: ApiContext): void {
     if (status !== undefined && !STATUSES.includes(status as JobStatus)) {
       throw appError('invalid_pagination', `status must be one of ${STATUSES.join(', ')}`, { details: [{ path: 'status', message: 'unknown status' }] });
     }
-    const rawLimit = req.query.get('limit');
-    const limit = rawLimit === null ? DEFAULT_PAGE : Number(rawLimit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
-      throw appError('invalid_pagination', `limit must be an integer from 1 to ${MAX_PAGE}`, { details: [{ path: 'limit', message: 'out of range' }] });
-    }
+    const limit = pageLimit(req, DEFAULT_PAGE, MAX_PAGE);
     const cursor = req.query.get('cursor') ?? undefined;
     const page = await jobs.list(caller, { status: status as JobStatus | undefined, limit, cursor });
     return json(200, { jobs: page.jobs.map(jobView), ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}) });
