@@ -6,6 +6,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { discoverServices } from '../lib/bus/micro.js';
 import { loadConfig, type Config } from '../lib/shared/config.js';
@@ -28,6 +29,8 @@ export const USAGE = `usage: photolab <command> [options]
   cancel <id>                             cancel a job
   tap [subject...]                        print live bus traffic, decoded (default photolab.events.> photolab.progress.> photolab.stage.>)
   stages                                  the stage services (NATS micro: ping, info, stats)
+  rescale                                 give every stream and bucket NATS_REPLICAS replicas by copy
+                                          (services stopped; what a start refuses to scale up in place)
   models list|fetch|verify ...            manage ONNX models (photolab models --help)
 options: --url URL (PHOTOLAB_URL)  --token T (PHOTOLAB_TOKEN)  --nats URL (NATS_URL)  --json  -h, --help`;
 
@@ -160,6 +163,22 @@ export async function main(argv: string[], io: Io = { out: process.stdout, err: 
                 (e?.data?.models ?? []).map((m: { model?: string }) => m.model).join(','), e?.data?.provider ?? '', e?.last_error ?? ''];
             }),
           ), services);
+          return 0;
+        } finally {
+          await nc.close();
+        }
+      }
+      case 'rescale': {
+        const nc = await natsConnect(config, values.nats);
+        try {
+          const { rescaleStreams } = await import('../lib/bus/rescale.js');
+          const { ALL_STREAMS } = await import('../lib/bus/subjects.js');
+          const jsm = await jetstreamManager(nc);
+          const steps = await rescaleStreams(jsm, ALL_STREAMS, config.natsReplicas, { log: values.json ? undefined : (line) => io.err.write(`${line}\n`) });
+          print(steps.length === 0 ? `every stream already has ${config.natsReplicas} replica(s)` : table(
+            ['stream', 'replicas', 'messages', 'consumers deleted', 'time'],
+            steps.map((s) => [s.stream, `${s.from} -> ${s.to}`, String(s.messages), s.consumersDeleted.join(',') || '-', formatMs(s.ms)]),
+          ) + '\nThe services make their consumers again when they start.', { replicas: config.natsReplicas, streams: steps });
           return 0;
         } finally {
           await nc.close();

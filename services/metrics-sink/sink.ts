@@ -150,7 +150,7 @@ export class MetricsSink {
     if (this.loop) throw new Error('MetricsSink already started');
     const jsm = await jetstreamManager(this.opts.nc);
     this.jsm = jsm;
-    if (this.opts.streamConfig) await ensureStream(jsm, this.opts.streamConfig);
+    if (this.opts.streamConfig) await ensureStream(jsm, this.opts.streamConfig, this.opts.nc.info?.version);
     await ensureMetricsConsumer(jsm, { ackWaitMs: this.opts.ackWaitMs, maxAckPending: Math.max(1000, this.opts.batchRows * 2) });
     this.js = jetstream(this.opts.nc);
     this.stopping = false;

@@ -165,7 +165,15 @@ export interface Load {
  * afterwards from the events stream itself, once nothing is being killed: every terminal event
  * this run wrote, per job.
  */
-export async function runLoad(services: RunningServices, options: { jobs: number; inFlight: number; image: Buffer; pipeline: unknown; timeoutMs: number }): Promise<Load> {
+export async function runLoad(services: RunningServices, options: {
+  jobs: number;
+  inFlight: number;
+  image: Buffer;
+  pipeline: unknown;
+  timeoutMs: number;
+  /** What the cluster holds of jobs that ended without a terminal event read back: for the failure message. */
+  explainSilent?: (jobIds: string[]) => Promise<string>;
+}): Promise<Load> {
   const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('cluster-test').setIssuedAt().setExpirationTime('2h')
     .sign(new TextEncoder().encode(JWT_SECRET));
   const js = jetstream(services.nc, { timeout: 10_000 });
@@ -276,7 +284,10 @@ export async function runLoad(services: RunningServices, options: { jobs: number
     const duplicated = accepted.filter((id) => (events.get(id) ?? 0) > 1).length + [...idsByKey.values()].filter((ids) => ids.size > 1).length;
     // A job whose record ended without its terminal event would leave a WebSocket client waiting.
     const silent = endedIds.filter((id) => !events.has(id));
-    if (silent.length) throw new Error(`jobs ended without a terminal event: ${silent.join(', ')}`);
+    if (silent.length) {
+      const explained = await options.explainSilent?.(silent).catch((error) => `(could not explain: ${String(error)})`);
+      throw new Error(`jobs ended without a terminal event: ${silent.join(', ')}${explained ? `\n${explained}` : ''}`);
+    }
     return {
       submitted: accepted.length,
       completed: done.length,

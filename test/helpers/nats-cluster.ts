@@ -10,7 +10,7 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { freePort, startNatsServer, type NatsServerOptions, type RunningNatsServer } from '../../services/launcher/nats-server.js';
 import { ensureTopology } from '../../services/lib/bus/topology.js';
-import { BUCKETS, STREAMS } from '../../services/lib/bus/subjects.js';
+import { ALL_STREAMS } from '../../services/lib/bus/subjects.js';
 import type { Config } from '../../services/lib/shared/config.js';
 
 export interface ClusterNode {
@@ -32,6 +32,8 @@ export interface NatsCluster {
   connections(name: string): Promise<string[]>;
   /** user + system CPU seconds of the running nats-server processes so far (from /proc). */
   cpuSeconds(): number;
+  /** Each running node's own copy of a stream (its /jsz): messages, first and last sequence, deleted. */
+  replicaCopies(stream: string): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
@@ -97,6 +99,22 @@ export async function startNatsCluster(size = 3, prefix = 'photolab-cluster-'): 
     cpuSeconds() {
       return retiredCpu + nodes.reduce((sum, n) => sum + (n.server?.process.pid ? processCpuSeconds(n.server.process.pid) : 0), 0);
     },
+    async replicaCopies(stream) {
+      const copies: Record<string, unknown> = {};
+      for (const n of nodes) {
+        if (!n.server) continue;
+        try {
+          const response = await fetch(`http://127.0.0.1:${n.options.monitorPort}/jsz?accounts=true&streams=true`);
+          const jsz = await response.json() as { account_details?: { stream_detail?: { name: string; state?: Record<string, unknown>; cluster?: { leader?: string } }[] }[] };
+          const copy = jsz.account_details?.flatMap((a) => a.stream_detail ?? []).find((d) => d.name === stream);
+          const st = copy?.state ?? {};
+          copies[n.name] = copy ? { messages: st.messages, first_seq: st.first_seq, last_seq: st.last_seq, num_deleted: st.num_deleted, leader: copy.cluster?.leader } : 'no copy';
+        } catch (error) {
+          copies[n.name] = String(error);
+        }
+      }
+      return copies;
+    },
     async stop() {
       await Promise.all(nodes.map((n) => n.server?.stop()));
       rmSync(storeDir, { recursive: true, force: true });
@@ -151,8 +169,6 @@ export async function ensureTopologyWhenReady(nc: NatsConnection, config: Config
   }
 }
 
-/** Every stream of the product, KV buckets included (each bucket is a stream KV_<bucket>). */
-export const ALL_STREAMS = [...Object.values(STREAMS), ...Object.values(BUCKETS).map((b) => `KV_${b}`)];
 
 /** Per stream: replica count, leader, and whether every follower is current. */
 export async function replicaState(jsm: JetStreamManager): Promise<Record<string, { replicas: number; leader?: string; followers: { name: string; current: boolean }[] }>> {

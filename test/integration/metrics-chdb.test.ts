@@ -64,8 +64,8 @@ describe('metrics on chDB', () => {
   test('N jobs give exactly N x steps stage rows and N job rows; bad messages are dead-lettered', async () => {
     const jsm = await jetstreamManager(nc);
     const streamConfig = eventsStreamConfig(loadConfig({}));
-    await ensureStream(jsm, streamConfig);
-    await ensureStream(jsm, streamConfig); // idempotent
+    await ensureStream(jsm, streamConfig, nc.info?.version);
+    await ensureStream(jsm, streamConfig, nc.info?.version); // idempotent
     const info = await jsm.streams.info(METRICS_STREAM);
     assert.equal(info.config.retention, 'limits', 'the events are the jobs\' history: the sink reads them, it does not take them');
     assert.equal(info.config.storage, 'file');

@@ -55,7 +55,7 @@ describe('metrics on clickhouse-server 18.16', () => {
     nats = await startMetricsNats();
     nc = await connect({ servers: nats.url });
     jsm = await jetstreamManager(nc);
-    await ensureStream(jsm, eventsStreamConfig(loadConfig({})));
+    await ensureStream(jsm, eventsStreamConfig(loadConfig({})), nc.info?.version);
     store = await openMetricsStore({ url: ch.url, database: 'photolab_test', requestTimeoutMs: 3000 });
   });
   after(async () => {

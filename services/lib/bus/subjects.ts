@@ -88,6 +88,10 @@ export const msgIds = {
   event: (jobId: string, key: string) => `${jobId}:${key}`,
 };
 
+/** Every stream of the product, KV buckets included (a bucket is the stream KV_<bucket>). */
+export const ALL_STREAMS: string[] = [...Object.values(STREAMS), ...Object.values(BUCKETS).map((b) => `KV_${b}`)];
+
+
 export const uploadBlobName = (jobId: string) => `uploads/${jobId}`;
 export const resultBlobName = (jobId: string) => `results/${jobId}`;
 /** An original kept for a case scope, named by its content: the same bytes are kept once per scope. */

@@ -9,6 +9,7 @@ import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from '../shared/config.js';
 import { isAlreadyExists, isConsumerNotFound, isStreamNotFound } from './nats-errors.js';
+import { scaleUpInPlaceIsUnsafe } from './rescale.js';
 import { BUCKETS, STREAMS, stageConsumer, subjects } from './subjects.js';
 import { PRESENCE_TTL_MS } from './stage-presence.js';
 
@@ -97,7 +98,7 @@ function replicaCount(config: Config): number {
  * bucket first made on a single server (or with another count) is scaled here: the same
  * idempotent rule as the streams.
  */
-async function ensureBucket(kvm: Kvm, jsm: JetStreamManager, name: string, options: Parameters<Kvm['create']>[1], replicas: number): Promise<void> {
+async function ensureBucket(kvm: Kvm, jsm: JetStreamManager, name: string, options: Parameters<Kvm['create']>[1], replicas: number, serverVersion: string | undefined): Promise<void> {
   const stream = `KV_${name}`;
   // One info call when the bucket exists (the usual start); Kvm.create only when it does not.
   const info = await jsm.streams.info(stream).catch((error: unknown) => {
@@ -108,7 +109,20 @@ async function ensureBucket(kvm: Kvm, jsm: JetStreamManager, name: string, optio
     await kvm.create(name, { ...options, replicas });
     return;
   }
-  if ((info.config.num_replicas || 1) !== replicas) await jsm.streams.update(stream, { ...info.config, num_replicas: replicas });
+  const current = info.config.num_replicas || 1;
+  if (current !== replicas) {
+    refuseUnsafeScaleUp(stream, current, replicas, serverVersion);
+    await jsm.streams.update(stream, { ...info.config, num_replicas: replicas });
+  }
+}
+
+/**
+ * An in-place scale-up loses acknowledged messages on nats-server 2.9 (rescale.ts says how it
+ * was measured): such a start stops at that stream, saying what to do instead.
+ */
+function refuseUnsafeScaleUp(stream: string, current: number, wanted: number, serverVersion: string | undefined): void {
+  if (wanted <= current || !scaleUpInPlaceIsUnsafe(serverVersion)) return;
+  throw new Error(`${stream} has ${current} replica(s) and NATS_REPLICAS is ${wanted}: nats-server ${serverVersion ?? '(version unknown)'} loses acknowledged messages after a stream is scaled up in place, so it is not done at start. Stop the services and run \`npm run cli -- rescale\` with NATS_REPLICAS=${wanted} (it copies each stream into one made with ${wanted} replicas), or upgrade nats-server to 2.10 or later; docs/deploy.md, "Changing NATS_REPLICAS"`);
 }
 
 /** PHOTOLAB_EVENTS, which the metrics sink also ensures (it may start before any other service). */
@@ -116,13 +130,15 @@ export function eventsStreamConfig(config: Config): Partial<StreamConfig> {
   return streamConfigs(config).find((s) => s.name === STREAMS.events)!;
 }
 
-export async function ensureStream(jsm: JetStreamManager, wanted: Partial<StreamConfig>): Promise<void> {
+/** `serverVersion` (NatsConnection.info.version) decides whether a scale-up may be done in place. */
+export async function ensureStream(jsm: JetStreamManager, wanted: Partial<StreamConfig>, serverVersion: string | undefined): Promise<void> {
   try {
     const info = await jsm.streams.info(wanted.name!);
     const current = info.config as unknown as Record<string, unknown>;
     const differs = Object.entries(wanted).some(([k, v]) => JSON.stringify(current[k]) !== JSON.stringify(v));
     // Storage and retention cannot change on a live stream; everything else we set can.
     if (differs) {
+      refuseUnsafeScaleUp(wanted.name!, info.config.num_replicas || 1, wanted.num_replicas ?? 1, serverVersion);
       const { storage: _s, retention: _r, ...updatable } = wanted;
       await jsm.streams.update(wanted.name!, updatable);
     }
@@ -164,15 +180,16 @@ export async function ensureStageConsumer(jsm: JetStreamManager, step: string, c
 }
 
 export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, config: Config, steps: string[] = []): Promise<void> {
-  for (const stream of streamConfigs(config)) await ensureStream(jsm, stream);
+  const serverVersion = nc.info?.version;
+  for (const stream of streamConfigs(config)) await ensureStream(jsm, stream, serverVersion);
   for (const step of steps) await ensureStageConsumer(jsm, step, config);
   const kvm = new Kvm(nc);
   const replicas = replicaCount(config);
   // A job is its record plus its events: both are kept equally long.
-  await ensureBucket(kvm, jsm, BUCKETS.jobs, { history: 1, storage: StorageType.File, ttl: config.eventsTtlS * 1000 }, replicas);
-  await ensureBucket(kvm, jsm, BUCKETS.idempotency, { history: 1, storage: StorageType.File, ttl: 24 * 3600 * 1000 }, replicas);
+  await ensureBucket(kvm, jsm, BUCKETS.jobs, { history: 1, storage: StorageType.File, ttl: config.eventsTtlS * 1000 }, replicas, serverVersion);
+  await ensureBucket(kvm, jsm, BUCKETS.idempotency, { history: 1, storage: StorageType.File, ttl: 24 * 3600 * 1000 }, replicas, serverVersion);
   // Cases are records of an investigation: no TTL.
-  await ensureBucket(kvm, jsm, BUCKETS.cases, { history: 1, storage: StorageType.File }, replicas);
+  await ensureBucket(kvm, jsm, BUCKETS.cases, { history: 1, storage: StorageType.File }, replicas, serverVersion);
   // Created here with the replica count (same options as stage-presence.ts, which then finds it made).
-  await ensureBucket(kvm, jsm, BUCKETS.stages, { history: 1, storage: StorageType.Memory, ttl: PRESENCE_TTL_MS }, replicas);
+  await ensureBucket(kvm, jsm, BUCKETS.stages, { history: 1, storage: StorageType.Memory, ttl: PRESENCE_TTL_MS }, replicas, serverVersion);
 }
