@@ -10,17 +10,14 @@
  * no assertion is about time: the only clocks are the deadlines that keep CI bounded.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { STREAMS, subjects } from '../../services/lib/bus/subjects.js';
 import { findNatsServer } from '../../services/launcher/nats-server.js';
 import { runLoad, startServices, waitForCount, type RunningServices } from '../helpers/cluster-system.js';
-import { loadConfig } from '../../services/lib/shared/config.js';
-import { allReplicasCurrent, connectAll, ensureTopologyWhenReady, replicaState, startNatsCluster, type NatsCluster } from '../helpers/nats-cluster.js';
-import { fixture, REPO_ROOT } from '../helpers/paths.js';
+import { allReplicasCurrent, replicaState, startNatsCluster, type NatsCluster } from '../helpers/nats-cluster.js';
+import { fixture } from '../helpers/paths.js';
 import { waitFor } from '../helpers/system.js';
 
 const JOBS = Number(process.env.CLUSTER_TEST_JOBS ?? 100);
@@ -39,18 +36,10 @@ let jsm: JetStreamManager;
 before(async () => {
   assert.ok(findNatsServer(), 'nats-server is not installed (scripts/setup.sh --test installs it)');
   cluster = await startNatsCluster(3);
-  // First as a single-server deployment would leave it (R1), moved to R3 the way the docs say
-  // (`photolab rescale`: on this nats-server an in-place scale-up loses acknowledged writes once
-  // a leader is killed, which this test once caught; nats-rescale.test.ts), then the services
-  // come up with NATS_REPLICAS=3. (The frames stream's cap as startServices sets it: the test
-  // servers have 1 GiB of memory store.)
-  const setup = await connectAll(cluster.urls, 'photolab-cluster-setup');
-  await ensureTopologyWhenReady(setup, loadConfig({ ...process.env, NATS_REPLICAS: '1', FRAME_STREAM_MAX_BYTES: String(256 * 1024 * 1024) }), STEPS);
-  const r1 = await replicaState(await jetstreamManager(setup));
-  assert.ok(Object.values(r1).every((s) => s.replicas === 1), 'the topology starts at R1');
-  await setup.close();
-  const rescale = spawnSync(process.execPath, [path.join(REPO_ROOT, 'dist/services/cli/main.js'), 'rescale'], { env: { ...process.env, NATS_URL: cluster.urls, NATS_REPLICAS: '3' }, encoding: 'utf8', timeout: 120_000 });
-  assert.equal(rescale.status, 0, `photolab rescale: ${rescale.stderr}`);
+  // The topology made R3 from the start, as a new cluster deployment makes it (startServices
+  // does, before the services come up). Moving a single server's R1 topology to R3 is
+  // nats-rescale.test.ts: done in place on this nats-server, it lost the end events of 18 of
+  // 100 jobs here in CI once a leader was killed.
   services = await startServices({ natsUrls: cluster.urls, replicas: 3, steps: STEPS });
   jsm = await jetstreamManager(services.nc);
 }, { timeout: 180_000 });
@@ -60,7 +49,7 @@ after(async () => {
   await cluster?.stop();
 }, { timeout: 60_000 });
 
-test('every stream and KV bucket, first made R1 and rescaled, is R3 with a leader and two current followers', async () => {
+test('every stream and KV bucket is R3 with a leader and two current followers', async () => {
   const state = await replicaState(jsm);
   for (const [name, s] of Object.entries(state)) {
     assert.equal(s.replicas, 3, `${name} replicas`);
@@ -127,6 +116,8 @@ test(`${JOBS} jobs through two SIGKILLed and restarted servers: none lost, none 
       recoverySeconds: recovery.map((r) => Number(r.toFixed(2))),
       longestGapBetweenCompletionsSeconds: Number(longestGap.toFixed(2)),
       serviceReconnects: services.reconnects(),
+      // The edge's open-jobs view made its feeds again after a stalled one (open-jobs-view.ts renew).
+      openJobsViewRenewals: (services.tail('edge', 100_000).match(/open-jobs view: feeds renewed/g) ?? []).length,
     };
     console.log(`cluster test figures: ${JSON.stringify(report, null, 2)}`);
     assert.equal(kills.length, 2, 'two servers were killed and restarted');

@@ -37,30 +37,70 @@ export class OpenJobsView {
   private applied = 0;
   private waiters: { revision: number; done: (ok: boolean) => void }[] = [];
   private stopped = false;
-  private readonly feeds: ConsumerMessages[] = [];
+  private feeds: ConsumerMessages[] = [];
   private pruner?: NodeJS.Timeout;
+  /** Stream sequence of the last terminal event applied (PHOTOLAB_EVENTS), to resume the ends feed. */
+  private endsApplied = 0;
+  private renewing?: Promise<void>;
+  private lastRenewal = 0;
 
-  private constructor(private readonly log: Logger) {}
+  private constructor(private readonly js: JetStreamClient, private readonly windowMs: number, private readonly log: Logger) {}
 
   static async start(js: JetStreamClient, maxDeadlineMs: number, log: Logger): Promise<OpenJobsView> {
-    const view = new OpenJobsView(log);
-    const since = new Date(Date.now() - maxDeadlineMs - MARGIN_MS).toISOString();
-    const records = await js.consumers.get(`KV_${BUCKETS.jobs}`, {
-      filter_subjects: `$KV.${BUCKETS.jobs}.>`, deliver_policy: DeliverPolicy.StartTime, opt_start_time: since,
-    });
-    const ends = await js.consumers.get(STREAMS.events, {
-      filter_subjects: subjects.endEventsAll, deliver_policy: DeliverPolicy.StartTime, opt_start_time: since, headers_only: true,
-    });
-    // Pulls that expire after 5 s: an ordered consumer whose server died is noticed (and made
-    // anew) within seconds instead of the client's 30 s default, during which every submission
-    // would wait for its record in vain and count from the bus instead (3-node cluster test).
-    const [recordFeed, endFeed] = await Promise.all([records.consume({ expires: 5000 }), ends.consume({ expires: 5000 })]);
-    view.feeds.push(recordFeed, endFeed);
-    void view.follow(recordFeed, (m) => view.applyRecord(m.subject, m.seq, m.headers?.get('KV-Operation') ?? '', () => m.json<JobRecord>()));
-    void view.follow(endFeed, (m) => view.applyEnd(m.subject.split('.')[2]!));
-    view.pruner = setInterval(() => view.prune(maxDeadlineMs + MARGIN_MS), 60_000);
+    const view = new OpenJobsView(js, maxDeadlineMs + MARGIN_MS, log);
+    await view.openFeeds();
+    view.pruner = setInterval(() => view.prune(view.windowMs), 60_000);
     view.pruner.unref();
     return view;
+  }
+
+  /**
+   * The two ordered consumers, from the window's start or, when renewed, from the sequence
+   * after the last one applied (so nothing is missed and little is read twice; applying twice
+   * changes nothing).
+   */
+  private async openFeeds(): Promise<void> {
+    const since = new Date(Date.now() - this.windowMs).toISOString();
+    const from = (applied: number) => applied > 0
+      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: applied + 1 }
+      : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: since };
+    const records = await this.js.consumers.get(`KV_${BUCKETS.jobs}`, { filter_subjects: `$KV.${BUCKETS.jobs}.>`, ...from(this.applied) });
+    const ends = await this.js.consumers.get(STREAMS.events, { filter_subjects: subjects.endEventsAll, headers_only: true, ...from(this.endsApplied) });
+    // Pulls that expire after 5 s, so that an ordered consumer whose server died is noticed
+    // within seconds instead of the client's 30 s default.
+    const [recordFeed, endFeed] = await Promise.all([records.consume({ expires: 5000 }), ends.consume({ expires: 5000 })]);
+    if (this.stopped) {
+      // stop() came while these were being made (a renewal during shutdown).
+      await Promise.all([recordFeed.close(), endFeed.close()]).catch(() => undefined);
+      return;
+    }
+    this.feeds = [recordFeed, endFeed];
+    void this.follow(recordFeed, (m) => this.applyRecord(m.subject, m.seq, m.headers?.get('KV-Operation') ?? '', () => m.json<JobRecord>()));
+    void this.follow(endFeed, (m) => {
+      this.endsApplied = Math.max(this.endsApplied, m.seq);
+      this.applyEnd(m.subject.split('.')[2]!);
+    });
+  }
+
+  /**
+   * Replaces both feeds. Why: after a server of a cluster was SIGKILLed, an ordered consumer
+   * could stay silent for good without ending (3-node cluster test: every later submission
+   * then waited out caughtUp's 2 s and counted from the bus; 0.5 jobs/s where 3 were possible).
+   * A submission whose record does not arrive in time renews them, at most every 5 s.
+   */
+  private renew(reason: string): void {
+    if (this.stopped || this.renewing || Date.now() - this.lastRenewal < 5000) return;
+    this.lastRenewal = Date.now();
+    const old = this.feeds;
+    this.renewing = (async () => {
+      for (const feed of old) await feed.close().catch(() => undefined);
+      await this.openFeeds();
+      this.log.warn({ reason, recordsFrom: this.applied + 1, endsFrom: this.endsApplied + 1 }, 'open-jobs view: feeds renewed');
+    })().catch((error: unknown) => {
+      this.log.warn({ err: error, reason }, 'open-jobs view: feeds could not be renewed; the next late record tries again');
+    }).finally(() => {
+      this.renewing = undefined;
+    });
   }
 
   private async follow(feed: ConsumerMessages, apply: (m: JsMsg) => void): Promise<void> {
@@ -73,7 +113,11 @@ export class OpenJobsView {
         }
       }
     } catch (error) {
-      if (!this.stopped) this.log.warn({ err: error }, 'open-jobs view: feed ended; the quota reads the bus instead');
+      if (!this.stopped && this.feeds.includes(feed)) {
+        this.log.warn({ err: error }, 'open-jobs view: feed ended; renewing it');
+        this.lastRenewal = 0;
+        this.renew('feed ended');
+      }
     }
   }
 
@@ -124,6 +168,7 @@ export class OpenJobsView {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
         resolve(false);
+        this.renew(`record ${revision} not seen in ${timeoutMs} ms (applied ${this.applied})`);
       }, timeoutMs);
       this.waiters.push(waiter);
     });
@@ -145,6 +190,7 @@ export class OpenJobsView {
     this.stopped = true;
     clearInterval(this.pruner);
     for (const feed of this.feeds) void feed.close().catch(() => undefined);
+    this.feeds = [];
     for (const w of this.waiters) w.done(false);
     this.waiters = [];
   }
