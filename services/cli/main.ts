@@ -9,6 +9,8 @@ import { parseArgs } from 'node:util';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { discoverServices } from '../lib/bus/micro.js';
+import { rescaleStreams } from '../lib/bus/rescale.js';
+import { ALL_STREAMS } from '../lib/bus/subjects.js';
 import { loadConfig, type Config } from '../lib/shared/config.js';
 import type { JobEvent, JobView } from '../lib/shared/schema-types.js';
 import { call, CliError, devToken, edgeUrl, errorOf, expect, openEdgeSocket, resolveToken, submitFrame, type Target } from './client.js';
@@ -171,8 +173,6 @@ export async function main(argv: string[], io: Io = { out: process.stdout, err: 
       case 'rescale': {
         const nc = await natsConnect(config, values.nats);
         try {
-          const { rescaleStreams } = await import('../lib/bus/rescale.js');
-          const { ALL_STREAMS } = await import('../lib/bus/subjects.js');
           const jsm = await jetstreamManager(nc);
           const steps = await rescaleStreams(jsm, ALL_STREAMS, config.natsReplicas, { log: values.json ? undefined : (line) => io.err.write(`${line}\n`) });
           print(steps.length === 0 ? `every stream already has ${config.natsReplicas} replica(s)` : table(

@@ -5,20 +5,15 @@
  * bad arguments print the usage and exit 2.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
-import { REPO_ROOT, fixture } from '../helpers/paths.js';
+import { startCli } from '../helpers/cli.js';
+import { fixture } from '../helpers/paths.js';
 import { JWT_SECRET, startSystem, waitFor, type TestSystem } from '../helpers/system.js';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 describe('photolab CLI', () => {
   let system: TestSystem;
@@ -26,19 +21,7 @@ describe('photolab CLI', () => {
   let photo: string;
   let cliEnv: Record<string, string>;
 
-  /** Runs the CLI; `onStderr` sees its error output as it arrives (to know when tap listens). */
-  function cli(args: string[], onStderr?: (text: string) => void): { done: Promise<Run>; kill(): void } {
-    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/services/cli/main.js'), ...args], { env: { ...process.env, ...cliEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c.toString();
-      onStderr?.(stderr);
-    });
-    const done = new Promise<Run>((resolve) => child.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr })));
-    return { done, kill: () => child.kill('SIGINT') };
-  }
+  const cli = (args: string[], onStderr?: (text: string) => void) => startCli(args, cliEnv, onStderr);
   const run = (...args: string[]) => cli(args).done;
 
   before(async () => {

@@ -76,6 +76,25 @@ export async function rescaleStreams(jsm: JetStreamManager, names: string[], rep
     let original = await infoOrNull(jsm, name);
     let copy = await infoOrNull(jsm, copyName);
     if (!original && !copy) continue;
+    let sourcingCopy = original?.config.sources?.some((s) => s.name === copyName) ?? false;
+    // Messages the stream held before this run made it source the copy (written since it was made again).
+    let before = 0;
+    if (original && copy && !sourcingCopy) {
+      if (original.state.messages >= copy.state.messages) {
+        // The stream is whole: the copy is from a run that stopped before the delete (partial)
+        // or after the stream was filled back (complete). Either way it can go.
+        await jsm.streams.delete(copyName);
+        copy = null;
+      } else {
+        // Made again (by a starting service, say) after the delete but before being filled
+        // back: the copy still holds what is missing, so the stream sources it now.
+        if (copy.config.sources?.length) copy = await jsm.streams.update(copyName, { ...copy.config, sources: [] });
+        before = original.state.messages;
+        original = await jsm.streams.update(name, { ...original.config, sources: [{ name: copyName }] });
+        sourcingCopy = true;
+        log(`${name}: made again before it was filled; filling from ${copyName}`);
+      }
+    }
     if (original && !copy && (original.config.num_replicas || 1) === replicas) continue;
     // The configuration to make the stream again with: the original's, or (after a run that
     // stopped between delete and create) the one the copy carries in its description.
@@ -83,11 +102,9 @@ export async function rescaleStreams(jsm: JetStreamManager, names: string[], rep
     if (!config?.name) throw new Error(`rescale: ${copyName} exists without ${name} and without the configuration to make it again; restore ${name} by hand`);
     const from = config.num_replicas || 1;
     const consumersDeleted: string[] = [];
-    const sourcingCopy = original?.config.sources?.some((s) => s.name === copyName) ?? false;
 
     if (original && !sourcingCopy) {
-      // 1-2: the copy. A copy left by a run that stopped before the delete may be partial: start over.
-      if (copy) await jsm.streams.delete(copyName);
+      // 1-2: the copy.
       for await (const consumer of jsm.consumers.list(name)) {
         await jsm.consumers.delete(name, consumer.name);
         consumersDeleted.push(consumer.name);
@@ -123,7 +140,7 @@ export async function rescaleStreams(jsm: JetStreamManager, names: string[], rep
       log(`${name}: made again with R${replicas}, filling from ${copyName}`);
     }
     await until(`${name} holding the ${copied} copied messages`, timeoutMs, async () => {
-      const n = (await jsm.streams.info(name)).state.messages;
+      const n = (await jsm.streams.info(name)).state.messages - before;
       return n >= copied || `${n}/${copied}`;
     });
     // 4: no more source; the copy goes.

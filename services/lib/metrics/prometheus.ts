@@ -78,12 +78,11 @@ abstract class Metric {
   abstract reset(): void;
 }
 
-export class Counter extends Metric {
-  readonly type = 'counter' as const;
-  private readonly values = new Map<string, number>();
+/** One number per label set: what counters and gauges share. */
+abstract class ValueMetric extends Metric {
+  protected readonly values = new Map<string, number>();
 
-  inc(labels?: Labels, by = 1): void {
-    if (!Number.isFinite(by) || by < 0) throw new Error(`counter ${this.name}: can only increase by a finite amount >= 0, got ${by}`);
+  protected add(labels: Labels | undefined, by: number): void {
     const k = this.key(labels);
     this.values.set(k, (this.values.get(k) ?? 0) + by);
   }
@@ -100,9 +99,17 @@ export class Counter extends Metric {
   }
 }
 
-export class Gauge extends Metric {
+export class Counter extends ValueMetric {
+  readonly type = 'counter' as const;
+
+  inc(labels?: Labels, by = 1): void {
+    if (!Number.isFinite(by) || by < 0) throw new Error(`counter ${this.name}: can only increase by a finite amount >= 0, got ${by}`);
+    this.add(labels, by);
+  }
+}
+
+export class Gauge extends ValueMetric {
   readonly type = 'gauge' as const;
-  private readonly values = new Map<string, number>();
 
   set(labels: Labels | undefined, value: number): void;
   set(value: number): void;
@@ -112,26 +119,14 @@ export class Gauge extends Metric {
     this.values.set(this.key(labels), value);
   }
   inc(labels?: Labels, by = 1): void {
-    const k = this.key(labels);
-    this.values.set(k, (this.values.get(k) ?? 0) + by);
+    this.add(labels, by);
   }
   dec(labels?: Labels, by = 1): void {
-    this.inc(labels, -by);
-  }
-  get(labels?: Labels): number {
-    return this.values.get(this.key(labels)) ?? 0;
+    this.add(labels, -by);
   }
   /** Forgets one label set (a stage that went away). */
   remove(labels?: Labels): void {
     this.values.delete(this.key(labels));
-  }
-  samples(): string {
-    let out = '';
-    for (const [k, v] of this.values) out += `${this.name}${Metric.labelText(this.labelNames, k)} ${formatValue(v)}\n`;
-    return out;
-  }
-  reset(): void {
-    this.values.clear();
   }
 }
 
