@@ -6,7 +6,6 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { FIXTURES_DIR, MODELS_DIR, REPO_ROOT } from '../../test/helpers/paths.js';
 

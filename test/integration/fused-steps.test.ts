@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { STREAMS } from '../../services/lib/bus/subjects.js';
+import { BusFrames } from '../../services/lib/bus/frames/bus-frames.js';
 import { fixture } from '../helpers/paths.js';
 import { startSystem, waitFor, type TestSystem } from '../helpers/system.js';
 
@@ -53,4 +54,22 @@ test('killed in the middle of a fused chain: redelivery re-runs it from its firs
   assert.equal(events.filter((e) => e.type === 'job.done').length, 1);
   assert.equal(events.filter((e) => e.type === 'step.finished' && e.step === 'encode').length, 1);
   await system.stopSpawned();
+});
+
+test('one process per step: a step that hands back its input frame (detect_objects) passes the stored frame on, no second copy', async () => {
+  const workers = [];
+  for (const step of ['decode', 'detect_objects', 'encode']) workers.push(await system.startWorker(step));
+  const jsm = await jetstreamManager(system.nc);
+  const framesBefore = (await jsm.streams.info(STREAMS.frames)).state.last_seq;
+  const job = await system.waitForJob((await system.submit(readFileSync(fixture('dog.jpg')), PIPELINE)).jobId, { timeoutMs: 30_000 });
+  assert.equal(job.status, 'done', JSON.stringify(job.error));
+  assert.equal(new Set(job.result!.provenance!.map((p) => p.worker)).size, 1, 'in-process workers share a pid');
+  assert.ok(job.result!.findings!.objects!.some((o) => o.label === 'dog'));
+  // FRAME_TRANSPORT=auto writes every stored frame to the bus too: only decode's frame was.
+  const written = (await jsm.streams.info(STREAMS.frames)).state.last_seq - framesBefore;
+  const oneFrame = new BusFrames(system.js, jsm, system.nc.info!.max_payload).chunksFor(768 * 576 * 3);
+  assert.equal(written, oneFrame, `frame chunks written: ${written}, one frame takes ${oneFrame}`);
+  const meta = await sharp(Buffer.from(await (await fetch(`${system.baseUrl}${job.result!.url}`, { headers: { authorization: `Bearer ${await system.token()}` } })).arrayBuffer())).metadata();
+  assert.deepEqual([meta.width, meta.height], [768, 576]);
+  for (const worker of workers) await worker.stop();
 });

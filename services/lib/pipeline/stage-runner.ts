@@ -271,7 +271,14 @@ export class StageRunner {
       }
 
       // Store what the next step (or the client) needs, while the step's fact is written.
-      const [stored] = await Promise.all([this.storeOutput(message, stage.output, output, move === 'finish'), fact]);
+      // A step that handed back the very frame it loaded (detect_*: findings only) passes the
+      // stored input on: a second copy of the same pixels costs a 3 MB write (and, with
+      // FRAME_TRANSPORT=auto, 3 MB through nats-server) for nothing.
+      const unchanged = move === 'publish' && !position.carried && message.input.kind === 'frame' && output.frame !== undefined && output.frame === output.input?.frame;
+      const [stored] = await Promise.all([
+        unchanged ? { ref: message.input, durable: undefined } : this.storeOutput(message, stage.output, output, move === 'finish'),
+        fact,
+      ]);
       if (move === 'publish') {
         if (!stored.ref) throw appError('no_output', `step ${item.step} gave no output for the next step`);
         await enqueueStep(this.bus.js, nextStep(message, { input: stored.ref, findings, provenance: history }));

@@ -42,6 +42,11 @@ export interface StageContext {
 export type StageProvenance = Pick<Provenance, 'model' | 'modelSha256' | 'provider' | 'note'>;
 
 export interface StageResult {
+  /**
+   * The output frame. Handing back the input frame object itself says "pixels unchanged": the
+   * runner then passes the stored input on instead of storing a copy, so a step must never
+   * change the input's pixels in place.
+   */
   frame?: Frame;
   encoded?: EncodedImage;
   /** Merged into the job's findings (later keys replace earlier ones). */
