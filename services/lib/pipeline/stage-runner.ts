@@ -235,7 +235,11 @@ export class StageRunner {
           ...outputDigest(result), // forensic replay: where two runs first differ
         };
         this.moveFindings(message.findings, input as Input, result);
-        output = { frame: stage.output === 'frame' ? result.frame : undefined, result, input };
+        // A step that handed back the very frame it loaded (detect_*: findings only) keeps the
+        // stored input as its output's reference: a second copy of the same pixels would cost a
+        // 3 MB write (and, with FRAME_TRANSPORT=auto, 3 MB through nats-server) for nothing.
+        const kept = !position.carried && message.input.kind === 'frame' && result.frame !== undefined && result.frame === input.frame;
+        output = { frame: stage.output === 'frame' ? result.frame : undefined, ref: kept ? message.input : undefined, result, input };
         event = 'step.finished';
         if (stage.output === 'frame' && !result.frame) throw appError('no_output', `${item.step} returned no frame`);
         if (stage.output === 'encoded' && !result.encoded) throw appError('no_output', `${item.step} returned no encoded image`);
@@ -271,14 +275,7 @@ export class StageRunner {
       }
 
       // Store what the next step (or the client) needs, while the step's fact is written.
-      // A step that handed back the very frame it loaded (detect_*: findings only) passes the
-      // stored input on: a second copy of the same pixels costs a 3 MB write (and, with
-      // FRAME_TRANSPORT=auto, 3 MB through nats-server) for nothing.
-      const unchanged = move === 'publish' && !position.carried && message.input.kind === 'frame' && output.frame !== undefined && output.frame === output.input?.frame;
-      const [stored] = await Promise.all([
-        unchanged ? { ref: message.input, durable: undefined } : this.storeOutput(message, stage.output, output, move === 'finish'),
-        fact,
-      ]);
+      const [stored] = await Promise.all([this.storeOutput(message, stage.output, output, move === 'finish'), fact]);
       if (move === 'publish') {
         if (!stored.ref) throw appError('no_output', `step ${item.step} gave no output for the next step`);
         await enqueueStep(this.bus.js, nextStep(message, { input: stored.ref, findings, provenance: history }));
@@ -401,6 +398,8 @@ export class StageRunner {
     if (output.frame) {
       // A pipeline ending on a frame step (decode -> detect) returns findings only.
       if (last) return {};
+      // Already stored (the step's own input, unchanged): passed on, not copied.
+      if (output.ref) return { ref: output.ref };
       return this.bus.frames.put(frameId(message.jobId, message.index), output.frame);
     }
     return { ref: output.ref };
