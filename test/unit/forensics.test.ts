@@ -11,6 +11,7 @@ import { compareRuns } from '../../services/edge/forensics.js';
 import { outputDigest } from '../../services/lib/forensics/digest.js';
 import { canonicalJson, loadSigningKey, signedBytes, verifyReport } from '../../services/lib/forensics/signing.js';
 import type { JobRecord, Provenance } from '../../services/lib/shared/schema-types.js';
+import type { StageResult } from '../../services/lib/pipeline/stage.js';
 
 test('canonical JSON sorts keys at every level and ignores formatting', () => {
   assert.equal(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: 'x' } }), '{"a":{"c":"x","d":[3,{"y":2,"z":1}]},"b":1}');
@@ -68,4 +69,17 @@ test('the digest covers shape, pixels and findings; an encoded image is hashed a
   assert.notEqual(outputDigest({ frame: { width: 2, height: 2, channels: 3, data }, findings: { faces: [] } }).outputSha256, base, 'findings');
   assert.equal(outputDigest({ encoded: { bytes: Buffer.from('abc'), format: 'png', contentType: 'image/png' } }).outputSha256,
     'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+});
+
+test('a frame handed on unchanged is digested from its kept hash state, with the same result as a fresh pass', () => {
+  const data = Buffer.from([...Array(12).keys()]);
+  const frame = { width: 2, height: 2, channels: 3 as const, data };
+  const fresh = (findings?: StageResult['findings']) =>
+    outputDigest({ frame: { ...frame, data: Buffer.from(data) }, ...(findings ? { findings } : {}) }).outputSha256;
+  const first = outputDigest({ frame }).outputSha256;
+  assert.equal(first, fresh());
+  // The detector's output: the same frame object with findings after it; the kept state is copied, not consumed.
+  const findings: StageResult['findings'] = { faces: [{ box: { x: 0, y: 0, width: 1, height: 1 }, score: 0.9 }] };
+  assert.equal(outputDigest({ frame, findings }).outputSha256, fresh(findings));
+  assert.equal(outputDigest({ frame }).outputSha256, first, 'a third use still starts from the pixels');
 });

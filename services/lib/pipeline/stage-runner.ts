@@ -201,6 +201,12 @@ export class StageRunner {
    * hosted here; then hands the job on or ends it, and acks the message.
    */
   private async runChain(msg: JsMsg, position: Position, attempt: number, log: Logger, markStart: (t: number) => void): Promise<void> {
+    // Facts of the steps already run here, still being stored: the next step in the chain does
+    // not wait for them (1-2 ms a hop), the hand-off, the job's end and the ack do. They go out
+    // in order on one connection and one subject, and their message ids make a re-run's copies
+    // duplicates, so waiting later loses nothing.
+    const unconfirmed: Promise<unknown>[] = [];
+    const confirmed = () => Promise.all(unconfirmed.splice(0));
     for (;;) {
       const message = position.message;
       const { jobId, index, pipeline } = message;
@@ -209,6 +215,7 @@ export class StageRunner {
       const params = resolveParams(item.step, item.params);
       stage.check?.(params); // a message may come from anywhere, not only from the edge
       if (Date.now() > message.deadline) {
+        await confirmed();
         await this.finish(message, { status: 'timeout', error: { code: 'job_timeout' satisfies ErrorCode, message: `the job passed its deadline before step ${index} (${item.step})`, step: item.step }, index });
         msg.ack();
         return;
@@ -247,6 +254,7 @@ export class StageRunner {
       // A cancel or the deadline may have come while the step ran: its output is discarded.
       if (this.options.ends.seenEnded(jobId)) throw new JobEnded('canceled');
       if (Date.now() > message.deadline) {
+        await confirmed();
         await this.finish(message, { status: 'timeout', error: { code: 'job_timeout' satisfies ErrorCode, message: `the job passed its deadline during step ${index} (${item.step})`, step: item.step }, index });
         throw new JobEnded('timeout');
       }
@@ -266,8 +274,9 @@ export class StageRunner {
       };
 
       const fact = publishStepEvent(this.bus.js, stepEvent, `${index}:${event === 'step.finished' ? 'finished' : 'skipped'}`);
+      fact.catch(() => undefined); // awaited below; a failure then fails the step (retried)
+      unconfirmed.push(fact);
       if (move === 'continue') {
-        await fact;
         // The next step runs here: its message stays in memory (the input is the carried frame).
         position.message = nextStep(message, { input: message.input, findings, provenance: history });
         position.carried = output.frame;
@@ -275,7 +284,7 @@ export class StageRunner {
       }
 
       // Store what the next step (or the client) needs, while the step's fact is written.
-      const [stored] = await Promise.all([this.storeOutput(message, stage.output, output, move === 'finish'), fact]);
+      const [stored] = await Promise.all([this.storeOutput(message, stage.output, output, move === 'finish'), confirmed()]);
       if (move === 'publish') {
         if (!stored.ref) throw appError('no_output', `step ${item.step} gave no output for the next step`);
         await enqueueStep(this.bus.js, nextStep(message, { input: stored.ref, findings, provenance: history }));
