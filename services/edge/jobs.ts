@@ -152,6 +152,7 @@ export class JobsService {
     let attachedTo: string | undefined;
     let uploadName: string | undefined;
     let enqueueing = false;
+    let handedOff = false;
     let input: BlobRef;
     try {
       if (request.caseId) {
@@ -172,9 +173,12 @@ export class JobsService {
       if (request.idempotencyKey) job.idempotencyKey = request.idempotencyKey;
       if (request.caseId) job.caseId = request.caseId;
       if (request.replayOf) job.replayOf = request.replayOf;
+      handedOff = this.firstStepOnThisHost(pipeline[0]!.step);
       const [created, stored] = await Promise.allSettled([
         this.bus.jobs.create(job),
         uploadName ? this.bus.blobs.put(uploadName, image, input.contentType, input) : Promise.resolve(input),
+        // Without the copy the step reads the stored blob: a failed write costs time, not the job.
+        handedOff ? this.bus.localFrames.putInput(jobId, image).catch((e) => this.log.warn({ err: e, jobId }, 'input not left in the host cache')) : undefined,
       ]);
       if (created.status === 'fulfilled') revision = created.value;
       if (created.status === 'rejected') throw created.reason;
@@ -206,10 +210,22 @@ export class JobsService {
       if (revision !== undefined) await this.bus.jobs.withdraw(owner, jobId).catch(() => undefined);
       this.open?.forget(ownerHash(owner), jobId);
       if (uploadName) await this.bus.blobs.delete(uploadName).catch(() => undefined);
+      if (handedOff) await this.bus.localFrames.deleteJob(jobId).catch(() => undefined);
       if (attachedTo) await this.bus.cases.removeJob(caseScope(owner), attachedTo, jobId, ownerHash(owner)).catch(() => undefined);
       if (idempotencyKvKey) await this.bus.idempotency.delete(idempotencyKvKey).catch(() => undefined);
       throw error;
     }
+  }
+
+  /**
+   * Whether a live stage process on this host runs the job's first step: the input is then left
+   * in the host's frame cache for it (LocalFrames.putInput), and the step reads it from there
+   * instead of through nats-server. Should another host's process take the step, it reads the
+   * blob, and the copy goes with the job's frames (FRAME_TTL_S at the latest).
+   */
+  private firstStepOnThisHost(step: string): boolean {
+    if (this.config.frameTransport === 'bus' || !this.presence) return false;
+    return this.presence.hostsOf(step).some((stage) => stage.host === this.config.hostId);
   }
 
   private caseService(): CasesService {

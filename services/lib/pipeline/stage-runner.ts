@@ -233,7 +233,7 @@ export class StageRunner {
         event = 'step.skipped';
       } else {
         publishProgress(this.bus.nc, { type: 'step.started', jobId, at: startedAt, step: item.step, index, steps: pipeline.length, attempt });
-        const input = position.carried ? { frame: position.carried } : await this.loadInput(stage, message.input);
+        const input = position.carried ? { frame: position.carried } : await this.loadInput(stage, jobId, message.input);
         const result = await this.runStage(msg, message, prepared, input as StageInput, params, log);
         const finishedAt = Date.now();
         provenance = {
@@ -388,10 +388,12 @@ export class StageRunner {
     }
   }
 
-  private async loadInput(stage: StageDefinition, ref: BlobRef | FrameRef): Promise<Input> {
+  private async loadInput(stage: StageDefinition, jobId: string, ref: BlobRef | FrameRef): Promise<Input> {
     if (stage.input === 'encoded') {
       if (ref.kind !== 'blob') throw appError('invalid_message', `${stage.step} needs an encoded image`);
-      const bytes = await this.bus.blobs.get(ref);
+      // The edge's copy on this host when there is one (same digest), else the stored blob.
+      const local = this.config.frameTransport === 'bus' ? null : await this.bus.localFrames.getInput(jobId, ref);
+      const bytes = local ?? await this.bus.blobs.get(ref);
       return { encoded: { bytes, format: '', contentType: ref.contentType ?? 'application/octet-stream' } };
     }
     if (ref.kind !== 'frame') throw appError('invalid_message', `${stage.step} needs a frame`);
