@@ -13,6 +13,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { signDevToken } from '../../services/lib/shared/dev-token.js';
+import { withAllocatorDefaults } from '../../services/lib/shared/config.js';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { freePort, startTemporaryNatsServer, stopProcess, type RunningNatsServer } from '../../services/launcher/nats-server.js';
@@ -86,7 +87,10 @@ export interface Cluster {
 }
 
 export function benchEnv(nats: NatsHandle, dataDir: string, extra: Record<string, string> = {}): Record<string, string> {
+  // The allocator settings that `npm start` and the images give every service.
+  const allocator = withAllocatorDefaults({}) as Record<string, string>;
   return {
+    ...allocator,
     NATS_URL: nats.url,
     JWT_SECRET,
     HTTP_HOST: '127.0.0.1',

@@ -16,7 +16,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { ensureTopology } from '../lib/bus/topology.js';
 import { anonymousRefusal } from '../edge/anonymous.js';
 import { loadManifests } from '../lib/steps/registry.js';
-import { loadConfig } from '../lib/shared/config.js';
+import { loadConfig, withAllocatorDefaults } from '../lib/shared/config.js';
 import { createLogger } from '../lib/shared/logger.js';
 import { devSecretPath, signDevToken } from '../lib/shared/dev-token.js';
 import { startNatsServer, stopProcess, type RunningNatsServer } from './nats-server.js';
@@ -40,7 +40,7 @@ async function main(): Promise<void> {
   // Checked here too, before anything starts: the edge would refuse it at every restart.
   const refusal = anonymousRefusal(config);
   if (refusal) throw new Error(refusal);
-  const env: NodeJS.ProcessEnv = { ...process.env, PHOTOLAB_LAUNCHED: '1' };
+  const env: NodeJS.ProcessEnv = withAllocatorDefaults({ ...process.env, PHOTOLAB_LAUNCHED: '1' });
   let nats: RunningNatsServer | undefined;
   if (!config.natsUrl) {
     nats = await startNatsServer({

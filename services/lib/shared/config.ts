@@ -96,6 +96,8 @@ export const settings = {
   cudaDeviceId: setting('CUDA_DEVICE_ID', 0, int, 'GPU used by the CUDA provider.'),
   cudaMemLimitBytes: setting('CUDA_MEM_LIMIT_BYTES', 0, int, 'CUDA provider arena limit, bytes (0: no limit).'),
   onnxThreads: setting('ONNX_THREADS', 0, int, 'Intra-op threads per session (0: ONNX Runtime default).'),
+  mallocMmapThreshold: setting('MALLOC_MMAP_THRESHOLD_', 64 * 1024 * 1024, int, 'Read by glibc\'s malloc when a process starts, not by the services; `npm start` and the images set it for every service unless it is set. Blocks below this size (frames up to ~20 MP RGB, uploads, tensors) come from the heap and are reused once freed, instead of fresh mmap\'d pages each time: on this machine a fresh page costs ~2.8 us to fault in, ~8.5 ms for one 3 MB frame, and the setting took a per-step 1 MP detection job from 101-107 to 92 ms (BENCHMARKS.md).'),
+  mallocTrimThreshold: setting('MALLOC_TRIM_THRESHOLD_', 256 * 1024 * 1024, int, 'Read by glibc\'s malloc, set with MALLOC_MMAP_THRESHOLD_: free memory at the top of the heap kept for reuse before it is returned to the kernel, bytes.'),
   onnxSpinWait: setting('ONNX_SPIN_WAIT', false, bool, 'Let ONNX Runtime\'s idle threads spin instead of sleeping. Off by default: spinning threads keep burning CPU after each run, which starves nats-server and the other stages on a shared machine.'),
   stepsDirs: setting('STEPS_DIRS', [] as string[], list, 'Further folders of step modules (comma-separated), each module with its `<step>.schema.json` beside it or beside its source: site-specific steps. Set the same on the edge and on the stages.'),
   faceRestoreFallback: setting('FACE_RESTORE_FALLBACK', '', str, 'Model id used for face enhancement when no restoration model is installed (for example `sr-nomos-compact-x2`). Empty: such jobs are refused.'),
@@ -140,3 +142,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
 // No module-level configuration: a process reads its environment once, in its main, and passes
 // the Config to what it starts (libraries never read the environment when they are imported).
+
+/**
+ * The allocator settings above, for the environment of a service process about to start (the
+ * launcher, the bench cluster): glibc reads them once, at start, so they cannot be applied from
+ * inside. A value already in `env` wins.
+ */
+export function withAllocatorDefaults(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return {
+    MALLOC_MMAP_THRESHOLD_: String(settings.mallocMmapThreshold.default),
+    MALLOC_TRIM_THRESHOLD_: String(settings.mallocTrimThreshold.default),
+    ...env,
+  };
+}
