@@ -16,6 +16,7 @@ import { TieredFrames } from '../../services/lib/bus/frames/tiered-frames.js';
 import { ensureTopology } from '../../services/lib/bus/topology.js';
 import { loadConfig } from '../../services/lib/shared/config.js';
 import { AppError } from '../../services/lib/shared/errors.js';
+import { sha256 } from '../../services/lib/bus/blob-store.js';
 import { startNatsServer, type TestNatsServer } from '../helpers/nats-server.js';
 
 let nats: TestNatsServer;
@@ -76,4 +77,22 @@ test('a frame that is gone gives frame_missing (retryable), and a finished job\'
   assert.ok((await store.frames.get(stored.ref)).data.equals(pattern(64)));
   await store.frames.deleteJob('01JOBCCCCCCCCCCCCCCCCCCCCC');
   await assert.rejects(store.frames.get(stored.ref), (error: AppError) => error.code === 'frame_missing' && error.retryable);
+});
+
+test('the input left by an edge on this host is read only when its length and sha256 are the reference\'s', async () => {
+  const cache = new LocalFrames(path.join(dir, 'host-f'), 'host-f');
+  const jobId = '01JOBDDDDDDDDDDDDDDDDDDDDD';
+  const bytes = pattern(5000);
+  const ref = { kind: 'blob' as const, stream: 'PHOTOLAB_BLOBS', name: `uploads/${jobId}`, bytes: bytes.length, chunks: 1, sha256: sha256(bytes) };
+  assert.equal(await cache.getInput(jobId, ref), null, 'no copy: the step reads the stored blob');
+  await cache.putInput(jobId, bytes);
+  assert.ok((await cache.getInput(jobId, ref))?.equals(bytes));
+  const other = pattern(5000).fill(7, 100, 200); // same length, other bytes
+  await cache.putInput(jobId, other);
+  assert.equal(await cache.getInput(jobId, ref), null, 'a copy with another digest is never taken for the input');
+  await cache.putInput(jobId, bytes.subarray(0, 4000));
+  assert.equal(await cache.getInput(jobId, ref), null, 'nor a shorter one');
+  await cache.putInput(jobId, bytes);
+  await cache.deleteJob(jobId);
+  assert.equal(await cache.getInput(jobId, ref), null, 'the copy goes with the job\'s frames');
 });

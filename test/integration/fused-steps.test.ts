@@ -4,7 +4,9 @@
  * killed mid-chain is re-run from its first step after redelivery, with one result.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -54,6 +56,41 @@ test('killed in the middle of a fused chain: redelivery re-runs it from its firs
   assert.equal(events.filter((e) => e.type === 'job.done').length, 1);
   assert.equal(events.filter((e) => e.type === 'step.finished' && e.step === 'encode').length, 1);
   await system.stopSpawned();
+});
+
+/** Direct gets of jobs' uploads (what a first step without the host's copy does to read one), by subject. */
+function watchUploadReads(): { of(jobId: string): number; stop(): void } {
+  const subjects: string[] = [];
+  const sub = system.nc.subscribe(`$JS.API.DIRECT.GET.${STREAMS.blobs}.>`, { callback: (_error, m) => { subjects.push(m.subject); } });
+  return { of: (jobId) => subjects.filter((s) => s.includes(`uploads.${jobId}`)).length, stop: () => sub.unsubscribe() };
+}
+
+test('the edge leaves the upload for a first step on its host, which reads it from the host cache; a first step elsewhere reads the stored blob', async () => {
+  const reads = watchUploadReads();
+  await system.nc.flush();
+  const rest = [await system.startWorker('detect_objects'), await system.startWorker('encode')];
+  // decode on another host (its own tmpfs): no copy is left, decode reads the blob through nats-server.
+  const otherCache = mkdtempSync(path.join(os.tmpdir(), 'another-host-'));
+  system.spawnWorker('decode', { HOST_ID: 'another-host', FRAME_CACHE_DIR: otherCache });
+  await waitFor(() => system.edge.presence.hostsOf('decode').some((s) => s.host === 'another-host'), 'the edge to see decode on another host');
+  let jobId = (await system.submit(readFileSync(fixture('dog.jpg')), PIPELINE)).jobId;
+  let job = await system.waitForJob(jobId, { timeoutMs: 30_000 });
+  assert.equal(job.status, 'done', JSON.stringify(job.error));
+  assert.notEqual(job.result!.provenance![0]!.worker, job.result!.provenance![1]!.worker, 'decode ran in the other process');
+  await system.nc.flush();
+  assert.ok(reads.of(jobId) >= 1, 'decode on another host read the upload from the blobs stream');
+  await system.stopSpawned();
+  rmSync(otherCache, { recursive: true, force: true });
+  // decode on this host: it reads the edge's copy, the blob is never read while the job runs.
+  const decode = await system.startWorker('decode');
+  jobId = (await system.submit(readFileSync(fixture('dog.jpg')), PIPELINE)).jobId;
+  job = await system.waitForJob(jobId, { timeoutMs: 30_000 });
+  assert.equal(job.status, 'done', JSON.stringify(job.error));
+  await system.nc.flush();
+  assert.equal(reads.of(jobId), 0, 'decode on the edge\'s host read no chunk of the upload from the bus');
+  assert.ok(job.result!.findings!.objects!.some((o) => o.label === 'dog'), 'and decoded the real photo');
+  reads.stop();
+  for (const worker of [decode, ...rest]) await worker.stop();
 });
 
 test('one process per step: a step that hands back its input frame (detect_objects) passes the stored frame on, no second copy', async () => {
