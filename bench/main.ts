@@ -6,11 +6,21 @@
  * Sections: blobs, ingest, overhead, throughput, models, bus. Options: --quick (fewer samples).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { blobsSection } from './sections/blobs.js';
 import type { SectionResult } from './sections/types.js';
 import { machine, progress, REPO_ROOT, table } from './lib/util.js';
+import { withAllocatorDefaults } from '../services/lib/shared/config.js';
+
+// glibc reads its allocator settings when a process starts: the bench re-runs itself under the
+// ones that `npm start` gives the services, so that the in-process side (a) of a comparison
+// allocates frames as the services do.
+if (process.env.MALLOC_MMAP_THRESHOLD_ === undefined) {
+  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: withAllocatorDefaults(process.env) });
+  process.exit(child.status ?? 1);
+}
 
 type Runner = (options: { quick: boolean }) => Promise<SectionResult>;
 const SECTIONS: Record<string, { order: number; run: () => Promise<Runner> }> = {

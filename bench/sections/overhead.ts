@@ -60,24 +60,28 @@ export async function overheadSection(options: { quick: boolean }): Promise<Sect
   for (const c of cases) if (!photos.has(c.megapixels)) photos.set(c.megapixels, (await photo(c.megapixels)).bytes);
   const small = (await photo(0.05)).bytes;
 
-  // (a) in process.
-  const inproc = new Map<string, { totals: number[]; steps: number[][] }>();
+  // (a) in process, measured again right before each transport's (b) runs: this machine drifts
+  // by 30-100% within an hour, so each row's ratio compares runs minutes apart, not a run made
+  // before all the others.
   await prepare(['decode', 'denoise', 'upscale', 'encode', 'detect_objects']);
-  for (const c of cases) {
-    const image = photos.get(c.megapixels)!;
-    progress(`overhead (a) in-process: ${c.name} x ${c.runs}`);
-    await runInProcess(c.pipeline, small);
-    for (let i = 0; i < c.warmups; i++) await runInProcess(c.pipeline, image);
-    const totals: number[] = [];
-    const steps: number[][] = [];
-    for (let i = 0; i < c.runs; i++) {
-      const r = await runInProcess(c.pipeline, image);
-      totals.push(r.totalMs);
-      steps.push(r.stepMs);
+  const inProcess = async (here: Case[]) => {
+    const measured = new Map<string, { totals: number[]; steps: number[][] }>();
+    for (const c of here) {
+      const image = photos.get(c.megapixels)!;
+      progress(`overhead (a) in-process: ${c.name} x ${c.runs}`);
+      await runInProcess(c.pipeline, small);
+      for (let i = 0; i < c.warmups; i++) await runInProcess(c.pipeline, image);
+      const totals: number[] = [];
+      const steps: number[][] = [];
+      for (let i = 0; i < c.runs; i++) {
+        const r = await runInProcess(c.pipeline, image);
+        totals.push(r.totalMs);
+        steps.push(r.stepMs);
+      }
+      measured.set(c.name, { totals, steps });
     }
-    inproc.set(c.name, { totals, steps });
-  }
-  await closeAll();
+    return measured;
+  };
 
   // (b) through the system, once per frame transport.
   const rows: Row[] = [];
@@ -85,6 +89,7 @@ export async function overheadSection(options: { quick: boolean }): Promise<Sect
   for (const transport of transports) {
     const here = cases.filter((c) => c.transports.includes(transport));
     const steps = [...new Set(here.flatMap((c) => c.pipeline.map((p) => p.step)))];
+    const inproc = await inProcess(here);
     progress(`overhead (b) starting nats-server, edge and ${steps.length} stage services, FRAME_TRANSPORT=${transport}`);
     // 'fused': one stage process hosting every step (STAGE_LAYOUT=fused), frames in memory between them.
     const workers = transport === 'fused' ? { [steps.join(',')]: 1 } : Object.fromEntries(steps.map((s) => [s, 1]));
@@ -117,6 +122,7 @@ export async function overheadSection(options: { quick: boolean }): Promise<Sect
       await cluster.stop();
     }
   }
+  await closeAll();
 
   const pipelineOf = (name: string) => cases.find((c) => c.name === name)!;
   const main = table(
@@ -136,7 +142,7 @@ export async function overheadSection(options: { quick: boolean }): Promise<Sect
     rows.filter((r) => r.transport === 'auto').flatMap((r) => pipelineOf(r.name).pipeline.map((p, i) => [r.name, r.transport, p.step, ms(r.stepA[i]!), ms(r.stepB[i]!)])),
   );
   const markdown = [
-    'Same steps, same photo (fixtures/dog.jpg resized to the size shown, JPEG q90), same parameters. (a): the stage functions called one after another in the bench process, frame handed over in memory. (b): `POST /api/jobs` to the edge (uWebSockets.js, own process), NATS JetStream, one process per stage service (`dist/services/stage-worker/main.js <step>`), timed until the terminal job event reaches the client. One job at a time; warm-ups first. p95 is the nearest-rank p95 (of 3 runs: the largest).',
+    'Same steps, same photo (fixtures/dog.jpg resized to the size shown, JPEG q90), same parameters. (a): the stage functions called one after another in the bench process, frame handed over in memory, measured again right before each FRAME_TRANSPORT\'s (b) runs, under the allocator settings the services get (MALLOC_MMAP_THRESHOLD_, README). (b): `POST /api/jobs` to the edge (uWebSockets.js, own process), NATS JetStream, one process per stage service (`dist/services/stage-worker/main.js <step>`), timed until the terminal job event reaches the client. One job at a time; warm-ups first. p95 is the nearest-rank p95 (of 3 runs: the largest).',
     'Fairness: both use the same 2 cores; (a) has them to itself, (b) shares them with nats-server, the edge and idle services. ONNX Runtime uses its default intra-op threads (2) in both.',
     'Hop = one step through the bus: the step message, its input loaded (the upload blob for decode, a frame for the others), step.started (live, core NATS), its output stored (frame, or the result blob for encode), its step event (which carries the stage metric), publish of the next step, ack. The edge\'s upload (blob and job record, written together, then the first publish) and the terminal event are spread over the hops too.',
     '',
