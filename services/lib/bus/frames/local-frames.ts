@@ -6,7 +6,7 @@
  * on this host: it spares the step a read of the upload through nats-server (a direct get of the
  * whole upload, 220 KB for a 1 MP JPEG). The stored blob stays the job's record of its input.
  */
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { BlobRef, FrameRef } from '../../shared/schema-types.js';
 import { sha256 } from '../blob-store.js';
@@ -45,10 +45,9 @@ export class LocalFrames {
   }
 
   private async write(file: string, bytes: Uint8Array): Promise<void> {
-    await mkdir(path.dirname(file), { recursive: true });
     // Write then rename: a reader never sees half a file, and a re-run overwrites atomically.
     const partial = `${file}.${process.pid}.part`;
-    const handle = await open(partial, 'w');
+    const handle = await openCreatingFolder(partial);
     try {
       // One write call: fs.promises.writeFile goes in 512 KiB pieces, each a round trip through
       // the thread pool, which took 7 ms for a 3 MB frame here against 1.2 ms in one call.
@@ -114,5 +113,20 @@ async function readWhole(file: string, size: number): Promise<Buffer | null> {
     return bytes;
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Opens the file for writing, making its job's folder first only when it is missing: the
+ * folder is usually there already (the edge's input copy, an earlier frame), and a recursive
+ * mkdir per write is 0.1-0.3 ms more per 3 MB frame write on this machine's tmpfs.
+ */
+async function openCreatingFolder(file: string): Promise<FileHandle> {
+  try {
+    return await open(file, 'w');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    await mkdir(path.dirname(file), { recursive: true });
+    return await open(file, 'w');
   }
 }
