@@ -201,12 +201,17 @@ export class StageRunner {
    * hosted here; then hands the job on or ends it, and acks the message.
    */
   private async runChain(msg: JsMsg, position: Position, attempt: number, log: Logger, markStart: (t: number) => void): Promise<void> {
-    // Facts of the steps already run here, still being stored: the next step in the chain does
-    // not wait for them (1-2 ms a hop), the hand-off, the job's end and the ack do. They go out
-    // in order on one connection and one subject, and their message ids make a re-run's copies
-    // duplicates, so waiting later loses nothing.
-    const unconfirmed: Promise<unknown>[] = [];
-    const confirmed = () => Promise.all(unconfirmed.splice(0));
+    const facts = new PendingFacts();
+    try {
+      await this.runSteps(msg, position, attempt, log, markStart, facts);
+    } finally {
+      // A step of the chain that failed or was stopped: the earlier steps' facts are settled
+      // before the failure is handled (its retry or terminal event comes after them).
+      await facts.settled();
+    }
+  }
+
+  private async runSteps(msg: JsMsg, position: Position, attempt: number, log: Logger, markStart: (t: number) => void, facts: PendingFacts): Promise<void> {
     for (;;) {
       const message = position.message;
       const { jobId, index, pipeline } = message;
@@ -215,7 +220,7 @@ export class StageRunner {
       const params = resolveParams(item.step, item.params);
       stage.check?.(params); // a message may come from anywhere, not only from the edge
       if (Date.now() > message.deadline) {
-        await confirmed();
+        await facts.confirmed();
         await this.finish(message, { status: 'timeout', error: { code: 'job_timeout' satisfies ErrorCode, message: `the job passed its deadline before step ${index} (${item.step})`, step: item.step }, index });
         msg.ack();
         return;
@@ -254,7 +259,7 @@ export class StageRunner {
       // A cancel or the deadline may have come while the step ran: its output is discarded.
       if (this.options.ends.seenEnded(jobId)) throw new JobEnded('canceled');
       if (Date.now() > message.deadline) {
-        await confirmed();
+        await facts.confirmed();
         await this.finish(message, { status: 'timeout', error: { code: 'job_timeout' satisfies ErrorCode, message: `the job passed its deadline during step ${index} (${item.step})`, step: item.step }, index });
         throw new JobEnded('timeout');
       }
@@ -274,8 +279,7 @@ export class StageRunner {
       };
 
       const fact = publishStepEvent(this.bus.js, stepEvent, `${index}:${event === 'step.finished' ? 'finished' : 'skipped'}`);
-      fact.catch(() => undefined); // awaited below; a failure then fails the step (retried)
-      unconfirmed.push(fact);
+      facts.add(fact);
       if (move === 'continue') {
         // The next step runs here: its message stays in memory (the input is the carried frame).
         position.message = nextStep(message, { input: message.input, findings, provenance: history });
@@ -284,7 +288,7 @@ export class StageRunner {
       }
 
       // Store what the next step (or the client) needs, while the step's fact is written.
-      const [stored] = await Promise.all([this.storeOutput(message, stage.output, output, move === 'finish'), confirmed()]);
+      const [stored] = await Promise.all([this.storeOutput(message, stage.output, output, move === 'finish'), facts.confirmed()]);
       if (move === 'publish') {
         if (!stored.ref) throw appError('no_output', `step ${item.step} gave no output for the next step`);
         await enqueueStep(this.bus.js, nextStep(message, { input: stored.ref, findings, provenance: history }));
@@ -471,4 +475,29 @@ function jobFacts(message: JobMessage): JobFacts {
     createdAt: message.submittedAt ?? message.enqueuedAt ?? Date.now(),
     inputBytes: message.source?.bytes ?? (message.input.kind === 'blob' ? message.input.bytes : 0),
   };
+}
+
+/**
+ * The step facts of a fused chain that are still being stored. The next step in the chain does
+ * not wait for them (1-2 ms a hop); the hand-off, the job's end and the ack do (`confirmed`).
+ * They go out in order on one connection, and their message ids make a re-run's copies
+ * duplicates, so waiting later loses nothing.
+ */
+class PendingFacts {
+  private readonly pending: Promise<unknown>[] = [];
+
+  add(fact: Promise<unknown>): void {
+    fact.catch(() => undefined); // awaited by confirmed(): a failure then fails the step (retried)
+    this.pending.push(fact);
+  }
+
+  /** All stored, or the first failure. */
+  confirmed(): Promise<unknown> {
+    return Promise.all(this.pending.splice(0));
+  }
+
+  /** All answered, stored or not. */
+  settled(): Promise<unknown> {
+    return Promise.allSettled(this.pending.splice(0));
+  }
 }
