@@ -87,10 +87,7 @@ export interface Cluster {
 }
 
 export function benchEnv(nats: NatsHandle, dataDir: string, extra: Record<string, string> = {}): Record<string, string> {
-  // The allocator settings that `npm start` and the images give every service.
-  const allocator = withAllocatorDefaults({}) as Record<string, string>;
   return {
-    ...allocator,
     NATS_URL: nats.url,
     JWT_SECRET,
     HTTP_HOST: '127.0.0.1',
@@ -121,7 +118,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const logFile = path.join(dataDir, `${kind}${step ? `-${step}` : ''}-${++serial}.log`);
     const fd = openSync(logFile, 'a');
     const [script, ...args] = SERVICES[kind];
-    const childEnv: Record<string, string> = { ...process.env as Record<string, string>, ...env };
+    // The allocator settings that `npm start` and the images give every service, unless set.
+    const childEnv = withAllocatorDefaults({ ...process.env, ...env }) as Record<string, string>;
     if (kind !== 'worker') childEnv.HTTP_PORT = String(servicePort ?? port);
     const child = track(spawn(process.execPath, [path.join(DIST, script!), ...args, ...(step ? [step] : [])], { env: childEnv, stdio: ['ignore', fd, fd] }));
     closeSync(fd);
