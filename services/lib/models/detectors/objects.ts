@@ -5,7 +5,7 @@
 import type { DetectedObject } from '../../shared/schema-types.js';
 import { classwiseNms, type Candidate } from '../nms.js';
 import type { LoadedModel } from '../runtime.js';
-import { letterbox, resizeRgb, rgbToTensor, sigmoid, stretchGeometry, toSourceBox, type LetterboxGeometry, type RgbImage } from '../tensor.js';
+import { letterbox, resizeRgb, rgbToTensor, sigmoid, stretchGeometry, TensorBuffers, toSourceBox, type LetterboxGeometry, type RgbImage } from '../tensor.js';
 import { COCO_LABELS } from './coco.js';
 
 export interface ObjectDetectOptions {
@@ -69,9 +69,19 @@ async function prepareLetterboxed(model: LoadedModel, image: RgbImage) {
   const { contract } = model.entry;
   const { width, height } = inputSize(model);
   const { image: input, geometry } = await letterbox(image, width, height, { padValue: contract.padValue ?? 0 });
-  const out = await model.run({ [model.inputNames[0]]: rgbToTensor(input, { colourOrder: contract.colourOrder, scale: contract.scale, mean: contract.mean, std: contract.std }) });
-  return { out, geometry, width, height };
+  let buffers = inputBuffers.get(model);
+  if (!buffers) inputBuffers.set(model, (buffers = new TensorBuffers()));
+  const data = buffers.take(width * height * 3);
+  try {
+    const out = await model.run({ [model.inputNames[0]]: rgbToTensor(input, { colourOrder: contract.colourOrder, scale: contract.scale, mean: contract.mean, std: contract.std }, data) });
+    return { out, geometry, width, height };
+  } finally {
+    buffers.give(data); // the run has read it; the outputs are ONNX Runtime's own
+  }
 }
+
+/** Fixed-size detectors take the same input tensor every run: one reused buffer per model. */
+const inputBuffers = new WeakMap<LoadedModel, TensorBuffers>();
 
 /** YOLOX: [1, anchors, 85] = dx, dy, log w, log h, obj, 80 class probabilities, anchors over strides 8/16/32. */
 async function detectYolox(model: LoadedModel, image: RgbImage, options: ObjectDetectOptions): Promise<DetectedObject[]> {
