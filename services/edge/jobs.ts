@@ -178,7 +178,7 @@ export class JobsService {
         this.bus.jobs.create(job),
         uploadName ? this.bus.blobs.put(uploadName, image, input.contentType, input) : Promise.resolve(input),
         // Without the copy the step reads the stored blob: a failed write costs time, not the job.
-        handedOff ? this.bus.localFrames.putInput(jobId, image).catch((e) => this.log.warn({ err: e, jobId }, 'input not left in the host cache')) : undefined,
+        handedOff ? this.bus.localFrames?.putInput(jobId, image).catch((e) => this.log.warn({ err: e, jobId }, 'input not left in the host cache')) : undefined,
       ]);
       if (created.status === 'fulfilled') revision = created.value;
       if (created.status === 'rejected') throw created.reason;
@@ -210,7 +210,7 @@ export class JobsService {
       if (revision !== undefined) await this.bus.jobs.withdraw(owner, jobId).catch(() => undefined);
       this.open?.forget(ownerHash(owner), jobId);
       if (uploadName) await this.bus.blobs.delete(uploadName).catch(() => undefined);
-      if (handedOff) await this.bus.localFrames.deleteJob(jobId).catch(() => undefined);
+      if (handedOff) await this.bus.localFrames?.deleteJob(jobId).catch(() => undefined);
       if (attachedTo) await this.bus.cases.removeJob(caseScope(owner), attachedTo, jobId, ownerHash(owner)).catch(() => undefined);
       if (idempotencyKvKey) await this.bus.idempotency.delete(idempotencyKvKey).catch(() => undefined);
       throw error;
@@ -224,7 +224,7 @@ export class JobsService {
    * blob, and the copy goes with the job's frames (FRAME_TTL_S at the latest).
    */
   private firstStepOnThisHost(step: string): boolean {
-    if (this.config.frameTransport === 'bus' || !this.presence) return false;
+    if (!this.bus.localFrames || !this.presence) return false;
     return this.presence.hostsOf(step).some((stage) => stage.host === this.config.hostId);
   }
 

@@ -27,7 +27,11 @@ export interface Bus {
   /** Cases, their jobs and evidence (case-store.ts). */
   cases: CaseStore;
   frames: FrameStore;
-  localFrames: LocalFrames;
+  /**
+   * This host's frame cache for what is left outside the frame store (the edge's copy of an
+   * upload for a first step here); absent with FRAME_TRANSPORT=bus, which keeps nothing on the host.
+   */
+  localFrames?: LocalFrames;
   idempotency: import('@nats-io/kv').KV;
   close(): Promise<void>;
 }
@@ -64,7 +68,7 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
     // Chunks of up to 4 MiB, within the server's max_payload (with room for headers).
     blobs: new BlobStore(js, jsm, nc.info?.max_payload ?? 1024 * 1024),
     frames: new TieredFrames(config.frameTransport, localFrames, busFrames),
-    localFrames,
+    localFrames: config.frameTransport === 'bus' ? undefined : localFrames,
     idempotency,
     async close() {
       await nc.drain().catch(() => nc.close());

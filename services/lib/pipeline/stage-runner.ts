@@ -396,7 +396,7 @@ export class StageRunner {
     if (stage.input === 'encoded') {
       if (ref.kind !== 'blob') throw appError('invalid_message', `${stage.step} needs an encoded image`);
       // The edge's copy on this host when there is one (same digest), else the stored blob.
-      const local = this.config.frameTransport === 'bus' ? null : await this.bus.localFrames.getInput(jobId, ref);
+      const local = await this.bus.localFrames?.getInput(jobId, ref);
       const bytes = local ?? await this.bus.blobs.get(ref);
       return { encoded: { bytes, format: '', contentType: ref.contentType ?? 'application/octet-stream' } };
     }
