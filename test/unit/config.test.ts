@@ -13,6 +13,14 @@ test('defaults apply when the environment is empty', () => {
   assert.deepEqual(config.onnxProviders, ['cpu']);
 });
 
+test('frames live at least as long as the longest job deadline', () => {
+  assert.equal(loadConfig({}).frameTtlS, 3600 + 300, 'by default the 60 min deadline and 5 min more');
+  assert.equal(loadConfig({ JOB_MAX_DEADLINE_MS: '600000' }).frameTtlS, 900, 'it follows JOB_MAX_DEADLINE_MS');
+  assert.equal(loadConfig({ FRAME_TTL_S: '7200' }).frameTtlS, 7200, 'a longer time is kept');
+  assert.throws(() => loadConfig({ FRAME_TTL_S: '900' }), /FRAME_TTL_S \(900 s\) is shorter than the longest job deadline \(JOB_MAX_DEADLINE_MS, 3600 s\)/);
+  assert.throws(() => loadConfig({ FRAME_TTL_S: '-1' }), /FRAME_TTL_S/);
+});
+
 test('values are parsed and malformed ones refused with the variable named', () => {
   const config = loadConfig({ HTTP_PORT: '9000', CORS_ORIGINS: 'https://a.example, https://b.example', FRAME_TRANSPORT: 'bus' });
   assert.equal(config.httpPort, 9000);

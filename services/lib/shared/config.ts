@@ -82,8 +82,8 @@ export const settings = {
   maxAttempts: setting('MAX_ATTEMPTS', 3, int, 'Tries per step before the job fails and the message goes to the dead-letter subject.'),
   retryDelayMs: setting('RETRY_DELAY_MS', 1000, int, 'Delay before the first retry; doubles each try.'),
   frameTransport: setting('FRAME_TRANSPORT', 'auto' as 'auto' | 'bus' | 'local', oneOf('auto', 'bus', 'local'), 'Where raw frames go between steps: `bus` (JetStream frames stream), `local` (host shared memory only, single host), `auto` (local cache plus the bus for other hosts). `npm start` with its embedded nats-server uses `local` unless set.'),
-  frameCacheDir: setting('FRAME_CACHE_DIR', fs_shm(), str, 'Host-local frame cache folder (tmpfs).'),
-  frameTtlS: setting('FRAME_TTL_S', 900, int, 'How long intermediate frames live on the bus and in the cache.'),
+  frameCacheDir: setting('FRAME_CACHE_DIR', fs_shm(), str, 'Host-local frame cache folder. In memory (tmpfs or ramfs, as /dev/shm) its files are written and read in the calling thread; on a disk through the thread pool.'),
+  frameTtlS: setting('FRAME_TTL_S', 0, int, 'How long intermediate frames live on the bus and in the cache, in seconds. 0: the longest job deadline (JOB_MAX_DEADLINE_MS) and 5 minutes more, so that a step queued until its job\'s deadline still finds its input. A shorter time than that deadline is refused at start.'),
   frameStreamMaxBytes: setting('FRAME_STREAM_MAX_BYTES', 2 * 1024 * 1024 * 1024, int, 'Memory the frames stream may use; oldest frames go first.'),
   frameStorage: setting('FRAME_STORAGE', 'memory' as 'memory' | 'file', oneOf('memory', 'file'), 'Storage of the frames stream.'),
   blobTtlS: setting('BLOB_TTL_S', 7 * 24 * 3600, int, 'How long uploads and results are kept on the blobs stream.'),
@@ -137,8 +137,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const raw = env[s.env];
     out[key] = raw === undefined || raw === '' ? s.default : s.parse(raw, s.env);
   }
-  return out as Config;
+  const config = out as Config;
+  // A frame must outlive every job that may still read it: the frames stream and the host
+  // caches drop it after FRAME_TTL_S, and a job may wait in a queue up to its deadline (a 900 s
+  // default against a 60 min deadline failed such jobs with frame_missing).
+  const longestJobS = Math.ceil(config.jobMaxDeadlineMs / 1000);
+  if (config.frameTtlS === 0) config.frameTtlS = longestJobS + FRAME_TTL_MARGIN_S;
+  else if (config.frameTtlS < longestJobS) {
+    throw new Error(`FRAME_TTL_S (${config.frameTtlS} s) is shorter than the longest job deadline (JOB_MAX_DEADLINE_MS, ${longestJobS} s): a step queued that long would find its input frame gone. Raise FRAME_TTL_S, lower JOB_MAX_DEADLINE_MS, or leave FRAME_TTL_S at 0`);
+  }
+  return config;
 }
+
+/** What FRAME_TTL_S=0 adds to the longest job deadline: a job's last steps past its deadline are refused, not run. */
+const FRAME_TTL_MARGIN_S = 300;
 
 // No module-level configuration: a process reads its environment once, in its main, and passes
 // the Config to what it starts (libraries never read the environment when they are imported).
