@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { existsSync } from 'node:fs';
-import { isInMemory, LocalFrames } from '../../services/lib/bus/frames/local-frames.js';
+import { isInMemory, LocalFrames, SYNC_IO_MAX_BYTES } from '../../services/lib/bus/frames/local-frames.js';
 import type { FrameRef } from '../../services/lib/shared/schema-types.js';
 
 // A folder in memory (/dev/shm, the default) is written and read in the calling thread, a disk
@@ -33,6 +33,12 @@ for (const { kind, parent } of folders) test(`the host-local frame cache (${kind
     await cache.deleteJob('JOB2');
     assert.equal(existsSync(path.join(dir, 'JOB2')), false, 'deleteJob removes the job folder');
     await cache.deleteJob('JOB2'); // twice: no error
+    // A frame larger than what is copied in the calling thread goes through the thread pool.
+    const height = Math.ceil(SYNC_IO_MAX_BYTES / (3 * 1024)) + 1;
+    const large = Buffer.alloc(3 * 1024 * height, 9);
+    await cache.put('JOB3.1', { width: 1024, height, channels: 3, data: large });
+    const largeRef: FrameRef = { kind: 'frame', id: 'JOB3.1', width: 1024, height, channels: 3, bytes: large.length, chunks: 0, host: 'host-a', stored: ['local'] };
+    assert.ok((await cache.get(largeRef))?.data.equals(large));
     const old = new Date(Date.now() - 3_600_000);
     utimesSync(path.join(dir, 'JOB1'), old, old);
     assert.equal(await cache.sweep(60_000), 1);

@@ -82,7 +82,7 @@ export const settings = {
   maxAttempts: setting('MAX_ATTEMPTS', 3, int, 'Tries per step before the job fails and the message goes to the dead-letter subject.'),
   retryDelayMs: setting('RETRY_DELAY_MS', 1000, int, 'Delay before the first retry; doubles each try.'),
   frameTransport: setting('FRAME_TRANSPORT', 'auto' as 'auto' | 'bus' | 'local', oneOf('auto', 'bus', 'local'), 'Where raw frames go between steps: `bus` (JetStream frames stream), `local` (host shared memory only, single host), `auto` (local cache plus the bus for other hosts). `npm start` with its embedded nats-server uses `local` unless set.'),
-  frameCacheDir: setting('FRAME_CACHE_DIR', fs_shm(), str, 'Host-local frame cache folder. In memory (tmpfs or ramfs, as /dev/shm) its files are written and read in the calling thread; on a disk through the thread pool.'),
+  frameCacheDir: setting('FRAME_CACHE_DIR', fs_shm(), str, 'Host-local frame cache folder. In memory (tmpfs or ramfs, as /dev/shm) files up to 4 MiB are written and read in the calling thread, larger ones and a disk folder\'s through the thread pool.'),
   frameTtlS: setting('FRAME_TTL_S', 0, int, 'How long intermediate frames live on the bus and in the cache, in seconds. 0: the longest job deadline (JOB_MAX_DEADLINE_MS) and 5 minutes more, so that a step queued until its job\'s deadline still finds its input. A shorter time than that deadline is refused at start.'),
   frameStreamMaxBytes: setting('FRAME_STREAM_MAX_BYTES', 2 * 1024 * 1024 * 1024, int, 'Memory the frames stream may use; oldest frames go first.'),
   frameStorage: setting('FRAME_STORAGE', 'memory' as 'memory' | 'file', oneOf('memory', 'file'), 'Storage of the frames stream.'),
