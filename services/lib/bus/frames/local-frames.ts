@@ -29,7 +29,11 @@ export class LocalFrames {
    * SYNC_IO_MAX_BYTES, whose copy would hold the event loop (the edge's serves every client).
    */
   private inThisThread(bytes: number): boolean {
-    return bytes <= SYNC_IO_MAX_BYTES && (this.inMemory ??= isInMemory(this.dir));
+    return bytes <= SYNC_IO_MAX_BYTES && this.folderInMemory;
+  }
+
+  private get folderInMemory(): boolean {
+    return (this.inMemory ??= isInMemory(this.dir));
   }
 
   private file(id: string): string {
@@ -96,7 +100,8 @@ export class LocalFrames {
   }
 
   async deleteJob(jobId: string): Promise<void> {
-    if (this.inThisThread(0)) rmSync(path.join(this.dir, jobId), { recursive: true, force: true });
+    // Removing copies nothing: in memory it is done here whatever the files' sizes.
+    if (this.folderInMemory) rmSync(path.join(this.dir, jobId), { recursive: true, force: true });
     else await rm(path.join(this.dir, jobId), { recursive: true, force: true });
   }
 
