@@ -140,13 +140,16 @@ export class JobsService {
     const now = Date.now();
     const deadline = now + deadlineMs;
     let idempotencyKvKey: string | undefined;
+    /** The key's revision while it names this job (deleted on failure only if still ours). */
+    let keyRevision: number | undefined;
     if (request.idempotencyKey) {
-      idempotencyKvKey = idempotencyKey(owner, request.idempotencyKey);
-      const existing = await this.claimIdempotencyKey(owner, idempotencyKvKey, jobId);
-      if (existing) {
-        await this.resumeSubmission(existing);
-        return { job: existing, created: false };
+      idempotencyKvKey = idempotencyKvKeyOf(owner, request.idempotencyKey);
+      const claim = await this.claimIdempotencyKey(owner, idempotencyKvKey, jobId);
+      if ('existing' in claim) {
+        await this.resumeSubmission(claim.existing);
+        return { job: claim.existing, created: false };
       }
+      keyRevision = claim.revision;
     }
     let revision: number | undefined;
     let attachedTo: string | undefined;
@@ -191,6 +194,12 @@ export class JobsService {
         });
       }
       await request.beforeStart?.(job);
+      if (idempotencyKvKey && (await this.bus.idempotency.get(idempotencyKvKey))?.revision !== keyRevision) {
+        // A retry took the key over while this submission was stalled before its record (see
+        // claimIdempotencyKey): that one is the key's job, so this one goes without running.
+        keyRevision = undefined;
+        throw appError('idempotency_key_in_use', 'a later request with this Idempotency-Key took it over; retry to get its job', { details: { retryAfterS: 1 } });
+      }
       enqueueing = true;
       await this.enqueue(job, firstStep(job, { requestId: request.requestId, now }));
       this.log.info({ jobId, sub: owner.sub, steps: pipeline.map((s) => s.step) }, 'job accepted');
@@ -212,7 +221,8 @@ export class JobsService {
       if (uploadName) await this.bus.blobs.delete(uploadName).catch(() => undefined);
       if (handedOff) await this.bus.localFrames?.deleteJob(jobId).catch(() => undefined);
       if (attachedTo) await this.bus.cases.removeJob(caseScope(owner), attachedTo, jobId, ownerHash(owner)).catch(() => undefined);
-      if (idempotencyKvKey) await this.bus.idempotency.delete(idempotencyKvKey).catch(() => undefined);
+      // Only while it still names this job: a retry may have taken it over.
+      if (idempotencyKvKey && keyRevision !== undefined) await this.bus.idempotency.delete(idempotencyKvKey, { previousSeq: keyRevision }).catch(() => undefined);
       throw error;
     }
   }
@@ -297,24 +307,43 @@ export class JobsService {
     return entries.filter((e): e is OpenJob => e !== null);
   }
 
-  /** Returns the job that already holds this key, or null if the key is now ours. */
-  private async claimIdempotencyKey(owner: Owner, kvKey: string, jobId: string): Promise<JobRecord | null> {
-    try {
-      await this.bus.idempotency.create(kvKey, jobId);
-      return null;
-    } catch (error) {
-      if (!isWrongLastSequence(error)) throw error;
-    }
-    const existingId = (await this.bus.idempotency.get(kvKey))?.string();
-    // The first request may still be creating its job record: give it a moment. (The key is
-    // per caller, so the job found is the caller's own.)
-    for (let i = 0; existingId && i < 100; i++) {
-      const job = await this.bus.jobs.get(owner, existingId, this.live?.get(existingId));
-      if (job) return job;
-      await new Promise((r) => setTimeout(r, 20));
+  /**
+   * Takes the key for jobId, or returns the job that holds it. A key that has named a missing
+   * record for longer than IDEMPOTENCY_STALE_MS is taken over, because its submission failed before
+   * its record was written and could not remove the key. That happens when NATS goes away in
+   * mid-submission: the 3-node cluster test saw a retry refused with 409 for 7 minutes that way,
+   * and the key would have blocked it for the bucket's 24 h. A submission that was only stalled
+   * finds the key taken before it enqueues anything, and gives way (submit).
+   */
+  private async claimIdempotencyKey(owner: Owner, kvKey: string, jobId: string): Promise<{ revision: number } | { existing: JobRecord }> {
+    for (let tries = 0; tries < 3; tries++) {
+      try {
+        return { revision: await this.bus.idempotency.create(kvKey, jobId) };
+      } catch (error) {
+        if (!isWrongLastSequence(error)) throw error;
+      }
+      const entry = await this.bus.idempotency.get(kvKey);
+      const existingId = entry?.operation === 'PUT' ? entry.string() : '';
+      if (!entry || !existingId) continue; // removed meanwhile (a failed submission's clean-up): create again
+      // The first request may still be creating its job record: give it a moment. (The key is
+      // per caller, so the job found is the caller's own.)
+      for (let i = 0; i < 100; i++) {
+        const job = await this.bus.jobs.get(owner, existingId, this.live?.get(existingId));
+        if (job) return { existing: job };
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      if (Date.now() - entry.created.getTime() < this.config.idempotencyStaleMs) break;
+      try {
+        const revision = await this.bus.idempotency.update(kvKey, jobId, entry.revision);
+        this.log.warn({ key: kvKey, stale: existingId, jobId }, 'Idempotency-Key named no job record; taken over by this retry');
+        return { revision };
+      } catch (error) {
+        if (!isWrongLastSequence(error)) throw error; // another retry took it first: look again
+      }
     }
     throw appError('idempotency_key_in_use', 'a request with this Idempotency-Key is still being processed; retry shortly', { details: { retryAfterS: 1 } });
   }
+
 
   /** The caller's job; someone else's job is reported as not found. */
   async get(owner: Owner, jobId: string): Promise<JobRecord> {
@@ -411,7 +440,8 @@ export class JobsService {
   }
 }
 
-function idempotencyKey(owner: Owner, key: string): string {
+/** The caller's Idempotency-Key as its key in the photolab-idempotency bucket. */
+export function idempotencyKvKeyOf(owner: Owner, key: string): string {
   return createHash('sha256').update(`${owner.tenant ?? ''}\u0000${owner.sub}\u0000${key}`).digest('hex');
 }
 

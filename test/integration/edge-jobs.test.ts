@@ -10,7 +10,12 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { STREAMS } from '../../services/lib/bus/subjects.js';
+import { Kvm } from '@nats-io/kv';
+import pino from 'pino';
+import { idempotencyKvKeyOf, JobsService } from '../../services/edge/jobs.js';
+import { connectBus } from '../../services/lib/bus/bus.js';
+import { loadManifests } from '../../services/lib/steps/registry.js';
+import { BUCKETS, STREAMS } from '../../services/lib/bus/subjects.js';
 import type { JobEvent, JobView } from '../../services/lib/shared/schema-types.js';
 import { assertError, assertSchema, bearer, multipart, request, type HttpAnswer } from '../helpers/edge-client.js';
 import { fixture } from '../helpers/paths.js';
@@ -45,7 +50,7 @@ describe('jobs API', () => {
   }
 
   before(async () => {
-    system = await startSystem({ steps: ['decode', 'encode'], env: { DEADLINE_SWEEP_MS: '250', CORS_ORIGINS: 'https://playe.example' } });
+    system = await startSystem({ steps: ['decode', 'encode'], env: { DEADLINE_SWEEP_MS: '250', CORS_ORIGINS: 'https://playe.example', IDEMPOTENCY_STALE_MS: '4000' } });
     small = await sharp(readFileSync(fixture('dog.jpg'))).resize(160, 120).jpeg().toBuffer();
   });
   after(async () => system?.stop());
@@ -165,6 +170,56 @@ describe('jobs API', () => {
     assert.equal((await system.events(jobId)).filter((e) => e.type === 'step.finished' && e.step === 'decode').length, 1);
     const listed = await request(url('/api/jobs?limit=100'), { headers: await auth(sub) });
     assert.deepEqual(listed.body.jobs.map((j: JobView) => j.jobId).sort(), [first.body.jobId, jobId].sort());
+  });
+
+  test('Idempotency-Key left behind by a submission that died before its record: refused at first, taken over once stale', async () => {
+    // What NATS going away in mid-submission leaves: the key names a job whose record was never
+    // written, and the failed submission could not delete the key.
+    const sub = 'idem-stale';
+    const kv = await new Kvm(system.nc).open(BUCKETS.idempotency);
+    const orphan = '01J0000000000000000000ORPH';
+    await kv.create(idempotencyKvKeyOf({ sub }, 'k-stale'), orphan);
+    const early = await createJob(DECODE_ENCODE, { sub, headers: { 'idempotency-key': 'k-stale' } });
+    assertError(early, 409, 'idempotency_key_in_use'); // 2 s old after its wait for a record: younger than IDEMPOTENCY_STALE_MS (4 s here)
+    await new Promise((r) => setTimeout(r, 2100));
+    const taken = await createJob(DECODE_ENCODE, { sub, headers: { 'idempotency-key': 'k-stale' } });
+    assert.equal(taken.status, 202, JSON.stringify(taken.body));
+    assert.notEqual(taken.body.jobId, orphan);
+    assert.equal((await kv.get(idempotencyKvKeyOf({ sub }, 'k-stale')))?.string(), taken.body.jobId, 'the key names the new job');
+    await system.waitForJob(taken.body.jobId, { sub });
+    const again = await createJob(DECODE_ENCODE, { sub, headers: { 'idempotency-key': 'k-stale' } });
+    assert.equal(again.status, 200);
+    assert.equal(again.body.jobId, taken.body.jobId, 'from then on the key gives that job');
+    const listed = await request(url('/api/jobs?limit=100'), { headers: await auth(sub) });
+    assert.deepEqual(listed.body.jobs.map((j: JobView) => j.jobId), [taken.body.jobId], 'one job for the key');
+  });
+
+  test('a submission stalled before its record while a retry took its key over gives way: nothing stored, the key stays the retry\'s', async () => {
+    // JobsService itself, on the real bus: the stall is played by beforeStart, the last moment
+    // before the first step would go out, where a retry writes the key over.
+    const log = pino({ level: 'silent' });
+    const bus = await connectBus(system.config, log, 'test-stalled-submission');
+    try {
+      const service = new JobsService(bus, await loadManifests(), system.config, log);
+      const owner = { sub: 'idem-stalled' };
+      const kvKey = idempotencyKvKeyOf(owner, 'k-stalled');
+      const kv = await new Kvm(system.nc).open(BUCKETS.idempotency);
+      let stalledJob = '';
+      await assert.rejects(service.submit(owner, {
+        pipeline: DECODE_ENCODE, image: small, idempotencyKey: 'k-stalled',
+        beforeStart: async (job) => {
+          stalledJob = job.jobId;
+          const entry = await kv.get(kvKey);
+          await kv.update(kvKey, 'THE-RETRY-JOB', entry!.revision);
+        },
+      }), (error: { code?: string }) => error.code === 'idempotency_key_in_use');
+      assert.ok(stalledJob);
+      assert.equal((await kv.get(kvKey))?.string(), 'THE-RETRY-JOB', 'the retry\'s key is not deleted by the clean-up');
+      assert.equal(await bus.jobs.get(owner, stalledJob).catch(() => null), null, 'the stalled job\'s record is withdrawn');
+      assert.equal((await system.events(stalledJob)).length, 0, 'and it never ran');
+    } finally {
+      await bus.close();
+    }
   });
 
   test('result: 409 job_not_completed while queued; cancel skips the remaining steps; 409 job_canceled, job_not_cancelable', async () => {

@@ -70,6 +70,7 @@ export const settings = {
   maxJsonDepth: setting('MAX_JSON_DEPTH', 32, int, 'Deepest JSON nesting accepted.'),
   jobDeadlineMs: setting('JOB_DEADLINE_MS', 10 * 60_000, int, 'Default time a job may take before it ends as `timeout`.'),
   jobMaxDeadlineMs: setting('JOB_MAX_DEADLINE_MS', 60 * 60_000, int, 'Largest per-job deadline a caller may ask for.'),
+  idempotencyStaleMs: setting('IDEMPOTENCY_STALE_MS', 60_000, int, 'How long an Idempotency-Key that names no job record (its submission failed and could not remove the key, as when NATS went away mid-submission) holds back retries with the same key; after that a retry takes the key over.'),
   syncWaitMs: setting('SYNC_WAIT_MS', 25_000, int, 'How long the PLAYE-compatible /api/ai/* endpoints wait for a result before answering 202 (with Retry-After; the same request again joins the job). Keep it below the client\'s own timeout (PLAYE: 30 s), so the answer arrives before the client gives up.'),
   rateLimitPerMinute: setting('RATE_LIMIT_PER_MINUTE', 600, int, 'Requests per caller per minute (429 above).'),
   maxConcurrentJobs: setting('MAX_CONCURRENT_JOBS', 50, int, 'Unfinished jobs per caller (429 above).'),
