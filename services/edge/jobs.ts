@@ -187,18 +187,19 @@ export class JobsService {
       if (created.status === 'rejected') throw created.reason;
       if (stored.status === 'rejected') throw stored.reason;
       await this.checkQuota(owner, jobId, revision!);
+      await request.beforeStart?.(job);
+      if (idempotencyKvKey && (await this.bus.idempotency.get(idempotencyKvKey))?.revision !== keyRevision) {
+        // A retry took the key over while this submission was stalled before its record (see
+        // claimIdempotencyKey): that one is the key's job, so this one goes without running,
+        // and before anything that cannot be taken back (the custody record, the first step).
+        keyRevision = undefined;
+        throw appError('idempotency_key_in_use', 'a later request with this Idempotency-Key took it over; retry to get its job', { details: { retryAfterS: 1 } });
+      }
       if (request.caseId) {
         await this.forensics!.custody.record({
           action: request.replayOf ? 'job.replayed' : 'job.created', owner, caseId: request.caseId, jobId, requestId: request.requestId,
           sha256: input.sha256, bytes: input.bytes, detail: request.replayOf ? `replay of ${request.replayOf}` : pipeline.map((s) => s.step).join(','),
         });
-      }
-      await request.beforeStart?.(job);
-      if (idempotencyKvKey && (await this.bus.idempotency.get(idempotencyKvKey))?.revision !== keyRevision) {
-        // A retry took the key over while this submission was stalled before its record (see
-        // claimIdempotencyKey): that one is the key's job, so this one goes without running.
-        keyRevision = undefined;
-        throw appError('idempotency_key_in_use', 'a later request with this Idempotency-Key took it over; retry to get its job', { details: { retryAfterS: 1 } });
       }
       enqueueing = true;
       await this.enqueue(job, firstStep(job, { requestId: request.requestId, now }));
@@ -343,7 +344,6 @@ export class JobsService {
     }
     throw appError('idempotency_key_in_use', 'a request with this Idempotency-Key is still being processed; retry shortly', { details: { retryAfterS: 1 } });
   }
-
 
   /** The caller's job; someone else's job is reported as not found. */
   async get(owner: Owner, jobId: string): Promise<JobRecord> {

@@ -175,6 +175,9 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
             progress = openProgress(created.jobId);
             await deps.bus.nc.flush();
           },
+        }).catch((error: unknown) => {
+          progress?.close(); // a submission refused after its feed opened leaves no subscription behind
+          throw error;
         });
         send(ws, { type: 'submitted', jobId: job.jobId, ...(msg.clientRef ? { clientRef: msg.clientRef } : {}) });
         await subscribe(ws, job, msg.result ?? 'url', 0, progress);
