@@ -15,7 +15,7 @@ import { STREAMS } from '../../services/lib/bus/subjects.js';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { busCost, costPerJob, multipartBody, startCluster, type Cluster, type JobOutcome } from '../lib/cluster.js';
 import { closeAll, prepare, runInProcess, type PipelineStep } from '../lib/inproc.js';
-import { fixed, ms, photo, progress, summarize, table } from '../lib/util.js';
+import { cpuMs, fixed, ms, photo, progress, sleep, summarize, table } from '../lib/util.js';
 import type { SectionResult } from './types.js';
 
 interface Case {
@@ -43,6 +43,9 @@ interface Row {
   stepB: number[];
 }
 
+/** Pause between two timed runs: a job's tail (acks, clean-up, events, GC) is over by then. */
+const SETTLE_MS = 200;
+
 const describe = (p: PipelineStep[]) => p.map((s) => (s.params && Object.keys(s.params).length ? `${s.step}(${Object.values(s.params).join(',')})` : s.step)).join(' -> ');
 
 export async function overheadSection(options: { quick: boolean }): Promise<SectionResult> {
@@ -60,52 +63,53 @@ export async function overheadSection(options: { quick: boolean }): Promise<Sect
   for (const c of cases) if (!photos.has(c.megapixels)) photos.set(c.megapixels, (await photo(c.megapixels)).bytes);
   const small = (await photo(0.05)).bytes;
 
-  // (a) in process, measured again right before each transport's (b) runs: this machine drifts
-  // by 30-100% within an hour, so each row's ratio compares runs minutes apart, not a run made
-  // before all the others.
+  // (a) and (b) alternate job by job: this machine drifts by 30-100% within an hour (the
+  // in-process side read 36 to 55 ms in one afternoon when it ran as a block before each
+  // transport's (b)), so each pair of runs sees the same machine. The services sit idle while
+  // (a) runs; the bench process holds only an idle NATS connection then. Each run starts
+  // SETTLE_MS after the one before, so that neither side pays for the other's tail (a job's
+  // clean-up, its last events, collections in five processes).
   await prepare(['decode', 'denoise', 'upscale', 'encode', 'detect_objects']);
-  const inProcess = async (here: Case[]) => {
-    const measured = new Map<string, { totals: number[]; steps: number[][] }>();
-    for (const c of here) {
-      const image = photos.get(c.megapixels)!;
-      progress(`overhead (a) in-process: ${c.name} x ${c.runs}`);
-      await runInProcess(c.pipeline, small);
-      for (let i = 0; i < c.warmups; i++) await runInProcess(c.pipeline, image);
-      const totals: number[] = [];
-      const steps: number[][] = [];
-      for (let i = 0; i < c.runs; i++) {
-        const r = await runInProcess(c.pipeline, image);
-        totals.push(r.totalMs);
-        steps.push(r.stepMs);
-      }
-      measured.set(c.name, { totals, steps });
-    }
-    return measured;
-  };
-
-  // (b) through the system, once per frame transport.
   const rows: Row[] = [];
   const transports = [...new Set(cases.flatMap((c) => c.transports))];
   for (const transport of transports) {
     const here = cases.filter((c) => c.transports.includes(transport));
     const steps = [...new Set(here.flatMap((c) => c.pipeline.map((p) => p.step)))];
-    const inproc = await inProcess(here);
     progress(`overhead (b) starting nats-server, edge and ${steps.length} stage services, FRAME_TRANSPORT=${transport}`);
     // 'fused': one stage process hosting every step (STAGE_LAYOUT=fused), frames in memory between them.
     const workers = transport === 'fused' ? { [steps.join(',')]: 1 } : Object.fromEntries(steps.map((s) => [s, 1]));
     const cluster = await startCluster({ workers, env: { FRAME_TRANSPORT: transport === 'fused' ? 'local' : transport } });
     try {
       for (const c of here) {
-        progress(`overhead (b) ${transport}: ${c.name} x ${c.runs}`);
-        const body = multipartBody(photos.get(c.megapixels)!, c.pipeline);
+        progress(`overhead ${transport}: ${c.name} x ${c.runs}, (a) and (b) in turns`);
+        const image = photos.get(c.megapixels)!;
+        const body = multipartBody(image, c.pipeline);
+        await runInProcess(c.pipeline, small);
         await checked(cluster, multipartBody(small, c.pipeline));
-        for (let i = 0; i < c.warmups; i++) await checked(cluster, body);
+        for (let i = 0; i < c.warmups; i++) {
+          await runInProcess(c.pipeline, image);
+          await checked(cluster, body);
+        }
         const outcomes: JobOutcome[] = [];
+        const a = { totals: [] as number[], steps: [] as number[][] };
+        // Writes over all the timed runs (nothing but the stages' heartbeats is stored while (a)
+        // runs or the bench pauses); nats-server's CPU over (b)'s jobs only, as it idles at
+        // ~2 ms per second meanwhile (the pauses alone would add ~1 ms per job).
         const before = await busCost(cluster);
-        for (let i = 0; i < c.runs; i++) outcomes.push(await checked(cluster, body));
-        const bus = costPerJob(before, await busCost(cluster), c.runs);
+        const natsPid = cluster.nats.process.pid!;
+        let natsCpuMs = 0;
+        for (let i = 0; i < c.runs; i++) {
+          const r = await runInProcess(c.pipeline, image);
+          a.totals.push(r.totalMs);
+          a.steps.push(r.stepMs);
+          await sleep(SETTLE_MS);
+          const cpuBefore = cpuMs(natsPid);
+          outcomes.push(await checked(cluster, body));
+          natsCpuMs += cpuMs(natsPid) - cpuBefore;
+          await sleep(SETTLE_MS);
+        }
+        const bus = { ...costPerJob(before, await busCost(cluster), c.runs), natsCpuMs: natsCpuMs / c.runs };
         await purge(cluster);
-        const a = inproc.get(c.name)!;
         const hops = c.pipeline.length;
         rows.push({
           name: c.name, transport, megapixels: c.megapixels, steps: hops,
@@ -142,13 +146,13 @@ export async function overheadSection(options: { quick: boolean }): Promise<Sect
     rows.filter((r) => r.transport === 'auto').flatMap((r) => pipelineOf(r.name).pipeline.map((p, i) => [r.name, r.transport, p.step, ms(r.stepA[i]!), ms(r.stepB[i]!)])),
   );
   const markdown = [
-    'Same steps, same photo (fixtures/dog.jpg resized to the size shown, JPEG q90), same parameters. (a): the stage functions called one after another in the bench process, frame handed over in memory, measured again right before each FRAME_TRANSPORT\'s (b) runs, under the allocator settings the services get (MALLOC_MMAP_THRESHOLD_, README). (b): `POST /api/jobs` to the edge (uWebSockets.js, own process), NATS JetStream, one process per stage service (`dist/services/stage-worker/main.js <step>`), timed until the terminal job event reaches the client. One job at a time; warm-ups first. p95 is the nearest-rank p95 (of 3 runs: the largest).',
+    'Same steps, same photo (fixtures/dog.jpg resized to the size shown, JPEG q90), same parameters. (a): the stage functions called one after another in the bench process, frame handed over in memory, under the allocator settings the services get (MALLOC_MMAP_THRESHOLD_, README); (a) and (b) run in turns, one job each, so that both see the machine in the same state, each 200 ms after the run before it (a job\'s tail is over by then). (b): `POST /api/jobs` to the edge (uWebSockets.js, own process), NATS JetStream, one process per stage service (`dist/services/stage-worker/main.js <step>`), timed until the terminal job event reaches the client. One job at a time; warm-ups first. p95 is the nearest-rank p95 (of 3 runs: the largest).',
     'Fairness: both use the same 2 cores; (a) has them to itself, (b) shares them with nats-server, the edge and idle services. ONNX Runtime uses its default intra-op threads (2) in both.',
     'Hop = one step through the bus: the step message, its input loaded (the upload blob for decode, a frame for the others), step.started (live, core NATS), its output stored (frame, or the result blob for encode), its step event (which carries the stage metric), publish of the next step, ack. The edge\'s upload (blob and job record, written together, then the first publish) and the terminal event are spread over the hops too.',
     '',
     main,
     '',
-    'Persisted writes: the growth of every stream\'s last sequence number (KV buckets are streams too) over the timed runs, per job; nats-server CPU: user + system time of its process over the same runs (/proc), per job.',
+    'Persisted writes: the growth of every stream\'s last sequence number (KV buckets are streams too) over the timed runs, per job; nats-server CPU: user + system time of its process over (b)\'s jobs (/proc, read before and after each), per job.',
     '',
     writes,
     '',
