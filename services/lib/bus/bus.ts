@@ -61,14 +61,15 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
   const cases = new CaseStore(await kvm.open(BUCKETS.cases));
   const localFrames = new LocalFrames(config.frameCacheDir, config.hostId);
   const busFrames = new BusFrames(js, jsm, nc.info?.max_payload ?? 1024 * 1024);
+  const frames = new TieredFrames(config.frameTransport, localFrames, busFrames);
   return {
     nc, js, jsm,
     jobs: new JobStore(jobsKv, js, jsm),
     cases,
     // Chunks of up to 4 MiB, within the server's max_payload (with room for headers).
     blobs: new BlobStore(js, jsm, nc.info?.max_payload ?? 1024 * 1024),
-    frames: new TieredFrames(config.frameTransport, localFrames, busFrames),
-    localFrames: config.frameTransport === 'bus' ? undefined : localFrames,
+    frames,
+    localFrames: frames.hostCache,
     idempotency,
     async close() {
       await nc.drain().catch(() => nc.close());

@@ -14,6 +14,7 @@ import sharp, { type KernelEnum } from 'sharp';
 import type { Frame } from '../pipeline/frame.js';
 import type { Box } from '../shared/schema-types.js';
 import { appError } from '../shared/errors.js';
+import type { LoadedModel } from './runtime.js';
 
 /** A packed 3-channel RGB image, 8-bit, rows top to bottom. */
 export interface RgbImage {
@@ -248,12 +249,29 @@ export function rgbToTensor(image: RgbImage, options: NormalizeOptions, out?: Fl
 }
 
 /**
- * Input tensor buffers of one model, reused from run to run. A new 2-5 MB Float32Array per run
- * costs its zero fill, and as memory outside V8's heap that only a full collection frees it
- * adds to the external-memory growth that makes V8 run one every few jobs (BENCHMARKS.md).
- * A buffer is taken for one run and given back after it, so concurrent runs never share one.
+ * Runs the model on one image as its contract says (colour order, normalisation; `layout` for
+ * the models that take NHWC), on its first input. The input tensor's buffer is reused from run
+ * to run: a new 2-5 MB Float32Array per run costs its zero fill and, as memory outside V8's heap
+ * that only a full collection frees, adds to the external-memory growth that makes V8 run one
+ * every few jobs (BENCHMARKS.md). A buffer serves one run at a time, so concurrent runs never
+ * share one.
  */
-export class TensorBuffers {
+export async function runOnImage(model: LoadedModel, image: RgbImage, layout?: NormalizeOptions['layout']): Promise<Record<string, Ort.Tensor>> {
+  const { contract } = model.entry;
+  const options: NormalizeOptions = { colourOrder: contract.colourOrder, scale: contract.scale, mean: contract.mean, std: contract.std, ...(layout ? { layout } : {}) };
+  let buffers = inputBuffers.get(model);
+  if (!buffers) inputBuffers.set(model, (buffers = new TensorBuffers()));
+  const channels = options.colourOrder === 'GRAY' || options.colourOrder === 'Y' ? 1 : 3;
+  const data = buffers.take(image.width * image.height * channels);
+  try {
+    return await model.run({ [model.inputNames[0]!]: rgbToTensor(image, options, data) });
+  } finally {
+    buffers.give(data); // the run has read it; the outputs are ONNX Runtime's own
+  }
+}
+
+/** Free input buffers of one model, by length (dynamic-size models bucket their inputs). */
+class TensorBuffers {
   private readonly free: Float32Array[] = [];
 
   take(length: number): Float32Array {
@@ -265,6 +283,8 @@ export class TensorBuffers {
     if (this.free.length < 2) this.free.push(buffer);
   }
 }
+
+const inputBuffers = new WeakMap<LoadedModel, TensorBuffers>();
 
 /**
  * NCHW float data (one image, `channels` planes of width x height) -> packed HWC uint8, inverting

@@ -17,6 +17,11 @@ export type FrameTransport = 'auto' | 'bus' | 'local';
 export class TieredFrames implements FrameStore {
   constructor(private readonly mode: FrameTransport, private readonly local: LocalFrames, private readonly bus: BusFrames) {}
 
+  /** The host cache, for what is kept there outside the frames (an upload's copy); none with `bus`. */
+  get hostCache(): LocalFrames | undefined {
+    return this.mode === 'bus' ? undefined : this.local;
+  }
+
   async put(id: string, frame: Frame): Promise<StoredFrame> {
     assertFrame(frame);
     const ref: FrameRef = {
@@ -50,6 +55,6 @@ export class TieredFrames implements FrameStore {
   }
 
   async deleteJob(jobId: string): Promise<void> {
-    await Promise.all([this.local.deleteJob(jobId), this.mode === 'local' ? undefined : this.bus.deleteJob(jobId)]);
+    await Promise.all([this.hostCache?.deleteJob(jobId), this.mode === 'local' ? undefined : this.bus.deleteJob(jobId)]);
   }
 }

@@ -11,7 +11,7 @@ import { nms, topK, type Candidate } from '../nms.js';
 import type { LoadedModel } from '../runtime.js';
 import { bucketSize } from '../runtime.js';
 import {
-  letterbox, letterboxGeometry, padRgb, resizeRgb, rgbToTensor, sigmoid, stretchGeometry, toSourceBox, toSourcePoint,
+  letterbox, letterboxGeometry, padRgb, resizeRgb, runOnImage, sigmoid, stretchGeometry, toSourceBox, toSourcePoint,
   type LetterboxGeometry, type RgbImage,
 } from '../tensor.js';
 
@@ -68,7 +68,7 @@ async function detectYunet(model: LoadedModel, image: RgbImage, options: FaceDet
   const { contract } = model.entry;
   const target = yunetInputSize(model, image, options);
   const { image: input, geometry } = await letterbox(image, target.width, target.height, { padValue: contract.padValue ?? 0 });
-  const out = await model.run({ [model.inputNames[0]]: rgbToTensor(input, { colourOrder: contract.colourOrder, scale: contract.scale, mean: contract.mean, std: contract.std }) });
+  const out = await runOnImage(model, input);
   const candidates: FaceCandidate[] = [];
   for (const stride of [8, 16, 32]) {
     const cls = out[`cls_${stride}`].data as Float32Array;
@@ -99,7 +99,7 @@ async function detectUltraface(model: LoadedModel, image: RgbImage, options: Fac
   const height = contract.size.height ?? 240;
   // UltraFace was trained on images stretched to its 4:3 input, so stretch (as its demo does).
   const input = await resizeRgb(image, width, height);
-  const out = await model.run({ [model.inputNames[0]]: rgbToTensor(input, { colourOrder: contract.colourOrder, scale: contract.scale, mean: contract.mean, std: contract.std }) });
+  const out = await runOnImage(model, input);
   const scores2 = out.scores.data as Float32Array;
   const boxes = out.boxes.data as Float32Array;
   const n = scores2.length / 2;
@@ -123,8 +123,7 @@ async function detectBlazeface(model: LoadedModel, image: RgbImage, options: Fac
   const geometry = letterboxGeometry(image.width, image.height, size, size, 'center');
   const resized = await resizeRgb(image, geometry.resizedWidth, geometry.resizedHeight);
   const input = padRgb(resized, size, size, { left: geometry.padX, top: geometry.padY, padValue: contract.padValue ?? 0 });
-  const tensor = rgbToTensor(input, { colourOrder: contract.colourOrder, scale: contract.scale, mean: contract.mean, std: contract.std, layout: 'NHWC' });
-  const out = await model.run({ [model.inputNames[0]]: tensor });
+  const out = await runOnImage(model, input, 'NHWC');
   const { strides, perCell } = blazeAnchors(size);
   // Outputs come as (scores, scores, boxes, boxes) per layer; match layers by anchor count.
   const layers = strides.map((stride, l) => {

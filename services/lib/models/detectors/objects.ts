@@ -5,7 +5,7 @@
 import type { DetectedObject } from '../../shared/schema-types.js';
 import { classwiseNms, type Candidate } from '../nms.js';
 import type { LoadedModel } from '../runtime.js';
-import { letterbox, resizeRgb, rgbToTensor, sigmoid, stretchGeometry, TensorBuffers, toSourceBox, type LetterboxGeometry, type RgbImage } from '../tensor.js';
+import { letterbox, resizeRgb, runOnImage, sigmoid, stretchGeometry, toSourceBox, type LetterboxGeometry, type RgbImage } from '../tensor.js';
 import { COCO_LABELS } from './coco.js';
 
 export interface ObjectDetectOptions {
@@ -69,19 +69,9 @@ async function prepareLetterboxed(model: LoadedModel, image: RgbImage) {
   const { contract } = model.entry;
   const { width, height } = inputSize(model);
   const { image: input, geometry } = await letterbox(image, width, height, { padValue: contract.padValue ?? 0 });
-  let buffers = inputBuffers.get(model);
-  if (!buffers) inputBuffers.set(model, (buffers = new TensorBuffers()));
-  const data = buffers.take(width * height * 3);
-  try {
-    const out = await model.run({ [model.inputNames[0]]: rgbToTensor(input, { colourOrder: contract.colourOrder, scale: contract.scale, mean: contract.mean, std: contract.std }, data) });
-    return { out, geometry, width, height };
-  } finally {
-    buffers.give(data); // the run has read it; the outputs are ONNX Runtime's own
-  }
+  const out = await runOnImage(model, input);
+  return { out, geometry, width, height };
 }
-
-/** Fixed-size detectors take the same input tensor every run: one reused buffer per model. */
-const inputBuffers = new WeakMap<LoadedModel, TensorBuffers>();
 
 /** YOLOX: [1, anchors, 85] = dx, dy, log w, log h, obj, 80 class probabilities, anchors over strides 8/16/32. */
 async function detectYolox(model: LoadedModel, image: RgbImage, options: ObjectDetectOptions): Promise<DetectedObject[]> {
@@ -154,11 +144,10 @@ async function detectNanodet(model: LoadedModel, image: RgbImage, options: Objec
 
 /** FastestDet: [1, 85, G, G] = obj, tx, ty, w, h, 80 classes per cell; boxes relative to the whole input. */
 async function detectFastestdet(model: LoadedModel, image: RgbImage, options: ObjectDetectOptions): Promise<DetectedObject[]> {
-  const { contract } = model.entry;
   const { width, height } = inputSize(model);
   // FastestDet's demo stretches the image to its square input.
   const input = await resizeRgb(image, width, height);
-  const out = await model.run({ [model.inputNames[0]]: rgbToTensor(input, { colourOrder: contract.colourOrder, scale: contract.scale, mean: contract.mean, std: contract.std }) });
+  const out = await runOnImage(model, input);
   const tensor = out[model.outputNames[0]];
   const pred = tensor.data as Float32Array;
   const gh = tensor.dims[2];
