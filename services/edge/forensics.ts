@@ -111,7 +111,9 @@ export function compareRuns(first: JobRecord, replay: JobRecord): ReplayComparis
     const reason = !pa || !pb ? 'step_missing'
       : step.modelSha256Same === false ? 'model_changed'
         : !pa.outputSha256 || !pb.outputSha256 ? 'no_hash_recorded'
-          : step.providerSame === false ? 'provider_changed' : 'output_differs';
+          // Hashed by different definitions (a record from before digest version 2): not comparable.
+          : (pa.digestVersion ?? 1) !== (pb.digestVersion ?? 1) ? 'digest_changed'
+            : step.providerSame === false ? 'provider_changed' : 'output_differs';
     firstDifference = { index, step: item.step, reason };
   });
   const ra = first.result?.image?.sha256;

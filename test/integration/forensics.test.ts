@@ -76,6 +76,7 @@ describe('reports and replay', () => {
     for (const step of report.steps) {
       assert.equal(step.status, 'done');
       assert.match(step.outputSha256, /^[0-9a-f]{64}$/, `${step.step} output hash`);
+      assert.equal(step.digestVersion, 2, `${step.step}: the report says how its hash was computed`);
       assert.ok(step.worker && step.startedAt && step.ms !== undefined);
     }
     assert.equal(report.steps[3].outputSha256, sha256(result), 'the last step\'s output is the result');

@@ -4,6 +4,7 @@
  * killed mid-chain is re-run from its first step after redelivery, with one result.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,9 +12,11 @@ import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { STREAMS } from '../../services/lib/bus/subjects.js';
+import type { JobMessage } from '../../services/lib/shared/schema-types.js';
 import { BusFrames } from '../../services/lib/bus/frames/bus-frames.js';
 import { fixture } from '../helpers/paths.js';
 import { startSystem, waitFor, type TestSystem } from '../helpers/system.js';
+import { stepContext } from '../helpers/steps.js';
 
 let system: TestSystem;
 before(async () => {
@@ -109,4 +112,33 @@ test('one process per step: a step that hands back its input frame (detect_objec
   const meta = await sharp(Buffer.from(await (await fetch(`${system.baseUrl}${job.result!.url}`, { headers: { authorization: `Bearer ${await system.token()}` } })).arrayBuffer())).metadata();
   assert.deepEqual([meta.width, meta.height], [768, 576]);
   for (const worker of workers) await worker.stop();
+});
+
+test('the output digests do not depend on where the steps ran: one fused process, or a process per step that hashes each frame once', async () => {
+  const photo = readFileSync(fixture('dog.jpg'));
+  const fused = await system.startWorker('decode,detect_objects,encode');
+  const inOne = await system.waitForJob((await system.submit(photo, PIPELINE)).jobId, { timeoutMs: 30_000 });
+  await fused.stop();
+  // Separate processes: the detector gets decode's frame by reference, with its pixel digest.
+  const spawned = ['decode', 'detect_objects', 'encode'].map((step) => system.spawnWorker(step));
+  await waitFor(() => ['decode', 'detect_objects', 'encode'].every((s) => system.edge.presence.hostsOf(s).length > 0), 'the three stage processes');
+  const handOffs: JobMessage[] = [];
+  const tap = system.nc.subscribe('photolab.stage.detect_objects', { callback: (_e, m) => { handOffs.push(m.json<JobMessage>()); } });
+  const apart = await system.waitForJob((await system.submit(photo, PIPELINE)).jobId, { timeoutMs: 60_000 });
+  tap.unsubscribe();
+  assert.equal(apart.status, 'done', JSON.stringify(apart.error));
+  assert.equal(new Set(apart.result!.provenance!.map((p) => p.worker)).size, 3, 'three processes');
+  const digests = (job: typeof inOne) => job.result!.provenance!.map((p) => [p.step, p.outputSha256, p.digestVersion]);
+  assert.deepEqual(digests(apart), digests(inOne));
+  // And they are what digest version 2 says, from the pixels decode makes here.
+  const decode = await (await import('../../services/lib/steps/decode.js')).stage.prepare({ log: stepContext().log, modelsDir: '' });
+  const frame = (await decode.run({ encoded: { bytes: photo, format: '', contentType: 'image/jpeg' } } as never, {} as never, stepContext())).frame!;
+  const pixels = createHash('sha256').update(`frame:${frame.width}x${frame.height}x${frame.channels}\n`).update(frame.data).digest('hex');
+  const handOff = handOffs.find((m) => m.jobId === apart.jobId)!;
+  assert.equal(handOff.input.kind === 'frame' && handOff.input.sha256, pixels, 'decode\'s frame reference carries its pixel digest');
+  const detected = (await system.events(apart.jobId)).find((e) => e.type === 'step.finished' && e.step === 'detect_objects')!;
+  assert.equal(apart.result!.provenance![1]!.outputSha256,
+    createHash('sha256').update(`frame-sha256:${pixels}\nfindings:`).update(JSON.stringify(detected.findings)).digest('hex'), 'detect_objects: its boxes over decode\'s pixel digest');
+  assert.equal(apart.result!.provenance![2]!.outputSha256, apart.result!.sha256, 'encode: the result file');
+  await system.stopSpawned();
 });

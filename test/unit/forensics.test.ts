@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { compareRuns } from '../../services/edge/forensics.js';
-import { outputDigest } from '../../services/lib/forensics/digest.js';
+import { createHash } from 'node:crypto';
+import { knownPixelDigest, outputDigest, pixelDigest } from '../../services/lib/forensics/digest.js';
 import { canonicalJson, loadSigningKey, signedBytes, verifyReport } from '../../services/lib/forensics/signing.js';
 import type { JobRecord, Provenance } from '../../services/lib/shared/schema-types.js';
 import type { StageResult } from '../../services/lib/pipeline/stage.js';
@@ -60,26 +61,45 @@ test('compareRuns finds the first step where two runs part, and why', () => {
   assert.equal(model.firstDifference?.reason, 'model_changed');
   const provider = compareRuns(a, job('B', [prov(0, 'decode', 'd'), prov(1, 'upscale', 'u2', { modelSha256: 'm', provider: 'cuda' }), prov(2, 'encode', 'e2')], 'e2'));
   assert.equal(provider.firstDifference?.reason, 'provider_changed');
+  // A record hashed by digest version 1 against a replay hashed by version 2: not compared, and said so.
+  const older = job('A', [prov(0, 'decode', 'd'), prov(1, 'upscale', 'u', { modelSha256: 'm', provider: 'cpu' }), prov(2, 'encode', 'e')], 'e');
+  const newer = (p: Partial<Provenance>) => ({ digestVersion: 2, ...p });
+  const versions = compareRuns(older, job('B', [prov(0, 'decode', 'd', newer({})), prov(1, 'upscale', 'u2', newer({ modelSha256: 'm', provider: 'cpu' })), prov(2, 'encode', 'e', newer({}))], 'e'));
+  assert.deepEqual(versions.firstDifference, null, 'same result: identical');
+  assert.equal(versions.steps?.[0]?.identical, true, 'hashes the two versions agree on still compare');
+  const versionsApart = compareRuns(older, job('B', [prov(0, 'decode', 'd', newer({})), prov(1, 'upscale', 'u2', newer({ modelSha256: 'm', provider: 'cpu' })), prov(2, 'encode', 'e2', newer({}))], 'e2'));
+  assert.deepEqual(versionsApart.firstDifference, { index: 1, step: 'upscale', reason: 'digest_changed' });
 });
 
-test('the digest covers shape, pixels and findings; an encoded image is hashed as its bytes', () => {
+const sha = (...parts: (string | Buffer)[]) => { const h = createHash('sha256'); for (const p of parts) h.update(p); return h.digest('hex'); };
+
+test('digest version 2: a frame by its shape and pixels, its findings over the pixel digest; an encoded image by its bytes', () => {
   const data = Buffer.alloc(12, 1);
-  const base = outputDigest({ frame: { width: 2, height: 2, channels: 3, data } }).outputSha256;
-  assert.notEqual(outputDigest({ frame: { width: 4, height: 1, channels: 3, data } }).outputSha256, base, 'shape');
-  assert.notEqual(outputDigest({ frame: { width: 2, height: 2, channels: 3, data }, findings: { faces: [] } }).outputSha256, base, 'findings');
+  const pixels = sha('frame:2x2x3\n', data);
+  assert.deepEqual(outputDigest({ frame: { width: 2, height: 2, channels: 3, data } }), { outputSha256: pixels, digestVersion: 2 }, 'no findings: the pixel digest (as in version 1)');
+  assert.notEqual(outputDigest({ frame: { width: 4, height: 1, channels: 3, data } }).outputSha256, pixels, 'shape');
+  const findings: StageResult['findings'] = { faces: [{ box: { x: 0, y: 0, width: 1, height: 1 }, score: 0.9 }] };
+  assert.equal(outputDigest({ frame: { width: 2, height: 2, channels: 3, data }, findings }).outputSha256,
+    sha(`frame-sha256:${pixels}\nfindings:`, JSON.stringify(findings)));
+  assert.equal(outputDigest({ frame: { width: 2, height: 2, channels: 3, data }, findings: {} }).outputSha256, pixels, 'empty findings are none');
   assert.equal(outputDigest({ encoded: { bytes: Buffer.from('abc'), format: 'png', contentType: 'image/png' } }).outputSha256,
     'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
 });
 
-test('a frame handed on unchanged is digested from its kept hash state, with the same result as a fresh pass', () => {
-  const data = Buffer.from([...Array(12).keys()]);
-  const frame = { width: 2, height: 2, channels: 3 as const, data };
-  const fresh = (findings?: StageResult['findings']) =>
-    outputDigest({ frame: { ...frame, data: Buffer.from(data) }, ...(findings ? { findings } : {}) }).outputSha256;
-  const first = outputDigest({ frame }).outputSha256;
-  assert.equal(first, fresh());
-  // The detector's output: the same frame object with findings after it; the kept state is copied, not consumed.
-  const findings: StageResult['findings'] = { faces: [{ box: { x: 0, y: 0, width: 1, height: 1 }, score: 0.9 }] };
-  assert.equal(outputDigest({ frame, findings }).outputSha256, fresh(findings));
-  assert.equal(outputDigest({ frame }).outputSha256, first, 'a third use still starts from the pixels');
+test('the findings hashed are those the step returned, not what the runner adds to them afterwards', () => {
+  const frame = { width: 2, height: 2, channels: 3 as const, data: Buffer.alloc(12, 7) };
+  const findings: NonNullable<StageResult['findings']> = { faces: [] };
+  const digest = outputDigest({ frame, findings });
+  findings.objects = [];
+  assert.equal(digest.outputSha256, sha(`frame-sha256:${sha('frame:2x2x3\n', frame.data)}\nfindings:`, '{"faces":[]}'));
+  assert.equal(outputDigest({ frame, findings }).outputSha256, sha(`frame-sha256:${sha('frame:2x2x3\n', frame.data)}\nfindings:`, '{"faces":[],"objects":[]}'), 'the pixel digest is kept, the findings read anew');
+});
+
+test('a frame known by its reference is not hashed again; another frame object is', () => {
+  const frame = { width: 2, height: 2, channels: 3 as const, data: Buffer.alloc(12, 1) };
+  const claimed = 'a'.repeat(64);
+  knownPixelDigest(frame, claimed);
+  assert.equal(outputDigest({ frame }).outputSha256, claimed, 'the producer\'s digest, as the reference carried it');
+  assert.equal(pixelDigest(frame), claimed);
+  assert.equal(pixelDigest({ ...frame, data: Buffer.from(frame.data) }), sha('frame:2x2x3\n', frame.data), 'another frame object is hashed anew');
 });

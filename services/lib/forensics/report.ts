@@ -67,6 +67,7 @@ export function buildReport(job: JobRecord, caseRecord: CaseRecord | undefined, 
     for (const key of ['model', 'modelSha256', 'provider', 'outputSha256', 'note', 'host', 'worker'] as const) if (p?.[key]) step[key] = p[key];
     if (p?.ms !== undefined) step.ms = p.ms;
     if (p?.attempt !== undefined) step.attempt = p.attempt;
+    if (p?.digestVersion !== undefined) step.digestVersion = p.digestVersion;
     if (progress?.startedAt) step.startedAt = iso(progress.startedAt);
     if (progress?.finishedAt) step.finishedAt = iso(progress.finishedAt);
     return step;

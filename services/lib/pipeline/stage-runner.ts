@@ -29,7 +29,7 @@ import type { BlobRef, DeadLetter, FrameRef, JobMessage, Provenance, ResultInfo,
 import { schemaValidator, describeErrors } from '../shared/schemas.js';
 import { decideNext } from './decide-next.js';
 import type { EncodedImage, Frame } from './frame.js';
-import { outputDigest } from '../forensics/digest.js';
+import { knownPixelDigest, outputDigest, pixelDigest, type OutputDigest } from '../forensics/digest.js';
 import { finishJob, type JobFacts } from './job-lifecycle.js';
 import { conditionHolds, describeCondition, rescaleFindings } from './findings.js';
 import type { FindingGeometry, PreparedStage, StageDefinition, StageInput, StageResult } from './stage.js';
@@ -230,6 +230,7 @@ export class StageRunner {
 
       let output: { frame?: Frame; ref?: BlobRef | FrameRef; result?: StageResult; input?: Input };
       let provenance: Provenance;
+      let digest: OutputDigest | undefined;
       let event: 'step.finished' | 'step.skipped';
       if (!conditionHolds(item.when, message.findings)) {
         // Skipped: the input passes through unchanged.
@@ -241,10 +242,10 @@ export class StageRunner {
         const input = position.carried ? { frame: position.carried } : await this.loadInput(stage, jobId, message.input);
         const result = await this.runStage(msg, message, prepared, input as StageInput, params, log);
         const finishedAt = Date.now();
+        digest = outputDigest(result); // forensic replay: where two runs first differ
         provenance = {
           index, step: item.step, params, status: 'done', ms: finishedAt - startedAt, startedAt, finishedAt, attempt,
-          host: this.config.hostId, worker: `${this.config.hostId}/${process.pid}`, ...result.provenance,
-          ...outputDigest(result), // forensic replay: where two runs first differ
+          host: this.config.hostId, worker: `${this.config.hostId}/${process.pid}`, ...result.provenance, ...digest,
         };
         this.moveFindings(message.findings, input as Input, result);
         // A step that handed back the very frame it loaded (detect_*: findings only) keeps the
@@ -288,7 +289,7 @@ export class StageRunner {
       }
 
       // Store what the next step (or the client) needs, while the step's fact is written.
-      const [stored] = await Promise.all([this.storeOutput(message, stage.output, output, move === 'finish'), facts.confirmed()]);
+      const [stored] = await Promise.all([this.storeOutput(message, stage.output, output, move === 'finish', digest), facts.confirmed()]);
       if (move === 'publish') {
         if (!stored.ref) throw appError('no_output', `step ${item.step} gave no output for the next step`);
         await enqueueStep(this.bus.js, nextStep(message, { input: stored.ref, findings, provenance: history }));
@@ -401,21 +402,27 @@ export class StageRunner {
       return { encoded: { bytes, format: '', contentType: ref.contentType ?? 'application/octet-stream' } };
     }
     if (ref.kind !== 'frame') throw appError('invalid_message', `${stage.step} needs a frame`);
-    return { frame: await this.bus.frames.get(ref) };
+    const frame = await this.bus.frames.get(ref);
+    if (ref.sha256) knownPixelDigest(frame, ref.sha256);
+    return { frame };
   }
 
   /** The output as the next step or the client reads it: a stored frame, the result blob, or the input ref passed through. */
-  private async storeOutput(message: JobMessage, kind: StageDefinition['output'], output: { frame?: Frame; ref?: BlobRef | FrameRef; result?: StageResult }, last: boolean): Promise<{ ref?: BlobRef | FrameRef; durable?: Promise<void> }> {
+  private async storeOutput(message: JobMessage, kind: StageDefinition['output'], output: { frame?: Frame; ref?: BlobRef | FrameRef; result?: StageResult }, last: boolean, digest?: OutputDigest): Promise<{ ref?: BlobRef | FrameRef; durable?: Promise<void> }> {
     if (kind === 'encoded' && output.result?.encoded) {
       const { bytes, contentType } = output.result.encoded;
-      return { ref: await this.bus.blobs.put(resultBlobName(message.jobId), bytes, contentType) };
+      const name = resultBlobName(message.jobId);
+      // The output digest of an encoded image is its sha256: the blob's reference reuses it.
+      const sha256 = digest?.outputSha256;
+      return { ref: await this.bus.blobs.put(name, bytes, contentType, sha256 ? this.bus.blobs.refFor(name, bytes, contentType, sha256) : undefined) };
     }
     if (output.frame) {
       // A pipeline ending on a frame step (decode -> detect) returns findings only.
       if (last) return {};
-      // Already stored (the step's own input, unchanged): passed on, not copied.
-      if (output.ref) return { ref: output.ref };
-      return this.bus.frames.put(frameId(message.jobId, message.index), output.frame);
+      // Already stored (the step's own input, unchanged): passed on, not copied. Either way the
+      // reference carries the pixel digest, so the next step never hashes these pixels again.
+      const stored = output.ref ? { ref: output.ref } : await this.bus.frames.put(frameId(message.jobId, message.index), output.frame);
+      return stored.ref?.kind === 'frame' ? { ...stored, ref: { ...stored.ref, sha256: pixelDigest(output.frame) } } : stored;
     }
     return { ref: output.ref };
   }

@@ -182,6 +182,10 @@ export interface FrameRef {
    * @minItems 1
    */
   stored: ("bus" | "local")[];
+  /**
+   * the frame's pixel digest (sha256 of 'frame:<w>x<h>x<channels>\n' and its pixels), as the step that made it computed it: a later step that hands the frame on digests only its findings (services/lib/forensics/digest.ts)
+   */
+  sha256?: string;
 }
 /**
  * This interface was referenced by `Common`'s JSON-Schema
@@ -311,9 +315,13 @@ export interface Provenance {
    */
   worker?: string;
   /**
-   * sha256 of the step's output: for a frame of 'frame:<w>x<h>x<channels>\n', its interleaved 8-bit pixels and, when the step found something, '\nfindings:' and its findings as JSON (services/lib/forensics/digest.ts); for an encoded image of its bytes. Replay compares these to find the first step that differs.
+   * sha256 of the step's output (services/lib/forensics/digest.ts), by digestVersion. A frame's pixel digest is sha256 of 'frame:<w>x<h>x<channels>\n' and its interleaved 8-bit pixels. Version 2: a frame step's output is its pixel digest when the step found nothing, else sha256 of 'frame-sha256:<pixel digest>\nfindings:' and its findings as JSON; version 1 (no digestVersion): the pixels, then '\nfindings:' and the findings. An encoded image: sha256 of its bytes (both versions). Replay compares these to find the first step that differs.
    */
   outputSha256?: string;
+  /**
+   * how outputSha256 was computed; absent: 1 (records from before version 2)
+   */
+  digestVersion?: number;
 }
 /**
  * GET /api/cases/:id/audit: the case's chain of custody from ClickHouse, oldest first.
@@ -684,7 +692,8 @@ export interface ReplayComparison {
   firstDifference?: null | {
     index: number;
     step: string;
-    reason: "output_differs" | "model_changed" | "provider_changed" | "no_hash_recorded" | "step_missing";
+    reason:
+      "output_differs" | "model_changed" | "provider_changed" | "no_hash_recorded" | "digest_changed" | "step_missing";
   };
   steps?: ReplayStep[];
 }
@@ -772,6 +781,10 @@ export interface ReportStep {
   modelSha256?: string;
   provider?: string;
   outputSha256?: string;
+  /**
+   * how outputSha256 was computed (docs/forensics.md); absent: version 1
+   */
+  digestVersion?: number;
   note?: string;
   startedAt?: string;
   finishedAt?: string;
