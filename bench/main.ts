@@ -12,7 +12,7 @@ import path from 'node:path';
 import { blobsSection } from './sections/blobs.js';
 import type { SectionResult } from './sections/types.js';
 import { machine, progress, REPO_ROOT, table } from './lib/util.js';
-import { withAllocatorDefaults } from '../services/lib/shared/config.js';
+import { applyHeapGrowth, loadConfig, withAllocatorDefaults } from '../services/lib/shared/config.js';
 
 // glibc reads its allocator settings when a process starts: the bench re-runs itself under the
 // ones that `npm start` gives the services, so that the in-process side (a) of a comparison
@@ -21,6 +21,8 @@ if (process.env.MALLOC_MMAP_THRESHOLD_ === undefined) {
   const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: withAllocatorDefaults(process.env) });
   process.exit(child.status ?? 1);
 }
+// And the heap growth that the services set at their start (HEAP_GROWTH_PERCENT), for the same reason.
+applyHeapGrowth(loadConfig());
 
 type Runner = (options: { quick: boolean }) => Promise<SectionResult>;
 const SECTIONS: Record<string, { order: number; run: () => Promise<Runner> }> = {

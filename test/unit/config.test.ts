@@ -30,6 +30,12 @@ test('values are parsed and malformed ones refused with the variable named', () 
   assert.throws(() => loadConfig({ FRAME_TRANSPORT: 'pigeon' }), /FRAME_TRANSPORT must be one of auto, bus, local/);
 });
 
+test('heap growth: 300 percent unless set, 0 leaves it to V8, a negative value is refused', () => {
+  assert.equal(loadConfig({}).heapGrowthPercent, 300);
+  assert.equal(loadConfig({ HEAP_GROWTH_PERCENT: '0' }).heapGrowthPercent, 0);
+  assert.throws(() => loadConfig({ HEAP_GROWTH_PERCENT: '-5' }), /HEAP_GROWTH_PERCENT must be between 0 and 10000, got -5/);
+});
+
 test('the README documents every setting', () => {
   const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
   const missing = Object.values(settings).map((s) => s.env).filter((env) => !readme.includes(`\`${env}\``));

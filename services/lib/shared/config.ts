@@ -3,6 +3,7 @@
  * The README's configuration table lists the same variables (a unit test keeps them in step).
  */
 import os from 'node:os';
+import v8 from 'node:v8';
 import path from 'node:path';
 
 type Parser<T> = (raw: string, name: string) => T;
@@ -20,6 +21,13 @@ const int: Parser<number> = (raw, name) => {
   if (!Number.isInteger(value)) throw new Error(`${name} must be an integer, got "${raw}"`);
   return value;
 };
+function intFrom(min: number, max: number): Parser<number> {
+  return (raw, name) => {
+    const value = int(raw, name);
+    if (value < min || value > max) throw new Error(`${name} must be between ${min} and ${max}, got ${value}`);
+    return value;
+  };
+}
 const bool: Parser<boolean> = (raw, name) => {
   if (/^(1|true|yes|on)$/i.test(raw)) return true;
   if (/^(0|false|no|off)$/i.test(raw)) return false;
@@ -99,6 +107,7 @@ export const settings = {
   onnxThreads: setting('ONNX_THREADS', 0, int, 'Intra-op threads per session (0: ONNX Runtime default).'),
   mallocMmapThreshold: setting('MALLOC_MMAP_THRESHOLD_', 64 * 1024 * 1024, int, 'Read by glibc\'s malloc when a process starts, not by the services; `npm start` and the images set it for every service unless it is set. Blocks below this size (frames up to ~20 MP RGB, uploads, tensors) come from the heap and are reused once freed, instead of fresh mmap\'d pages each time: on this machine a fresh page costs ~2.8 us to fault in, ~8.5 ms for one 3 MB frame, and the setting took a per-step 1 MP detection job from 101-107 to 92 ms (BENCHMARKS.md).'),
   mallocTrimThreshold: setting('MALLOC_TRIM_THRESHOLD_', 256 * 1024 * 1024, int, 'Read by glibc\'s malloc, set with MALLOC_MMAP_THRESHOLD_: free memory at the top of the heap kept for reuse before it is returned to the kernel, bytes.'),
+  heapGrowthPercent: setting('HEAP_GROWTH_PERCENT', 300, intFrom(0, 10_000), 'How far V8 lets a service\'s heap grow past what survived its last full collection before the next one, percent (0: V8\'s own choice). Set by each service at start (V8 takes it only as a flag, which NODE_OPTIONS refuses). V8 chose a limit little above the 11-12 MB that a stage keeps live, so a stage ran a full collection every 6-10 jobs (5-20 ms each, ~2-4 ms per job); with 300 (a limit of 4x the live heap, some 45 MB), one every 35-60 jobs. Under load that took the CPU per 1 MP detection job from 80 to 68-74 ms (BENCHMARKS.md).'),
   onnxSpinWait: setting('ONNX_SPIN_WAIT', false, bool, 'Let ONNX Runtime\'s idle threads spin instead of sleeping. Off by default: spinning threads keep burning CPU after each run, which starves nats-server and the other stages on a shared machine.'),
   stepsDirs: setting('STEPS_DIRS', [] as string[], list, 'Further folders of step modules (comma-separated), each module with its `<step>.schema.json` beside it or beside its source: site-specific steps. Set the same on the edge and on the stages.'),
   faceRestoreFallback: setting('FACE_RESTORE_FALLBACK', '', str, 'Model id used for face enhancement when no restoration model is installed (for example `sr-nomos-compact-x2`). Empty: such jobs are refused.'),
@@ -155,6 +164,14 @@ const FRAME_TTL_MARGIN_S = 300;
 
 // No module-level configuration: a process reads its environment once, in its main, and passes
 // the Config to what it starts (libraries never read the environment when they are imported).
+
+/**
+ * V8's heap growth (HEAP_GROWTH_PERCENT), for the calling process: V8 reads the flag whenever it
+ * sets the next collection's limit, so setting it at start takes effect from the first one.
+ */
+export function applyHeapGrowth(config: Pick<Config, 'heapGrowthPercent'>): void {
+  if (config.heapGrowthPercent > 0) v8.setFlagsFromString(`--heap-growing-percent=${config.heapGrowthPercent}`);
+}
 
 /**
  * The allocator settings above, for the environment of a service process about to start (the
