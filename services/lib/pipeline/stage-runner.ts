@@ -29,7 +29,7 @@ import type { BlobRef, DeadLetter, FrameRef, JobMessage, Provenance, ResultInfo,
 import { schemaValidator, describeErrors } from '../shared/schemas.js';
 import { decideNext } from './decide-next.js';
 import type { EncodedImage, Frame } from './frame.js';
-import { knownPixelDigest, outputDigest, pixelDigest, type OutputDigest } from '../forensics/digest.js';
+import { deferredOutputDigest, knownPixelDigest, pixelDigest, type OutputDigest } from '../forensics/digest.js';
 import { finishJob, type JobFacts } from './job-lifecycle.js';
 import { conditionHolds, describeCondition, rescaleFindings } from './findings.js';
 import type { FindingGeometry, PreparedStage, StageDefinition, StageInput, StageResult } from './stage.js';
@@ -230,7 +230,7 @@ export class StageRunner {
 
       let output: { frame?: Frame; ref?: BlobRef | FrameRef; result?: StageResult; input?: Input };
       let provenance: Provenance;
-      let digest: OutputDigest | undefined;
+      let digest: (() => OutputDigest) | undefined;
       let event: 'step.finished' | 'step.skipped';
       if (!conditionHolds(item.when, message.findings)) {
         // Skipped: the input passes through unchanged.
@@ -242,11 +242,17 @@ export class StageRunner {
         const input = position.carried ? { frame: position.carried } : await this.loadInput(stage, jobId, message.input);
         const result = await this.runStage(msg, message, prepared, input as StageInput, params, log);
         const finishedAt = Date.now();
-        digest = outputDigest(result); // forensic replay: where two runs first differ
         provenance = {
           index, step: item.step, params, status: 'done', ms: finishedAt - startedAt, startedAt, finishedAt, attempt,
-          host: this.config.hostId, worker: `${this.config.hostId}/${process.pid}`, ...result.provenance, ...digest,
+          host: this.config.hostId, worker: `${this.config.hostId}/${process.pid}`, ...result.provenance,
         };
+        // Forensic replay's "where two runs first differ". Computed while the next step of a
+        // fused chain waits on its first thread-pool work, and in any case before the
+        // provenance goes out: the hand-off and the end wait for `facts`, which completes it.
+        const completed = provenance;
+        const outputDigest = deferredOutputDigest(result);
+        digest = outputDigest;
+        facts.complete(() => Object.assign(completed, outputDigest()));
         this.moveFindings(message.findings, input as Input, result);
         // A step that handed back the very frame it loaded (detect_*: findings only) keeps the
         // stored input as its output's reference: a second copy of the same pixels would cost a
@@ -408,12 +414,12 @@ export class StageRunner {
   }
 
   /** The output as the next step or the client reads it: a stored frame, the result blob, or the input ref passed through. */
-  private async storeOutput(message: JobMessage, kind: StageDefinition['output'], output: { frame?: Frame; ref?: BlobRef | FrameRef; result?: StageResult }, last: boolean, digest?: OutputDigest): Promise<{ ref?: BlobRef | FrameRef; durable?: Promise<void> }> {
+  private async storeOutput(message: JobMessage, kind: StageDefinition['output'], output: { frame?: Frame; ref?: BlobRef | FrameRef; result?: StageResult }, last: boolean, digest?: () => OutputDigest): Promise<{ ref?: BlobRef | FrameRef; durable?: Promise<void> }> {
     if (kind === 'encoded' && output.result?.encoded) {
       const { bytes, contentType } = output.result.encoded;
       const name = resultBlobName(message.jobId);
       // The output digest of an encoded image is its sha256: the blob's reference reuses it.
-      const sha256 = digest?.outputSha256;
+      const sha256 = digest?.().outputSha256;
       return { ref: await this.bus.blobs.put(name, bytes, contentType, sha256 ? this.bus.blobs.refFor(name, bytes, contentType, sha256) : undefined) };
     }
     if (output.frame) {
@@ -488,18 +494,25 @@ function jobFacts(message: JobMessage): JobFacts {
  * The step facts of a fused chain that are still being stored. The next step in the chain does
  * not wait for them (1-2 ms a hop); the hand-off, the job's end and the ack do (`confirmed`).
  * They go out in order on one connection, and their message ids make a re-run's copies
- * duplicates, so waiting later loses nothing.
+ * duplicates, so waiting later loses nothing. Also what still completes the chain's provenance
+ * (the output digests), done at `confirmed` at the latest.
  */
 class PendingFacts {
   private readonly pending: Promise<unknown>[] = [];
+  private completions: (() => void)[] = [];
+
+  complete(completion: () => void): void {
+    this.completions.push(completion);
+  }
 
   add(fact: Promise<unknown>): void {
     fact.catch(() => undefined); // awaited by confirmed(): a failure then fails the step (retried)
     this.pending.push(fact);
   }
 
-  /** All stored, or the first failure. */
+  /** All stored, or the first failure; the provenance complete. */
   confirmed(): Promise<unknown> {
+    for (const completion of this.completions.splice(0)) completion();
     return Promise.all(this.pending.splice(0));
   }
 
