@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import { decodeBase64Image, nestingDepth } from '../../services/edge/http/body.js';
 import { formValue } from '../../services/edge/http/multipart.js';
 import { decodeCursor, encodeCursor } from '../../services/edge/jobs.js';
-import { RateLimiter } from '../../services/edge/limits.js';
+import { BacklogGate, RateLimiter } from '../../services/edge/limits.js';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import { PLAYE_ENDPOINTS, playeEndpoint, playePipeline } from '../../services/edge/playe.js';
 import { AppError, fromErrorInfo } from '../../services/lib/shared/errors.js';
 import type { StageDefinition } from '../../services/lib/pipeline/stage.js';
@@ -22,6 +23,31 @@ test('RateLimiter: a full bucket of perMinute, refilled continuously, Retry-Afte
   limiter.prune();
   assert.equal(limiter.size, 0, 'full buckets are forgotten');
   new RateLimiter(0).take('x'); // 0 disables the limit
+});
+
+test('BacklogGate: a submission never waits for a recount while the last count is recent; refuses past the limit', async () => {
+  // The consumer listing, counted and held until released, standing in for nats-server's answer.
+  let pending = 3;
+  let listings = 0;
+  let release: () => void = () => undefined;
+  const jsm = { consumers: { list: () => ({ async *[Symbol.asyncIterator]() {
+    listings++;
+    await new Promise<void>((resolve) => { release = resolve; });
+    yield { name: 'stage-decode', num_pending: pending };
+    yield { name: 'stage-other', num_pending: 1000 };
+  } }) } } as unknown as JetStreamManager;
+  const gate = new BacklogGate(jsm, ['decode'], 5, 0, 60_000);
+  const first = gate.backlog();
+  release();
+  assert.equal(await first, 3, 'the first count is awaited; other consumers are not counted');
+  pending = 9;
+  const second = gate.backlog(); // cacheMs 0: a recount starts, the last count answers at once
+  assert.equal(await second, 3);
+  assert.equal(listings, 2);
+  release();
+  await new Promise((resolve) => setImmediate(resolve));
+  await assert.rejects(gate.admit(), (error: AppError) => error.code === 'overloaded' && error.status === 503, 'the recount refuses once it is in');
+  release();
 });
 
 test('cursors round-trip; anything else is invalid_cursor', () => {
