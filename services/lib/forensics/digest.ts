@@ -18,10 +18,10 @@
  * ~14 ms per 12 MB (4 MP). Hashing in a worker thread instead was measured and left out: on two
  * cores the hash then ran beside the next step's model and slowed it by as much as it spared.
  */
-import type { Frame } from '../pipeline/frame.js';
-import type { Findings } from '../shared/schema-types.js';
-import type { StageResult } from '../pipeline/stage.js';
 import { createHash } from 'node:crypto';
+import type { Frame } from '../pipeline/frame.js';
+import type { StageResult } from '../pipeline/stage.js';
+import type { Findings } from '../shared/schema-types.js';
 
 export const DIGEST_VERSION = 2;
 
