@@ -15,9 +15,9 @@
  * (or one fused process). CPU comes from /proc (10 ms ticks; means over many jobs).
  */
 import { execSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { REPO_ROOT } from './lib/util.js';
+import { cpuMs, REPO_ROOT, sleep, summarize } from './lib/util.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- the other build's modules are loaded by path */
 interface Build { name: string; root: string; cluster: any; util: any }
@@ -27,13 +27,8 @@ const STEPS = PIPELINE.map((p) => p.step);
 const IN_FLIGHT = 8;
 const WARM = 16;
 
-const cpuMs = (pid: number): number => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-};
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
-const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const median = (v: number[]) => summarize(v).p50;
+const mean = (v: number[]) => summarize(v).mean;
 
 /** The Node processes a build's cluster started (its dist/services), with what they run. */
 function servicesOf(root: string): Map<number, string> {
@@ -51,6 +46,7 @@ function servicesOf(root: string): Map<number, string> {
 }
 
 async function load(name: string, root: string): Promise<Build> {
+  if (!existsSync(path.join(root, 'dist/bench/lib/cluster.js'))) throw new Error(`${root} has no built bench (dist/bench/lib/cluster.js): check it out and run \`npx tsc -p .\` there first`);
   return { name, root, cluster: await import(path.join(root, 'dist/bench/lib/cluster.js')), util: await import(path.join(root, 'dist/bench/lib/util.js')) };
 }
 

@@ -192,6 +192,13 @@ export interface NormalizeOptions {
   layout?: 'NCHW' | 'NHWC';
 }
 
+const isGrey = (options: NormalizeOptions) => options.colourOrder === 'GRAY' || options.colourOrder === 'Y';
+
+/** How many values the image's tensor holds under these options. */
+function tensorLength(image: RgbImage, options: NormalizeOptions): number {
+  return image.width * image.height * (isGrey(options) ? 1 : 3);
+}
+
 /**
  * Packed RGB uint8 -> float32 tensor data of shape [1, C, H, W] (or [1, H, W, C]), with the
  * model's colour order and normalisation. One pass, precomputed per-channel affine factors.
@@ -199,10 +206,10 @@ export interface NormalizeOptions {
 export function rgbToTensorData(image: RgbImage, options: NormalizeOptions, out?: Float32Array): Float32Array {
   const { width, height, data } = image;
   const pixels = width * height;
-  const grey = options.colourOrder === 'GRAY' || options.colourOrder === 'Y';
-  const channels = grey ? 1 : 3;
-  const result = out ?? new Float32Array(pixels * channels);
-  if (result.length !== pixels * channels) throw new RangeError(`tensor buffer holds ${result.length} values, need ${pixels * channels}`);
+  const grey = isGrey(options);
+  const length = tensorLength(image, options);
+  const result = out ?? new Float32Array(length);
+  if (result.length !== length) throw new RangeError(`tensor buffer holds ${result.length} values, need ${length}`);
   const scale = options.scale ?? 1;
   const mean = options.mean ?? [0];
   const std = options.std ?? [1];
@@ -243,7 +250,7 @@ export function rgbToTensorData(image: RgbImage, options: NormalizeOptions, out?
 /** rgbToTensorData wrapped in an ort Tensor with the right dims (over `out` when given). */
 export function rgbToTensor(image: RgbImage, options: NormalizeOptions, out?: Float32Array): Ort.Tensor {
   const data = rgbToTensorData(image, options, out);
-  const channels = options.colourOrder === 'GRAY' || options.colourOrder === 'Y' ? 1 : 3;
+  const channels = isGrey(options) ? 1 : 3;
   const dims = options.layout === 'NHWC' ? [1, image.height, image.width, channels] : [1, channels, image.height, image.width];
   return new (ort().Tensor)('float32', data, dims);
 }
@@ -261,8 +268,7 @@ export async function runOnImage(model: LoadedModel, image: RgbImage, layout?: N
   const options: NormalizeOptions = { colourOrder: contract.colourOrder, scale: contract.scale, mean: contract.mean, std: contract.std, ...(layout ? { layout } : {}) };
   let buffers = inputBuffers.get(model);
   if (!buffers) inputBuffers.set(model, (buffers = new TensorBuffers()));
-  const channels = options.colourOrder === 'GRAY' || options.colourOrder === 'Y' ? 1 : 3;
-  const data = buffers.take(image.width * image.height * channels);
+  const data = buffers.take(tensorLength(image, options));
   try {
     return await model.run({ [model.inputNames[0]!]: rgbToTensor(image, options, data) });
   } finally {
@@ -292,7 +298,7 @@ const inputBuffers = new WeakMap<LoadedModel, TensorBuffers>();
  * is the model's order; the output is always RGB (or one grey channel for GRAY / Y).
  */
 export function tensorDataToHwc(data: Float32Array, width: number, height: number, options: NormalizeOptions): Buffer {
-  const grey = options.colourOrder === 'GRAY' || options.colourOrder === 'Y';
+  const grey = isGrey(options);
   const channels = grey ? 1 : 3;
   const pixels = width * height;
   if (data.length < pixels * channels) throw new RangeError(`tensor holds ${data.length} values, need ${pixels * channels}`);

@@ -249,10 +249,8 @@ export class StageRunner {
         // Forensic replay's "where two runs first differ". Computed while the next step of a
         // fused chain waits on its first thread-pool work, and in any case before the
         // provenance goes out: the hand-off and the end wait for `facts`, which completes it.
-        const completed = provenance;
-        const outputDigest = deferredOutputDigest(result);
-        digest = outputDigest;
-        facts.complete(() => Object.assign(completed, outputDigest()));
+        digest = deferredOutputDigest(result);
+        facts.complete(provenance, digest);
         this.moveFindings(message.findings, input as Input, result);
         // A step that handed back the very frame it loaded (detect_*: findings only) keeps the
         // stored input as its output's reference: a second copy of the same pixels would cost a
@@ -499,10 +497,10 @@ function jobFacts(message: JobMessage): JobFacts {
  */
 class PendingFacts {
   private readonly pending: Promise<unknown>[] = [];
-  private completions: (() => void)[] = [];
+  private completions: { provenance: Provenance; digest: () => OutputDigest }[] = [];
 
-  complete(completion: () => void): void {
-    this.completions.push(completion);
+  complete(provenance: Provenance, digest: () => OutputDigest): void {
+    this.completions.push({ provenance, digest });
   }
 
   add(fact: Promise<unknown>): void {
@@ -512,7 +510,7 @@ class PendingFacts {
 
   /** All stored, or the first failure; the provenance complete. */
   confirmed(): Promise<unknown> {
-    for (const completion of this.completions.splice(0)) completion();
+    for (const { provenance, digest } of this.completions.splice(0)) Object.assign(provenance, digest());
     return Promise.all(this.pending.splice(0));
   }
 
