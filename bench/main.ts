@@ -12,7 +12,7 @@ import path from 'node:path';
 import { blobsSection } from './sections/blobs.js';
 import type { SectionResult } from './sections/types.js';
 import { machine, progress, REPO_ROOT, table } from './lib/util.js';
-import { applyHeapGrowth, loadConfig, withAllocatorDefaults } from '../services/lib/shared/config.js';
+import { applyCollectorSettings, loadConfig, withAllocatorDefaults } from '../services/lib/shared/config.js';
 
 // glibc reads its allocator settings when a process starts: the bench re-runs itself under the
 // ones that `npm start` gives the services, so that the in-process side (a) of a comparison
@@ -22,7 +22,7 @@ if (process.env.MALLOC_MMAP_THRESHOLD_ === undefined) {
   process.exit(child.status ?? 1);
 }
 // And the heap growth that the services set at their start (HEAP_GROWTH_PERCENT), for the same reason.
-applyHeapGrowth(loadConfig());
+applyCollectorSettings(loadConfig());
 
 type Runner = (options: { quick: boolean }) => Promise<SectionResult>;
 const SECTIONS: Record<string, { order: number; run: () => Promise<Runner> }> = {

@@ -9,6 +9,7 @@ import type { Findings } from '../../services/lib/shared/schema-types.js';
 import { MODELS_DIR, now, silentLog } from './util.js';
 import { resolveParams } from '../../services/lib/pipeline/params.js';
 import { stepContext } from '../../test/helpers/steps.js';
+import { workBegins } from '../../services/lib/shared/idle-collection.js';
 
 export interface PipelineStep { step: string; params?: Record<string, unknown> }
 
@@ -33,16 +34,23 @@ export async function runInProcess(pipeline: PipelineStep[], image: Buffer): Pro
   let input: { frame?: Frame; encoded?: EncodedImage } = { encoded: { bytes: image, format: '', contentType: 'image/jpeg' } };
   let findings: Findings = {};
   const stepMs: number[] = [];
+  // As a stage's runner does around a message: the collection when idle (IDLE_GC_MS) follows
+  // the job, so that (a) and (b) reuse memory alike.
+  const done = workBegins();
   const t0 = now();
   let output: EncodedImage | undefined;
-  for (const item of pipeline) {
-    const ctx: StageContext = stepContext(findings, { log: silentLog });
-    const a = now();
-    const result = await prepared.get(item.step)!.run(input as StageInput, resolveParams(item.step, item.params), ctx);
-    stepMs.push(now() - a);
-    findings = { ...findings, ...result.findings };
-    if (result.encoded) output = result.encoded;
-    input = result.frame ? { frame: result.frame } : input.frame ? { frame: input.frame } : {};
+  try {
+    for (const item of pipeline) {
+      const ctx: StageContext = stepContext(findings, { log: silentLog });
+      const a = now();
+      const result = await prepared.get(item.step)!.run(input as StageInput, resolveParams(item.step, item.params), ctx);
+      stepMs.push(now() - a);
+      findings = { ...findings, ...result.findings };
+      if (result.encoded) output = result.encoded;
+      input = result.frame ? { frame: result.frame } : input.frame ? { frame: input.frame } : {};
+    }
+    return { totalMs: now() - t0, stepMs, output, findings };
+  } finally {
+    done();
   }
-  return { totalMs: now() - t0, stepMs, output, findings };
 }

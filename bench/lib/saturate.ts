@@ -5,7 +5,7 @@
  * the same time), and prints how many it finished. Argument: the pipeline as JSON.
  */
 import { readFileSync } from 'node:fs';
-import { applyHeapGrowth, loadConfig } from '../../services/lib/shared/config.js';
+import { applyCollectorSettings, loadConfig } from '../../services/lib/shared/config.js';
 import { closeAll, prepare, runInProcess, type PipelineStep } from './inproc.js';
 
 const pipeline = JSON.parse(process.argv[2]!) as PipelineStep[];
@@ -13,7 +13,7 @@ const image = readFileSync(process.argv[3]!);
 const startAt = Number(process.env.START_AT);
 const durationMs = Number(process.env.DURATION_MS);
 
-applyHeapGrowth(loadConfig()); // as the services do at start
+applyCollectorSettings(loadConfig()); // as the services do at start
 await prepare(pipeline.map((p) => p.step));
 for (let i = 0; i < 3; i++) await runInProcess(pipeline, image); // warm-up: first runs plan memory
 while (Date.now() < startAt) await new Promise((r) => setTimeout(r, 2));

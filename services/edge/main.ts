@@ -1,11 +1,11 @@
 /** The edge service process: `node dist/services/edge/main.js`. */
-import { applyHeapGrowth, loadConfig } from '../lib/shared/config.js';
+import { applyCollectorSettings, loadConfig } from '../lib/shared/config.js';
 import { runUntilStopped } from '../lib/shared/lifecycle.js';
 import { createLogger } from '../lib/shared/logger.js';
 import { startEdge } from './server.js';
 
 const config = loadConfig();
-applyHeapGrowth(config);
+applyCollectorSettings(config);
 const log = createLogger('edge', { config });
 startEdge(config, log).then((edge) => {
   // Tell the launcher (when it started us with an IPC channel) that the edge now listens, so

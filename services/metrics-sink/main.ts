@@ -12,7 +12,7 @@
  * parent process is gone (re-parented to init), so it never outlives the launcher.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { applyHeapGrowth, loadConfig, type Config } from '../lib/shared/config.js';
+import { applyCollectorSettings, loadConfig, type Config } from '../lib/shared/config.js';
 import { isEntryPoint, runUntilStopped } from '../lib/shared/lifecycle.js';
 import { createLogger } from '../lib/shared/logger.js';
 import { openMetricsStore, storeOptionsFromConfig, type MetricsStore } from '../lib/metrics/clickhouse.js';
@@ -94,7 +94,7 @@ export async function runMetricsService(config: Config = loadConfig(), options: 
 
 if (isEntryPoint(import.meta.url)) {
   const config = loadConfig();
-  applyHeapGrowth(config);
+  applyCollectorSettings(config);
   runMetricsService(config).catch((error) => {
     log.fatal({ err: (error as Error)?.message ?? String(error) }, 'metrics service failed to start');
     process.exit(1);

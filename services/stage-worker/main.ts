@@ -12,7 +12,7 @@ import { addMicroService, type MicroService } from '../lib/bus/micro.js';
 import { STREAMS, stageConsumer, subjects } from '../lib/bus/subjects.js';
 import { StageRunner, type ColocatedSteps, type RunnerHooks, type RunObserver } from '../lib/pipeline/stage-runner.js';
 import type { PreparedStage } from '../lib/pipeline/stage.js';
-import { applyHeapGrowth, loadConfig, type Config } from '../lib/shared/config.js';
+import { applyCollectorSettings, loadConfig, type Config } from '../lib/shared/config.js';
 import { AppError } from '../lib/shared/errors.js';
 import { isEntryPoint, runUntilStopped } from '../lib/shared/lifecycle.js';
 import { createLogger } from '../lib/shared/logger.js';
@@ -132,7 +132,7 @@ if (isEntryPoint(import.meta.url)) {
   const arg = process.argv[2];
   // `all`: every registered step in this one process (STAGE_LAYOUT=fused).
   const config = loadConfig();
-  applyHeapGrowth(config);
+  applyCollectorSettings(config);
   const step = arg === 'all' ? [...(await loadStages({ extraDirs: config.stepsDirs })).keys()].join(',') : arg;
   if (!step) {
     console.error('usage: stage-worker/main.js <step>[,<step>...] | all');

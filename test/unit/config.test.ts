@@ -41,3 +41,9 @@ test('the README documents every setting', () => {
   const missing = Object.values(settings).map((s) => s.env).filter((env) => !readme.includes(`\`${env}\``));
   assert.deepEqual(missing, [], 'run `node scripts/config-table.mjs --write` after a build');
 });
+
+test('idle collection: after 5 ms of nothing in progress unless set, 0 turns it off, a negative value is refused', () => {
+  assert.equal(loadConfig({}).idleGcMs, 5);
+  assert.equal(loadConfig({ IDLE_GC_MS: '0' }).idleGcMs, 0);
+  assert.throws(() => loadConfig({ IDLE_GC_MS: '-1' }), /IDLE_GC_MS/);
+});

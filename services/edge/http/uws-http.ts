@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { AppError, appError } from '../../lib/shared/errors.js';
 import { toClientError } from '../client-error.js';
+import { workBegins } from '../../lib/shared/idle-collection.js';
 import type { Logger } from '../../lib/shared/logger.js';
 
 export interface Request {
@@ -87,8 +88,10 @@ export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'patch
   const paramNames = [...pattern.matchAll(/:([A-Za-z_]+)/g)].map((m) => m[1]!);
   app[method](pattern, (res: HttpResponse, uwsReq: HttpRequest) => {
     const state = { aborted: false, answered: false };
+    const workEnds = workBegins();
     res.onAborted(() => {
       state.aborted = true;
+      workEnds();
     });
     let requestId = '';
     let req: Request | undefined;
@@ -154,6 +157,7 @@ export function route(app: TemplatedApp, method: 'get' | 'post' | 'put' | 'patch
     function write(reply: Reply): void {
       if (state.aborted || state.answered) return;
       state.answered = true;
+      workEnds();
       const closeAfter = CLOSE_AFTER.has(reply.status);
       try {
         res.cork(() => {
@@ -229,8 +233,13 @@ function readBody(res: HttpResponse, limit: number, declared: number, timeoutMs:
         chunks.push(Buffer.from(bytes.slice().buffer));
       }
       size += bytes.byteLength;
-      if (isLast) clearTimeout(timer);
-      if (isLast) resolve(whole ? whole.subarray(0, size) : Buffer.concat(chunks, size));
+      if (!isLast) return;
+      clearTimeout(timer);
+      resolve(whole ? whole.subarray(0, size) : Buffer.concat(chunks, size));
+      // uWS keeps this callback until the connection's next request: without these the body
+      // would stay alive (and its pages unusable for the next one) until then.
+      whole = undefined;
+      chunks.length = 0;
     });
   });
 }

@@ -27,6 +27,7 @@ import { decodeBase64Image, parseJson, parseJsonBody } from '../http/body.js';
 import { randomUUID } from 'node:crypto';
 import { Outbox, type OutboxStats } from './outbox.js';
 import { encodeFrame } from '../../lib/shared/ws-frame.js';
+import { workBegins } from '../../lib/shared/idle-collection.js';
 
 const validateClientMessage = schemaValidator<WsClientMessage>('ws/client-message.schema.json');
 /** Droppable for a slow reader: live progress, and retries (a retry's outcome follows anyway). */
@@ -101,7 +102,8 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     message: (ws, message, isBinary) => {
       // uWS reuses the message's memory after this callback returns: copy it.
       const copy = Buffer.from(new Uint8Array(message).slice());
-      void onMessage(ws, copy, isBinary).catch((error) => {
+      const workEnds = workBegins();
+      void onMessage(ws, copy, isBinary).finally(workEnds).catch((error) => {
         const clientError = toClientError(error);
         if (clientError.status >= 500) deps.log.error({ err: error }, 'WebSocket message failed');
         sendError(ws, clientError, (error as { jobId?: string }).jobId);

@@ -34,6 +34,7 @@ import { finishJob, type JobFacts } from './job-lifecycle.js';
 import { conditionHolds, describeCondition, rescaleFindings } from './findings.js';
 import type { FindingGeometry, PreparedStage, StageDefinition, StageInput, StageResult } from './stage.js';
 import { resolveParams } from './params.js';
+import { workBegins } from '../shared/idle-collection.js';
 
 const validateJobMessage = schemaValidator<JobMessage>('messages/job-message.schema.json');
 
@@ -179,6 +180,7 @@ export class StageRunner {
     const attempt = msg.info.deliveryCount;
     const log = this.log.child({ jobId: message.jobId, index: message.index, attempt });
     this.options.observer?.started();
+    const workEnds = workBegins();
     const position: Position = { message };
     let startedAt = Date.now();
     try {
@@ -193,6 +195,7 @@ export class StageRunner {
       await this.handleFailure(msg, position.message, attempt, startedAt, log, raw);
     } finally {
       this.options.observer?.settled();
+      workEnds();
     }
   }
 

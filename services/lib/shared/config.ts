@@ -5,6 +5,7 @@
 import os from 'node:os';
 import v8 from 'node:v8';
 import path from 'node:path';
+import { startIdleCollection } from './idle-collection.js';
 
 type Parser<T> = (raw: string, name: string) => T;
 
@@ -107,6 +108,7 @@ export const settings = {
   onnxThreads: setting('ONNX_THREADS', 0, int, 'Intra-op threads per session (0: ONNX Runtime default).'),
   mallocMmapThreshold: setting('MALLOC_MMAP_THRESHOLD_', 64 * 1024 * 1024, int, 'Read by glibc\'s malloc when a process starts, not by the services; `npm start` and the images set it for every service unless it is set. Blocks below this size (frames up to ~20 MP RGB, uploads, tensors) come from the heap and are reused once freed, instead of fresh mmap\'d pages each time: on this machine a fresh page costs ~2.8 us to fault in, ~8.5 ms for one 3 MB frame, and the setting took a per-step 1 MP detection job from 101-107 to 92 ms (BENCHMARKS.md).'),
   mallocTrimThreshold: setting('MALLOC_TRIM_THRESHOLD_', 256 * 1024 * 1024, int, 'Read by glibc\'s malloc, set with MALLOC_MMAP_THRESHOLD_: free memory at the top of the heap kept for reuse before it is returned to the kernel, bytes.'),
+  idleGcMs: setting('IDLE_GC_MS', 5, intFrom(0, 60_000), 'A service that has had nothing in progress (no step, no HTTP request) for this long runs a young-generation collection, ms (0: never). A job\'s big buffers (upload, frames, encoded result) live outside V8\'s heap and are freed only by a collection, which one job at a time never starts: each job then faulted in fresh pages, ~10 us each here, 250-340 per 1 MP job and stage process. Collected when idle, the next job reuses them: one job at a time, one process per step, 66 -> 59 ms end to end (BENCHMARKS.md). A busy process never runs it.'),
   heapGrowthPercent: setting('HEAP_GROWTH_PERCENT', 300, intFrom(0, 10_000), 'How far V8 lets a service\'s heap grow past what survived its last full collection before the next one, percent (0: V8\'s own choice). Set by each service at start (V8 takes it only as a flag, which NODE_OPTIONS refuses). V8 chose a limit little above the 11-12 MB that a stage keeps live, so a stage ran a full collection every 6-10 jobs (5-20 ms each, ~2-4 ms per job); with 300 (a limit of 4x the live heap, some 45 MB), one every 35-60 jobs. Under load (runs in turns) that took the CPU per 1 MP detection job from 78-95 to 73-77 ms (BENCHMARKS.md).'),
   onnxSpinWait: setting('ONNX_SPIN_WAIT', false, bool, 'Let ONNX Runtime\'s idle threads spin instead of sleeping. Off by default: spinning threads keep burning CPU after each run, which starves nats-server and the other stages on a shared machine.'),
   stepsDirs: setting('STEPS_DIRS', [] as string[], list, 'Further folders of step modules (comma-separated), each module with its `<step>.schema.json` beside it or beside its source: site-specific steps. Set the same on the edge and on the stages.'),
@@ -166,11 +168,13 @@ const FRAME_TTL_MARGIN_S = 300;
 // the Config to what it starts (libraries never read the environment when they are imported).
 
 /**
- * V8's heap growth (HEAP_GROWTH_PERCENT), for the calling process: V8 reads the flag whenever it
- * sets the next collection's limit, so setting it at start takes effect from the first one.
+ * The collector settings, for the calling process, at its start: V8's heap growth
+ * (HEAP_GROWTH_PERCENT; V8 reads the flag whenever it sets the next collection's limit, so it
+ * takes effect from the first one) and the collection when idle (IDLE_GC_MS, idle-collection.ts).
  */
-export function applyHeapGrowth(config: Pick<Config, 'heapGrowthPercent'>): void {
+export function applyCollectorSettings(config: Pick<Config, 'heapGrowthPercent' | 'idleGcMs'>): void {
   if (config.heapGrowthPercent > 0) v8.setFlagsFromString(`--heap-growing-percent=${config.heapGrowthPercent}`);
+  startIdleCollection(config.idleGcMs);
 }
 
 /**
