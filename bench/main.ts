@@ -21,7 +21,8 @@ if (process.env.MALLOC_MMAP_THRESHOLD_ === undefined) {
   const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: withAllocatorDefaults(process.env) });
   process.exit(child.status ?? 1);
 }
-// And the heap growth that the services set at their start (HEAP_GROWTH_PERCENT), for the same reason.
+// And the collector settings that the services apply at their start (HEAP_GROWTH_PERCENT,
+// IDLE_GC_MS), for the same reason.
 applyCollectorSettings(loadConfig());
 
 type Runner = (options: { quick: boolean }) => Promise<SectionResult>;

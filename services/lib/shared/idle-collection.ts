@@ -10,7 +10,7 @@
  * buffers go back to malloc and the next job gets the same, already mapped, pages.
  *
  * Only when nothing has been in progress for IDLE_GC_MS: a busy process never pays for it (V8's
- * own collections run as before). A young collection of what one job leaves costs 0.1-0.5 ms.
+ * own collections run as before). A young collection of an empty young generation took 0.07 ms here.
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';
