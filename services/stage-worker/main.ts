@@ -90,7 +90,7 @@ export async function startStageWorker(steps: string | string[], config: Config 
   };
   const leaves = await Promise.all(stepList.map((step, i) => announceStage(bus.nc, {
     step, worker, host: config.hostId, pid: process.pid, startedAt: Date.now(), version: colocated.get(step)!.stage.version,
-  }, () => ({ handled: runners[i]!.handled, models: servedModels(step), info: colocated.get(step)!.prepared.describe?.() ?? {} }))));
+  }, () => ({ handled: runners[i]!.handled, models: servedModels(step), info: colocated.get(step)!.prepared.describe?.() ?? {} }), (refresh) => bus.topology.onRestored(refresh))));
   const sweep = setInterval(() => void bus.localFrames?.sweep(config.frameTtlS * 1000).catch(() => undefined), 60_000);
   sweep.unref();
   log.info({ steps: stepList }, 'stage ready');

@@ -16,6 +16,7 @@ import { TieredFrames } from './frames/tiered-frames.js';
 import { JobStore } from './job-store.js';
 import { BUCKETS } from './subjects.js';
 import { ensureTopology } from './topology.js';
+import { TopologyKeeper } from './topology-keeper.js';
 
 export interface Bus {
   nc: NatsConnection;
@@ -33,6 +34,8 @@ export interface Bus {
    */
   localFrames?: LocalFrames;
   idempotency: import('@nats-io/kv').KV;
+  /** Re-checks the streams and buckets after each reconnect; its onRestored follows that (topology-keeper.ts). */
+  topology: TopologyKeeper;
   close(): Promise<void>;
 }
 
@@ -47,13 +50,15 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
     // the edge's CPU per upload (bench: ingest profile). Our errors carry their own context.
     noAsyncTraces: true,
   });
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc, { timeout: 10_000 });
+  const topology = new TopologyKeeper(() => ensureTopology(nc, jsm, config, options.steps ?? []), log);
   (async () => {
     for await (const status of nc.status()) {
       if (status.type === 'disconnect' || status.type === 'reconnect') log.warn({ nats: status.type }, 'NATS connection status');
+      if (status.type === 'reconnect') void topology.reconnected();
     }
   })().catch(() => undefined);
-  const jsm = await jetstreamManager(nc);
-  const js = jetstream(nc, { timeout: 10_000 });
   await ensureTopology(nc, jsm, config, options.steps ?? []);
   const kvm = new Kvm(nc);
   const jobsKv = await kvm.open(BUCKETS.jobs);
@@ -71,7 +76,9 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
     frames,
     localFrames: frames.hostCache,
     idempotency,
+    topology,
     async close() {
+      topology.close();
       await nc.drain().catch(() => nc.close());
     },
   };

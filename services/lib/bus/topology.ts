@@ -1,6 +1,8 @@
 /**
  * Creates the streams, consumers and buckets, idempotently: every service calls this at
- * start, so any of them can come up first, and a second call changes nothing.
+ * start, so any of them can come up first, and a second call changes nothing. The services
+ * call it again after each reconnect (topology-keeper.ts): memory streams do not outlive a
+ * nats-server restart.
  * Only features of nats-server 2.9 are used (Debian's 2.9.10): no stream metadata,
  * no multi-filter consumers, no per-message TTL.
  */
@@ -98,7 +100,8 @@ function replicaCount(config: Config): number {
  * bucket first made on a single server (or with another count) is scaled here: the same
  * idempotent rule as the streams.
  */
-async function ensureBucket(kvm: Kvm, jsm: JetStreamManager, name: string, options: Parameters<Kvm['create']>[1], replicas: number, serverVersion: string | undefined): Promise<void> {
+/** Whether the bucket had to be made. */
+async function ensureBucket(kvm: Kvm, jsm: JetStreamManager, name: string, options: Parameters<Kvm['create']>[1], replicas: number, serverVersion: string | undefined): Promise<boolean> {
   const stream = `KV_${name}`;
   // One info call when the bucket exists (the usual start); Kvm.create only when it does not.
   const info = await jsm.streams.info(stream).catch((error: unknown) => {
@@ -107,13 +110,14 @@ async function ensureBucket(kvm: Kvm, jsm: JetStreamManager, name: string, optio
   });
   if (!info) {
     await kvm.create(name, { ...options, replicas });
-    return;
+    return true;
   }
   const current = info.config.num_replicas || 1;
   if (current !== replicas) {
     refuseUnsafeScaleUp(stream, current, replicas, serverVersion);
     await jsm.streams.update(stream, { ...info.config, num_replicas: replicas });
   }
+  return false;
 }
 
 /**
@@ -130,8 +134,11 @@ export function eventsStreamConfig(config: Config): Partial<StreamConfig> {
   return streamConfigs(config).find((s) => s.name === STREAMS.events)!;
 }
 
-/** `serverVersion` (NatsConnection.info.version) decides whether a scale-up may be done in place. */
-export async function ensureStream(jsm: JetStreamManager, wanted: Partial<StreamConfig>, serverVersion: string | undefined): Promise<void> {
+/**
+ * `serverVersion` (NatsConnection.info.version) decides whether a scale-up may be done in place.
+ * Resolves to whether the stream had to be made (by this call or, racing it, another service's).
+ */
+export async function ensureStream(jsm: JetStreamManager, wanted: Partial<StreamConfig>, serverVersion: string | undefined): Promise<boolean> {
   try {
     const info = await jsm.streams.info(wanted.name!);
     const current = info.config as unknown as Record<string, unknown>;
@@ -142,6 +149,7 @@ export async function ensureStream(jsm: JetStreamManager, wanted: Partial<Stream
       const { storage: _s, retention: _r, ...updatable } = wanted;
       await jsm.streams.update(wanted.name!, updatable);
     }
+    return false;
   } catch (error) {
     if (!isStreamNotFound(error)) throw error;
     try {
@@ -149,11 +157,12 @@ export async function ensureStream(jsm: JetStreamManager, wanted: Partial<Stream
     } catch (addError) {
       if (!isAlreadyExists(addError)) throw addError;
     }
+    return true;
   }
 }
 
-/** The durable pull consumer shared by all replicas of a step. */
-export async function ensureStageConsumer(jsm: JetStreamManager, step: string, config: Config): Promise<void> {
+/** The durable pull consumer shared by all replicas of a step; resolves to whether it had to be made. */
+export async function ensureStageConsumer(jsm: JetStreamManager, step: string, config: Config): Promise<boolean> {
   const durable = stageConsumer(step);
   const wanted = {
     durable_name: durable,
@@ -168,6 +177,7 @@ export async function ensureStageConsumer(jsm: JetStreamManager, step: string, c
   try {
     await jsm.consumers.info(STREAMS.stages, durable);
     await jsm.consumers.update(STREAMS.stages, durable, { ack_wait: wanted.ack_wait, max_deliver: wanted.max_deliver, max_ack_pending: wanted.max_ack_pending });
+    return false;
   } catch (error) {
     if (!isConsumerNotFound(error)) throw error;
     try {
@@ -176,20 +186,27 @@ export async function ensureStageConsumer(jsm: JetStreamManager, step: string, c
       // Another replica created it between our info and add.
       if (!isAlreadyExists(addError)) throw addError;
     }
+    return true;
   }
 }
 
-export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, config: Config, steps: string[] = []): Promise<void> {
+/** Resolves to the names of what had to be made (streams, stage consumers, buckets' streams): none when all was there. */
+export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, config: Config, steps: string[] = []): Promise<string[]> {
   const serverVersion = nc.info?.version;
-  for (const stream of streamConfigs(config)) await ensureStream(jsm, stream, serverVersion);
-  for (const step of steps) await ensureStageConsumer(jsm, step, config);
+  const made: string[] = [];
+  for (const stream of streamConfigs(config)) if (await ensureStream(jsm, stream, serverVersion)) made.push(stream.name!);
+  for (const step of steps) if (await ensureStageConsumer(jsm, step, config)) made.push(`${STREAMS.stages}/${stageConsumer(step)}`);
   const kvm = new Kvm(nc);
   const replicas = replicaCount(config);
+  const bucket = async (name: string, options: Parameters<Kvm['create']>[1]) => {
+    if (await ensureBucket(kvm, jsm, name, options, replicas, serverVersion)) made.push(`KV_${name}`);
+  };
   // A job is its record plus its events: both are kept equally long.
-  await ensureBucket(kvm, jsm, BUCKETS.jobs, { history: 1, storage: StorageType.File, ttl: config.eventsTtlS * 1000 }, replicas, serverVersion);
-  await ensureBucket(kvm, jsm, BUCKETS.idempotency, { history: 1, storage: StorageType.File, ttl: 24 * 3600 * 1000 }, replicas, serverVersion);
+  await bucket(BUCKETS.jobs, { history: 1, storage: StorageType.File, ttl: config.eventsTtlS * 1000 });
+  await bucket(BUCKETS.idempotency, { history: 1, storage: StorageType.File, ttl: 24 * 3600 * 1000 });
   // Cases are records of an investigation: no TTL.
-  await ensureBucket(kvm, jsm, BUCKETS.cases, { history: 1, storage: StorageType.File }, replicas, serverVersion);
+  await bucket(BUCKETS.cases, { history: 1, storage: StorageType.File });
   // Created here with the replica count (same options as stage-presence.ts, which then finds it made).
-  await ensureBucket(kvm, jsm, BUCKETS.stages, { history: 1, storage: StorageType.Memory, ttl: PRESENCE_TTL_MS }, replicas, serverVersion);
+  await bucket(BUCKETS.stages, { history: 1, storage: StorageType.Memory, ttl: PRESENCE_TTL_MS });
+  return made;
 }
