@@ -270,7 +270,11 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
       filter_subjects: subjects.jobEvents(jobId),
       ...(afterSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterSeq + 1 } : {}),
     });
-    const messages = await consumer.consume();
+    // Pulls that expire after 5 s (heartbeats every 2.5 s): an ordered consumer whose server
+    // died is made again after two missed heartbeats. With the default 30 s a client following
+    // a job through a nats-server restart got its events 30-45 s late (reliability suite:
+    // every job had ended 10 s after the kill; the WebSocket clients heard of it at 45.6 s).
+    const messages = await consumer.consume({ expires: 5000 });
     const close = async () => {
       progress.close();
       await messages.close().catch(() => undefined);

@@ -85,7 +85,8 @@ export class JobStore {
     const events: JobEvent[] = [];
     // An ordered consumer (ephemeral, in server memory) reads up to the last one known.
     const consumer = await this.js.consumers.get(STREAMS.events, { filter_subjects: subject });
-    const messages = await consumer.consume();
+    // Short pulls, as in the WebSocket gateway: a read caught by a server restart resumes in seconds.
+    const messages = await consumer.consume({ expires: 5000 });
     try {
       for await (const m of messages) {
         events.push(m.json<JobEvent>());
