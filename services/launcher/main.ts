@@ -3,7 +3,7 @@
  *   - NATS_URL empty: starts nats-server with JetStream (data under DATA_DIR/nats);
  *   - creates streams, consumers and buckets (idempotent);
  *   - runs the edge, one process per stage step (STAGE_REPLICAS each) and the metrics sink,
- *     restarting any that dies;
+ *     restarting any that dies (the embedded nats-server too, on its port and store);
  *   - Ctrl-C / SIGTERM stops the services first, then nats-server: no orphan process.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -42,8 +42,9 @@ async function main(): Promise<void> {
   if (refusal) throw new Error(refusal);
   const env: NodeJS.ProcessEnv = withAllocatorDefaults({ ...process.env, PHOTOLAB_LAUNCHED: '1' });
   let nats: RunningNatsServer | undefined;
+  let stopping = false;
   if (!config.natsUrl) {
-    nats = await startNatsServer({
+    const natsOptions = {
       port: config.natsPort,
       host: '127.0.0.1',
       storeDir: path.join(config.dataDir, 'nats'),
@@ -51,7 +52,30 @@ async function main(): Promise<void> {
       maxMemoryStore: config.frameStreamMaxBytes + 512 * 1024 * 1024,
       logFile: path.join(config.dataDir, 'nats', 'nats-server.log'),
       goMaxProcs: config.natsGoMaxProcs,
+    };
+    nats = await startNatsServer(natsOptions);
+    natsOptions.port = nats.port;
+    // Restarted like the services, on the same port and store: they reconnect by themselves and
+    // make again the memory streams a restarted server no longer has (topology-keeper.ts).
+    let natsRestarts = 0;
+    const restartNatsWhenItExits = (server: RunningNatsServer) => server.process.once('exit', (code, signal) => {
+      if (stopping) return;
+      const delay = Math.min(30_000, 500 * 2 ** Math.min(natsRestarts++, 6));
+      log.error({ code, signal, restartInMs: delay }, 'embedded nats-server exited; restarting it on the same port and store');
+      const restart = async () => {
+        if (stopping) return;
+        try {
+          nats = await startNatsServer(natsOptions);
+          restartNatsWhenItExits(nats);
+          log.info({ url: nats.url }, 'embedded nats-server restarted');
+        } catch (error) {
+          log.error({ err: error, retryInMs: 5000 }, 'embedded nats-server did not restart; trying again');
+          setTimeout(() => void restart(), 5000);
+        }
+      };
+      setTimeout(() => void restart(), delay);
     });
+    restartNatsWhenItExits(nats);
     env.NATS_URL = nats.url;
     // Everything runs on this machine: frames need not cross the bus (BENCHMARKS.md: local vs auto).
     if (!process.env.FRAME_TRANSPORT) env.FRAME_TRANSPORT = 'local';
@@ -102,7 +126,6 @@ async function main(): Promise<void> {
   const sink = path.join(servicesDir, 'metrics-sink/main.js');
   if (existsSync(sink)) services.push({ name: 'metrics-sink', script: sink, args: [], restarts: 0 });
 
-  let stopping = false;
   const startService = (service: Service) => {
     const child = spawn(process.execPath, [service.script, ...service.args], { env: { ...env, ...service.env }, stdio: service.name === 'edge' ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'inherit', 'inherit'] });
     service.child = child;
