@@ -13,7 +13,7 @@
  * with 4008.
  */
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
-import { DeliverPolicy } from '@nats-io/jetstream';
+import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
 import { ownerHash } from '../../lib/bus/job-store.js';
 import { isTerminalEvent } from '../../lib/shared/job-status.js';
 import { STREAMS, subjects } from '../../lib/bus/subjects.js';
@@ -39,7 +39,8 @@ export const WS_CLOSE_UNAUTHORIZED = 4001;
 interface Connection {
   owner?: Owner;
   token?: string;
-  subscriptions: Map<string, { close(): Promise<void> }>;
+  /** Followed jobs: `renew` replaces the event feed (after a reconnect). */
+  subscriptions: Map<string, { close(): Promise<void>; renew?(): Promise<void> }>;
   /** Jobs whose subscription is being set up: a second subscribe meanwhile must not open a second consumer. */
   subscribing: Set<string>;
   closed: boolean;
@@ -56,6 +57,13 @@ type Socket = WebSocket<Connection>;
 
 export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats(): GatewayStats; closeAll(): void } {
   const sockets = new Set<Socket>();
+  // Once the bus is whole again after a reconnect, every followed job gets a fresh feed from its
+  // last forwarded event (a restarted server lost the old ephemeral consumers).
+  deps.bus.topology.onRestored(() => {
+    for (const ws of sockets) {
+      for (const [jobId, sub] of ws.getUserData().subscriptions) void sub.renew?.().catch((error) => deps.log.warn({ err: error, jobId }, 'event feed not renewed; the ordered consumer recovers by itself'));
+    }
+  });
   const outbox = new Outbox<Connection>({
     softLimit: deps.config.wsSoftBufferBytes,
     hardLimit: deps.config.wsHardBufferBytes,
@@ -266,33 +274,31 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
       const message: WsServerMessage = { type: 'event', event, ...(seq !== undefined ? { seq } : {}), ...(!live && event.at < since ? { replayed: true } : {}) };
       return outbox.sendText(ws, JSON.stringify(message), PROGRESS_EVENTS.has(event.type) ? 'droppable' : 'essential');
     };
-    const consumer = await deps.bus.js.consumers.get(STREAMS.events, {
-      filter_subjects: subjects.jobEvents(jobId),
-      ...(afterSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterSeq + 1 } : {}),
-    });
-    // Pulls that expire after 5 s (heartbeats every 2.5 s): an ordered consumer whose server
-    // died is made again after two missed heartbeats. With the default 30 s a client following
-    // a job through a nats-server restart got its events 30-45 s late (reliability suite:
-    // every job had ended 10 s after the kill; the WebSocket clients heard of it at 45.6 s).
-    const messages = await consumer.consume({ expires: 5000 });
-    const close = async () => {
-      progress.close();
-      await messages.close().catch(() => undefined);
+    /** The last stored event forwarded: a renewed feed starts after it, and skips what an old one overlapped. */
+    let lastSeq = afterSeq;
+    let feed: ConsumerMessages | undefined;
+    let over = false;
+    const openFeed = async (): Promise<ConsumerMessages> => {
+      const consumer = await deps.bus.js.consumers.get(STREAMS.events, {
+        filter_subjects: subjects.jobEvents(jobId),
+        ...(lastSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 } : {}),
+      });
+      // Pulls that expire after 5 s (heartbeats every 2.5 s): an ordered consumer whose server
+      // died is made again after two missed heartbeats. With the default 30 s a client following
+      // a job through a nats-server restart got its events 30-45 s late (reliability suite:
+      // every job had ended 10 s after the kill; the WebSocket clients heard of it at 45.6 s).
+      return consumer.consume({ expires: 5000 });
     };
-    if (data.closed) {
-      await close();
-      return;
-    }
-    data.subscriptions.set(jobId, { close });
-    send(ws, { type: 'subscribed', jobId });
-    // A resuming client saw job.accepted already.
-    if (afterSeq === 0) forward({ type: 'job.accepted', jobId, at: job.createdAt, steps: job.pipeline.length }, false);
-    progress.attach((event) => {
-      if (!data.closed) forward(event, true);
-    });
-    void (async () => {
+    const close = async () => {
+      over = true;
+      progress.close();
+      await feed?.close().catch(() => undefined);
+    };
+    const pump = async (messages: ConsumerMessages) => {
       for await (const m of messages) {
-        if (data.closed) break;
+        if (data.closed || over) break;
+        if (m.seq <= lastSeq) continue;
+        lastSeq = m.seq;
         const event = m.json<JobEvent>();
         if (forward(event, false, m.seq) === 'closed') break;
         if (isTerminalEvent(event.type)) {
@@ -300,9 +306,39 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
           break;
         }
       }
+      if (feed !== messages) return; // replaced by renew(): the new feed carries on
       await close();
       if (data.subscriptions.get(jobId)?.close === close) data.subscriptions.delete(jobId);
-    })().catch((error) => deps.log.warn({ err: error, jobId }, 'event forwarding stopped'));
+    };
+    /**
+     * A new feed from the last event forwarded, then the old one closed: after a reconnect the old
+     * ordered consumer would notice the lost server only after two missed heartbeats (5 s).
+     */
+    const renew = async () => {
+      if (over || data.closed) return;
+      const old = feed;
+      const messages = await openFeed();
+      if (over || data.closed) {
+        await messages.close().catch(() => undefined);
+        return;
+      }
+      feed = messages;
+      await old?.close().catch(() => undefined);
+      void pump(messages).catch((error) => deps.log.warn({ err: error, jobId }, 'event forwarding stopped'));
+    };
+    feed = await openFeed();
+    if (data.closed) {
+      await close();
+      return;
+    }
+    data.subscriptions.set(jobId, { close, renew });
+    send(ws, { type: 'subscribed', jobId });
+    // A resuming client saw job.accepted already.
+    if (afterSeq === 0) forward({ type: 'job.accepted', jobId, at: job.createdAt, steps: job.pipeline.length }, false);
+    progress.attach((event) => {
+      if (!data.closed) forward(event, true);
+    });
+    void pump(feed).catch((error) => deps.log.warn({ err: error, jobId }, 'event forwarding stopped'));
   }
 
   /** The end of a done job: the image as a binary frame, or where to fetch it. */
