@@ -278,6 +278,8 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     let lastSeq = afterSeq;
     let feed: ConsumerMessages | undefined;
     let over = false;
+    /** The terminal event was forwarded: nothing follows, and no feed is renewed. */
+    let terminal = false;
     const openFeed = async (): Promise<ConsumerMessages> => {
       const consumer = await deps.bus.js.consumers.get(STREAMS.events, {
         filter_subjects: subjects.jobEvents(jobId),
@@ -302,11 +304,15 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
         const event = m.json<JobEvent>();
         if (forward(event, false, m.seq) === 'closed') break;
         if (isTerminalEvent(event.type)) {
+          terminal = true;
           if (event.type === 'job.done') await sendResult(ws, jobId, resultMode, event);
           break;
         }
       }
-      if (feed !== messages) return; // replaced by renew(): the new feed carries on
+      if (!terminal && feed !== messages) {
+        await messages.close().catch(() => undefined); // replaced by renew(): the new feed carries on
+        return;
+      }
       await close();
       if (data.subscriptions.get(jobId)?.close === close) data.subscriptions.delete(jobId);
     };
@@ -314,11 +320,13 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
      * A new feed from the last event forwarded, then the old one closed: after a reconnect the old
      * ordered consumer would notice the lost server only after two missed heartbeats (5 s).
      */
-    const renew = async () => {
-      if (over || data.closed) return;
+    let renewing: Promise<void> | undefined;
+    const renew = (): Promise<void> => (renewing ??= replaceFeed().finally(() => (renewing = undefined)));
+    const replaceFeed = async () => {
+      if (over || terminal || data.closed) return;
       const old = feed;
       const messages = await openFeed();
-      if (over || data.closed) {
+      if (over || terminal || data.closed) {
         await messages.close().catch(() => undefined);
         return;
       }

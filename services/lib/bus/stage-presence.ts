@@ -52,6 +52,8 @@ export class StagePresenceView {
   private readonly byKey = new Map<string, StagePresence>();
   private watch?: { stop(): void };
   private stopped = false;
+  /** The current watch is being replaced (restart): the next one is opened at once. */
+  private restarting = false;
 
   private constructor(private readonly kv: KV, private readonly log?: Logger, private readonly retryMs = 1000) {}
 
@@ -65,6 +67,7 @@ export class StagePresenceView {
 
   /** Replaces the watch with a new one, which reads every record again. */
   restart(): void {
+    this.restarting = true;
     this.watch?.stop();
   }
 
@@ -76,13 +79,20 @@ export class StagePresenceView {
         this.watch = watch;
         if (this.stopped) break;
         for await (const entry of watch) this.apply(entry.key, entry.operation, entry.length, () => entry.json<StagePresence>());
+        // Ended by itself (not replaced): a pause, so that a watch that keeps ending is not remade in a loop.
+        if (!this.restarting && !this.stopped) await this.pause();
       } catch (error) {
         this.log?.warn({ err: error, retryInMs: this.retryMs }, 'stage presence: watch failed; trying again');
-        await new Promise((resolve) => setTimeout(resolve, this.retryMs).unref());
+        await this.pause();
       }
+      this.restarting = false;
       watch = undefined;
     }
     this.watch?.stop();
+  }
+
+  private pause(): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, this.retryMs).unref());
   }
 
   private apply(key: string, operation: string, length: number, record: () => StagePresence): void {
