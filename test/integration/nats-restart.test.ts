@@ -6,7 +6,7 @@
  * (topology-keeper.ts), so that jobs of several steps run again (their frames go through the
  * frames stream with the default FRAME_TRANSPORT=auto) and the edge sees its stages again.
  * Before the keeper, every such job failed and GET /api/health said "down" until the services
- * were restarted.
+ * were restarted. Then the same with a server that starts on an empty store.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -24,6 +24,7 @@ const STEPS = ['decode', 'encode'];
 const PIPELINE = STEPS.map((step) => ({ step }));
 
 let storeDir: string;
+let wipedStoreDir: string | undefined;
 let port: number;
 let nats: RunningNatsServer;
 let services: RunningServices;
@@ -59,21 +60,33 @@ async function runJobs(jobs: number): Promise<void> {
   }
 }
 
-test('after a nats-server restart the services make its memory streams again: jobs of two steps run and the edge sees its stages', async () => {
-  await waitFor(async () => whole(await health()), 'the edge seeing both stages before the restart', 30_000, async () => JSON.stringify(await health()));
-  await runJobs(2);
-
+/** SIGKILL, then a new nats-server on the same port with `store`; resolves once the edge sees every stream and both stages again. */
+async function restartNats(store: string, logName: string): Promise<void> {
   nats.process.kill('SIGKILL');
   await stopProcess(nats.process);
-  nats = await startNatsServer({ storeDir, port, logFile: path.join(storeDir, 'nats-2.log') });
-
+  nats = await startNatsServer({ storeDir: store, port, logFile: path.join(store, logName) });
   // Bounded by the reconnect (0.5 s apart) and the stages' next presence refresh (keeper, or 5 s at the latest).
   const restored = await waitFor(async () => {
     const h = await health();
     return whole(h) ? h : undefined;
   }, 'every stream back and both stages seen again after the restart', 60_000, async () => JSON.stringify(await health().catch((e) => String(e))));
   assert.notEqual(restored.status, 'down', 'every stream there again'); // 'degraded': the steps without a stage here
+}
+
+test('after a nats-server restart the services make its memory streams again: jobs of two steps run and the edge sees its stages', async () => {
+  await waitFor(async () => whole(await health()), 'the edge seeing both stages before the restart', 30_000, async () => JSON.stringify(await health()));
+  await runJobs(2);
+  await restartNats(storeDir, 'nats-2.log');
   await runJobs(3);
   for (const name of ['edge', ...STEPS]) assert.ok(services.reconnects()[name]! >= 1, `${name} reconnected by itself`);
   assert.match(services.tail('edge', 400), /streams and buckets (made again|all present)/, 'the edge checked the topology after its reconnect');
+});
+
+test('a nats-server that lost its store (a container without its volume): the services make every stream, consumer and bucket again, and new jobs run', async () => {
+  wipedStoreDir = mkdtempSync(path.join(os.tmpdir(), 'photolab-nats-wiped-'));
+  await restartNats(wipedStoreDir, 'nats-3.log');
+  await runJobs(3);
+  // Whichever service checked first made them; the others found them there.
+  const logs = ['edge', ...STEPS].map((name) => services.tail(name, 400)).join('\n');
+  assert.match(logs, /"made":\[[^\]]*"PHOTOLAB_STAGES"[^\]]*\].*streams and buckets made again/, 'the file streams made again too');
 });
