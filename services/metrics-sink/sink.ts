@@ -148,10 +148,8 @@ export class MetricsSink {
   /** Ensures stream and consumer, then consumes in the background until stop(). */
   async start(): Promise<void> {
     if (this.loop) throw new Error('MetricsSink already started');
-    const jsm = await jetstreamManager(this.opts.nc);
-    this.jsm = jsm;
-    if (this.opts.streamConfig) await ensureStream(jsm, this.opts.streamConfig, this.opts.nc.info?.version);
-    await ensureMetricsConsumer(jsm, { ackWaitMs: this.opts.ackWaitMs, maxAckPending: Math.max(1000, this.opts.batchRows * 2) });
+    this.jsm = await jetstreamManager(this.opts.nc);
+    await this.ensure();
     this.js = jetstream(this.opts.nc);
     this.stopping = false;
     this.loop = this.run();
@@ -186,6 +184,12 @@ export class MetricsSink {
     return Math.round(base * (0.75 + Math.random() * 0.5));
   }
 
+  /** The events stream (when the sink is to make it) and the `metrics-sink` consumer, made or updated. */
+  private async ensure(): Promise<void> {
+    if (this.opts.streamConfig) await ensureStream(this.jsm!, this.opts.streamConfig, this.opts.nc.info?.version);
+    await ensureMetricsConsumer(this.jsm!, { ackWaitMs: this.opts.ackWaitMs, maxAckPending: Math.max(1000, this.opts.batchRows * 2) });
+  }
+
   private async run(): Promise<void> {
     let failures = 0;
     while (!this.stopping) {
@@ -201,6 +205,9 @@ export class MetricsSink {
         this.stats.lastError = String((error as Error)?.message ?? error);
         this.log?.warn({ err: this.stats.lastError, failures }, 'metrics sink: pulling from PHOTOLAB_EVENTS failed; retrying');
         if (!this.stopping) await this.sleep(this.backoff(failures));
+        // A nats-server that came back without its store has neither stream nor consumer: made
+        // again here (two info calls when both are there), or the sink would retry for good.
+        if (!this.stopping) await this.ensure().catch(() => undefined);
       }
     }
   }

@@ -199,4 +199,17 @@ describe('metrics on chDB', () => {
     assert.match(text, /^photolab_stage_ack_pending\{step="decode"\} 1$/m);
     m!.ack();
   });
+
+  test('a consumer that is gone (a nats-server back without its store) is made again: later jobs arrive, nothing counted twice', async () => {
+    const jsm = await jetstreamManager(nc);
+    const [stageBefore, jobsBefore] = [await count(store, 'stage_runs'), await count(store, 'jobs')];
+    await jsm.consumers.delete(METRICS_STREAM, METRICS_CONSUMER);
+    const published = await publishJobs(nc, 'BACK', 0, 5, now);
+    // The remade consumer reads the stream from its start again: the earlier rows come twice
+    // and FINAL folds them (the tables replace by run and job id).
+    await waitFor(async () => (await count(store, 'stage_runs')) === stageBefore + published.stage && (await count(store, 'jobs')) === jobsBefore + published.job,
+      'the later jobs in ClickHouse', 60_000, async () => `stage_runs=${await count(store, 'stage_runs')} jobs=${await count(store, 'jobs')} stats=${JSON.stringify(sink!.stats)}`);
+    assert.ok((await jsm.consumers.info(METRICS_STREAM, METRICS_CONSUMER)).config.durable_name, 'the consumer is back');
+  });
+
 });
