@@ -59,7 +59,10 @@ export async function startEdge(config: Config, log: Logger): Promise<Edge> {
   const custody = new Custody(bus.js);
   const cases = new CasesService(bus, custody);
   const presence = await StagePresenceView.start(bus.nc, { log });
-  bus.topology.onRestored(() => presence.restart());
+  bus.topology.onRestored(() => {
+    presence.restart();
+    open.afterReconnect();
+  });
   const jobs = new JobsService(bus, manifests, config, log, backlog, { cases, custody, open, live, presence });
   const forensics = new ForensicsService(bus, jobs, custody, await loadSigningKey({ keyFile: config.reportSigningKeyFile, dataDir: config.dataDir }), config);
   const blobs = await CallerBlobs.open(bus, bus.nc, config.maxUploadBytes);

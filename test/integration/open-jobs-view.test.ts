@@ -15,6 +15,9 @@ import { loadConfig } from '../../services/lib/shared/config.js';
 import { newId } from '../../services/lib/shared/ids.js';
 import { createLogger } from '../../services/lib/shared/logger.js';
 import { startNatsServer, type TestNatsServer } from '../helpers/nats-server.js';
+import { waitFor } from '../helpers/wait.js';
+import { BUCKETS, STREAMS } from '../../services/lib/bus/subjects.js';
+import { ensureTopology } from '../../services/lib/bus/topology.js';
 
 let nats: TestNatsServer;
 let edgeA: Bus;
@@ -122,4 +125,23 @@ test('caughtUp gives false after its timeout for a revision that never comes, an
   assert.equal(await view.caughtUp(Number.MAX_SAFE_INTEGER, 50), false);
   view.stop();
   assert.equal(await view.caughtUp(Number.MAX_SAFE_INTEGER, 5000), false);
+});
+
+// Last: it makes the jobs bucket and the events stream anew.
+test('streams made anew (a server back without its store): after the reconnect check the view starts over and counts the new records', async () => {
+  const view = await watch(edgeA);
+  const lost = { jobId: newId(), owner: alice, deadline: Date.now() + 60_000 };
+  const oldRevision = await submit(edgeA, lost);
+  assert.equal(await view.caughtUp(oldRevision, 5000), true);
+  // What an empty server gets from the topology keeper: the same bucket and stream, new and empty.
+  await edgeA.jsm.streams.delete(`KV_${BUCKETS.jobs}`);
+  await edgeA.jsm.streams.delete(STREAMS.events);
+  await ensureTopology(edgeA.nc, edgeA.jsm, loadConfig({ NATS_URL: nats.url }));
+  view.afterReconnect();
+  const fresh = { jobId: newId(), owner: alice, deadline: Date.now() + 60_000 };
+  const revision = await submit(edgeA, fresh);
+  assert.ok(revision < oldRevision, `the new bucket counts from 1 again (${revision} after ${oldRevision})`);
+  await waitFor(() => view.entries(ownerHash(alice)).some((e) => e.jobId === fresh.jobId), 'the new record in the view', 15_000,
+    () => JSON.stringify(view.entries(ownerHash(alice))));
+  assert.ok(!view.entries(ownerHash(alice)).some((e) => e.jobId === lost.jobId), 'what the lost store held is gone from the view');
 });

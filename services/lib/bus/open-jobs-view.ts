@@ -103,6 +103,31 @@ export class OpenJobsView {
     });
   }
 
+  /**
+   * After a reconnect, once the bus has checked its streams (the topology keeper): the feeds are
+   * renewed at once, as their ordered consumers would notice a lost server only after two missed
+   * heartbeats. And from scratch when the streams were made anew (a nats-server back without its
+   * store): their sequences start again at 1, below what this view applied, so it would skip the
+   * new records and pass a caller's new jobs uncounted; what it held is gone with the store.
+   */
+  afterReconnect(): void {
+    if (this.stopped) return;
+    void (async () => {
+      const jsm = await this.js.jetstreamManager();
+      const [records, events] = await Promise.all([jsm.streams.info(`KV_${BUCKETS.jobs}`), jsm.streams.info(STREAMS.events)]);
+      if (records.state.last_seq < this.applied || events.state.last_seq < this.endsApplied) {
+        this.log.warn({ applied: this.applied, recordsNow: records.state.last_seq, endsApplied: this.endsApplied, endsNow: events.state.last_seq }, 'open-jobs view: the streams were made anew (a server without its store); starting over');
+        this.byOwner.clear();
+        this.ownerOf.clear();
+        this.ended.clear();
+        this.applied = 0;
+        this.endsApplied = 0;
+      }
+      this.lastRenewal = 0;
+      this.renew('reconnect');
+    })().catch((error: unknown) => this.log.warn({ err: error }, 'open-jobs view: not checked after the reconnect; a late record renews it'));
+  }
+
   private async follow(feed: ConsumerMessages, apply: (m: JsMsg) => void): Promise<void> {
     try {
       for await (const m of feed) {
