@@ -17,7 +17,6 @@ import { JobStore } from './job-store.js';
 import { BUCKETS } from './subjects.js';
 import { ensureTopology } from './topology.js';
 import { TopologyKeeper } from './topology-keeper.js';
-import { LostAcks } from './lost-acks.js';
 
 export interface Bus {
   nc: NatsConnection;
@@ -52,17 +51,12 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
     noAsyncTraces: true,
   });
   const jsm = await jetstreamManager(nc);
-  const lostAcks = new LostAcks();
-  const js = lostAcks.wrap(jetstream(nc, { timeout: 10_000 }));
+  const js = jetstream(nc, { timeout: 10_000 });
   const topology = new TopologyKeeper(() => ensureTopology(nc, jsm, config, options.steps ?? []), log);
   (async () => {
     for await (const status of nc.status()) {
       if (status.type === 'disconnect' || status.type === 'reconnect') log.warn({ nats: status.type }, 'NATS connection status');
-      if (status.type === 'disconnect') lostAcks.disconnected();
-      if (status.type === 'reconnect') {
-        lostAcks.reconnected();
-        void topology.reconnected();
-      }
+      if (status.type === 'reconnect') void topology.reconnected();
     }
   })().catch(() => undefined);
   await ensureTopology(nc, jsm, config, options.steps ?? []);
