@@ -24,6 +24,8 @@ import { startNatsServer, stopProcess, type RunningNatsServer } from './nats-ser
 const log = createLogger('launcher');
 /** A service exits with this when retrying cannot help (missing model): sysexits' EX_CONFIG. */
 const EXIT_CANNOT_RUN_HERE = 78;
+/** Pause before the next start of a process that exited: doubling from 0.5 s, at most 30 s. */
+const restartDelayMs = (restarts: number) => Math.min(30_000, 500 * 2 ** Math.min(restarts, 6));
 const servicesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 interface Service {
@@ -60,7 +62,7 @@ async function main(): Promise<void> {
     let natsRestarts = 0;
     const restartNatsWhenItExits = (server: RunningNatsServer) => server.process.once('exit', (code, signal) => {
       if (stopping) return;
-      const delay = Math.min(30_000, 500 * 2 ** Math.min(natsRestarts++, 6));
+      const delay = restartDelayMs(natsRestarts++);
       log.error({ code, signal, restartInMs: delay }, 'embedded nats-server exited; restarting it on the same port and store');
       const restart = async () => {
         if (stopping) return;
@@ -143,7 +145,7 @@ async function main(): Promise<void> {
         return;
       }
       service.restarts++;
-      const delay = Math.min(30_000, 500 * 2 ** Math.min(service.restarts, 6));
+      const delay = restartDelayMs(service.restarts);
       log.error({ service: service.name, code, signal, restartInMs: delay }, 'service exited; restarting');
       setTimeout(() => !stopping && startService(service), delay);
     });

@@ -17,6 +17,7 @@ import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
 import { ownerHash } from '../../lib/bus/job-store.js';
 import { isTerminalEvent } from '../../lib/shared/job-status.js';
 import { STREAMS, subjects } from '../../lib/bus/subjects.js';
+import { SHORT_PULLS } from '../../lib/bus/pulls.js';
 import { AppError, appError, toAppError } from '../../lib/shared/errors.js';
 import { toClientError } from '../client-error.js';
 import type { JobEvent, JobRecord, Owner, WsClientMessage, WsServerMessage } from '../../lib/shared/schema-types.js';
@@ -40,7 +41,7 @@ interface Connection {
   owner?: Owner;
   token?: string;
   /** Followed jobs: `renew` replaces the event feed (after a reconnect). */
-  subscriptions: Map<string, { close(): Promise<void>; renew?(): Promise<void> }>;
+  subscriptions: Map<string, { close(): Promise<void>; renew(): Promise<void> }>;
   /** Jobs whose subscription is being set up: a second subscribe meanwhile must not open a second consumer. */
   subscribing: Set<string>;
   closed: boolean;
@@ -61,7 +62,7 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
   // last forwarded event (a restarted server lost the old ephemeral consumers).
   deps.bus.topology.onRestored(() => {
     for (const ws of sockets) {
-      for (const [jobId, sub] of ws.getUserData().subscriptions) void sub.renew?.().catch((error) => deps.log.warn({ err: error, jobId }, 'event feed not renewed; the ordered consumer recovers by itself'));
+      for (const [jobId, sub] of ws.getUserData().subscriptions) void sub.renew().catch((error) => deps.log.warn({ err: error, jobId }, 'event feed not renewed; the ordered consumer recovers by itself'));
     }
   });
   const outbox = new Outbox<Connection>({
@@ -285,11 +286,7 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
         filter_subjects: subjects.jobEvents(jobId),
         ...(lastSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 } : {}),
       });
-      // Pulls that expire after 5 s (heartbeats every 2.5 s): an ordered consumer whose server
-      // died is made again after two missed heartbeats. With the default 30 s a client following
-      // a job through a nats-server restart got its events 30-45 s late (reliability suite:
-      // every job had ended 10 s after the kill; the WebSocket clients heard of it at 45.6 s).
-      return consumer.consume({ expires: 5000 });
+      return consumer.consume(SHORT_PULLS);
     };
     const close = async () => {
       over = true;

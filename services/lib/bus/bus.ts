@@ -52,14 +52,15 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
   });
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc, { timeout: 10_000 });
-  const topology = new TopologyKeeper(() => ensureTopology(nc, jsm, config, options.steps ?? []), log);
+  const ensure = () => ensureTopology(nc, jsm, config, options.steps ?? []);
+  const topology = new TopologyKeeper(ensure, log);
   (async () => {
     for await (const status of nc.status()) {
       if (status.type === 'disconnect' || status.type === 'reconnect') log.warn({ nats: status.type }, 'NATS connection status');
       if (status.type === 'reconnect') void topology.reconnected();
     }
   })().catch(() => undefined);
-  await ensureTopology(nc, jsm, config, options.steps ?? []);
+  await ensure();
   const kvm = new Kvm(nc);
   const jobsKv = await kvm.open(BUCKETS.jobs);
   const idempotency = await kvm.open(BUCKETS.idempotency);

@@ -10,6 +10,7 @@
  * the same fact three times (record twice, an event, a metric) and read the record once; the
  * broker's CPU per job was more than the whole pipeline's run time (bench: overhead).
  */
+import { SHORT_PULLS } from './pulls.js';
 import { createHash } from 'node:crypto';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
@@ -85,8 +86,7 @@ export class JobStore {
     const events: JobEvent[] = [];
     // An ordered consumer (ephemeral, in server memory) reads up to the last one known.
     const consumer = await this.js.consumers.get(STREAMS.events, { filter_subjects: subject });
-    // Short pulls, as in the WebSocket gateway: a read caught by a server restart resumes in seconds.
-    const messages = await consumer.consume({ expires: 5000 });
+    const messages = await consumer.consume(SHORT_PULLS);
     try {
       for await (const m of messages) {
         events.push(m.json<JobEvent>());

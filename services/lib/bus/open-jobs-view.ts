@@ -13,6 +13,7 @@
  * that submitted first wins and the others see it. Ends may arrive a moment after the record:
  * the quota re-checks the terminal event of each counted entry before it refuses.
  */
+import { SHORT_PULLS } from './pulls.js';
 import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import type { Logger } from '../shared/logger.js';
 import type { JobRecord } from '../shared/schema-types.js';
@@ -66,9 +67,7 @@ export class OpenJobsView {
       : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: since };
     const records = await this.js.consumers.get(`KV_${BUCKETS.jobs}`, { filter_subjects: `$KV.${BUCKETS.jobs}.>`, ...from(this.applied) });
     const ends = await this.js.consumers.get(STREAMS.events, { filter_subjects: subjects.endEventsAll, headers_only: true, ...from(this.endsApplied) });
-    // Pulls that expire after 5 s, so that an ordered consumer whose server died is noticed
-    // within seconds instead of the client's 30 s default.
-    const [recordFeed, endFeed] = await Promise.all([records.consume({ expires: 5000 }), ends.consume({ expires: 5000 })]);
+    const [recordFeed, endFeed] = await Promise.all([records.consume(SHORT_PULLS), ends.consume(SHORT_PULLS)]);
     if (this.stopped) {
       // stop() came while these were being made (a renewal during shutdown).
       await Promise.all([recordFeed.close(), endFeed.close()]).catch(() => undefined);

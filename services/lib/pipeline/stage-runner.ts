@@ -35,6 +35,7 @@ import { conditionHolds, describeCondition, rescaleFindings } from './findings.j
 import type { FindingGeometry, PreparedStage, StageDefinition, StageInput, StageResult } from './stage.js';
 import { resolveParams } from './params.js';
 import { workBegins } from '../shared/idle-collection.js';
+import { SHORT_PULLS } from '../bus/pulls.js';
 
 const validateJobMessage = schemaValidator<JobMessage>('messages/job-message.schema.json');
 
@@ -131,10 +132,7 @@ export class StageRunner {
   async start(): Promise<void> {
     const consumer = await this.bus.js.consumers.get(STREAMS.stages, stageConsumer(this.step));
     const concurrency = Math.max(1, this.config.stageConcurrency);
-    // Pulls that expire after 5 s (heartbeats every 2.5 s) instead of the client's 30 s: after a
-    // nats-server restart or a cluster leader change the runner notices within seconds (the
-    // 3-node cluster test saw 30-45 s stalls with the defaults); idle, it costs a pull per 5 s.
-    this.messages = await consumer.consume({ max_messages: concurrency, expires: 5000 });
+    this.messages = await consumer.consume({ max_messages: concurrency, ...SHORT_PULLS });
     this.log.info({ concurrency }, 'stage consuming');
     void this.loop(concurrency);
   }
