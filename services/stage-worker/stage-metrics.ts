@@ -18,6 +18,7 @@ export function stageObserver(registry: Registry, step: string): RunObserver {
   const runs = registry.counter('photolab_stage_runs_total', 'Stage runs by outcome.', ['step', 'status']);
   const seconds = registry.histogram('photolab_stage_run_seconds', 'Time a stage function ran (including failed runs).', ['step']);
   const inFlight = registry.gauge('photolab_stage_in_flight', 'Messages this process is working on.', ['step']);
+  const busWaits = registry.counter('photolab_stage_bus_waits_total', 'Times a step waited for a bus that was away, keeping its delivery.', ['step']);
   let current = 0;
   return {
     started: () => inFlight.set({ step }, ++current),
@@ -26,6 +27,7 @@ export function stageObserver(registry: Registry, step: string): RunObserver {
       runs.inc({ step, status });
       seconds.observe({ step }, ms / 1000);
     },
+    waitedForBus: () => busWaits.inc({ step }),
   };
 }
 

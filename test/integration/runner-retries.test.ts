@@ -2,8 +2,9 @@
  * The stage runner's retries against a real nats-server, with a fixture step that fails on
  * purpose: a retryable failure is a step.retrying fact and a delayed redelivery; past
  * MAX_ATTEMPTS the job fails (one terminal event, carrying the failing run) and the message is
- * dead-lettered; a bad input fails at once. Checked through the stored events and the
- * consumer's state, never by sleeping.
+ * dead-lettered; a bad input fails at once; a bus that stops answering is waited out without
+ * spending the step's deliveries. Checked through the stored events and the consumer's state,
+ * never by sleeping.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -26,7 +27,7 @@ import { waitFor } from '../helpers/system.js';
 
 const STEP = 'flaky';
 const owner = { sub: 'retry-tester' };
-const failuresOf = new Map<string, { left: number; retryable: boolean }>();
+const failuresOf = new Map<string, { left: number; retryable: boolean; onFirstRun?: () => Promise<void> }>();
 
 /** A one-step pipeline's step: bytes in, the same bytes out, failing as the test says. */
 const flaky: StageDefinition = {
@@ -38,6 +39,9 @@ const flaky: StageDefinition = {
     return {
       async run(input: { encoded: EncodedImage }, params) {
         const plan = failuresOf.get(String(params.tag));
+        const onFirstRun = plan?.onFirstRun;
+        if (plan) plan.onFirstRun = undefined;
+        await onFirstRun?.();
         if (plan && plan.left > 0) {
           plan.left--;
           throw new AppError(plan.retryable ? 503 : 422, plan.retryable ? 'model_failed' : 'undecodable_image', 'failing on purpose', { retryable: plan.retryable });
@@ -64,7 +68,7 @@ const deadLetters: DeadLetter[] = [];
 
 before(async () => {
   nats = await startNatsServer();
-  config = loadConfig({ NATS_URL: nats.url, MAX_ATTEMPTS: '3', RETRY_DELAY_MS: '150', ACK_WAIT_MS: '5000', LOG_LEVEL: 'silent' });
+  config = loadConfig({ NATS_URL: nats.url, MAX_ATTEMPTS: '3', RETRY_DELAY_MS: '150', ACK_WAIT_MS: '5000', NATS_REQUEST_TIMEOUT_MS: '1000', LOG_LEVEL: 'silent' });
   const log = createLogger('runner-retries');
   bus = await connectBus(config, log, 'runner-retries', { steps: [STEP] });
   ends = new JobEnds(bus.nc, bus.jobs);
@@ -173,4 +177,66 @@ test('a canceled job\'s queued step is skipped, and a second end for it is refus
   await settled();
   assert.equal((await bus.jobs.terminal(jobId))?.type, 'job.canceled');
   assert.deepEqual(await bus.jobs.stepEvents(jobId), [], 'the step never ran');
+});
+
+/**
+ * The events stream stops acknowledging (no_ack: what it is sent is stored, no answer comes), as
+ * when a publish's ack is lost with a connection or a cluster has no stream leader yet. Returns
+ * the function that makes it answer again.
+ */
+async function eventsStopAnswering(): Promise<() => Promise<void>> {
+  const { config: stream } = await bus.jsm.streams.info(STREAMS.events);
+  await bus.jsm.streams.update(STREAMS.events, { ...stream, no_ack: true });
+  return async () => {
+    await bus.jsm.streams.update(STREAMS.events, { ...stream, no_ack: false });
+  };
+}
+
+async function endEventsOf(jobId: string): Promise<number> {
+  const info = await bus.jsm.streams.info(STREAMS.events, { subjects_filter: subjects.endEvent(jobId) });
+  return info.state.subjects?.[subjects.endEvent(jobId)] ?? 0;
+}
+
+test('a bus that stops answering is waited out in the same delivery: more waits than max_deliver allows, then one result, attempt 1', async () => {
+  let answerAgain: (() => Promise<void>) | undefined;
+  const waitsBefore = runner.waitsForBus;
+  failuresOf.set('outage', { left: 0, retryable: true, onFirstRun: async () => { answerAgain = await eventsStopAnswering(); } });
+  const jobId = await submit('outage');
+  try {
+    // Each wait follows a publish that timed out; before, each was a retry that spent a delivery
+    // (max_deliver = MAX_ATTEMPTS + 2 = 5), and the job failed at its third.
+    await waitFor(() => runner.waitsForBus - waitsBefore >= 5 || undefined, 'five waits for the bus', 30_000);
+  } finally {
+    await answerAgain?.();
+  }
+  const end = await endOf(jobId);
+  assert.equal(end.type, 'job.done', JSON.stringify(end.error));
+  assert.equal(end.result?.provenance[0]?.attempt, 1, 'no delivery spent on the outage');
+  const events = await bus.jobs.stepEvents(jobId);
+  assert.deepEqual(events.map((e) => `${e.type}:${e.attempt}`), ['step.finished:1'], 'the facts stored while nobody answered came back as duplicates');
+  assert.equal(await endEventsOf(jobId), 1);
+  assert.equal((await bus.blobs.get(end.result!.image!)).toString(), 'image of outage', 'the result the end points to is there');
+  await settled();
+});
+
+test('a failure whose recording meets a bus that stops answering is recorded once, dead letter included, when it answers again', async () => {
+  let answerAgain: (() => Promise<void>) | undefined;
+  const waitsBefore = runner.waitsForBus;
+  failuresOf.set('bad-outage', { left: 99, retryable: false, onFirstRun: async () => { answerAgain = await eventsStopAnswering(); } });
+  const jobId = await submit('bad-outage');
+  try {
+    await waitFor(() => runner.waitsForBus - waitsBefore >= 3 || undefined, 'three waits for the bus', 30_000);
+  } finally {
+    await answerAgain?.();
+  }
+  const end = await endOf(jobId);
+  assert.equal(end.type, 'job.failed');
+  assert.equal(end.error?.code, 'undecodable_image');
+  assert.equal(end.run?.attempt, 1);
+  // Before, the delivery was handed back after the first timeout, and the next one found the
+  // job ended (its end had been stored unanswered): the dead letter was never written.
+  const letter = await waitFor(() => deadLetters.find((d) => d.jobId === jobId), 'the dead letter');
+  assert.equal(letter.attempts, 1);
+  assert.equal(await endEventsOf(jobId), 1);
+  await settled();
 });

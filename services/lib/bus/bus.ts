@@ -51,7 +51,7 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
     noAsyncTraces: true,
   });
   const jsm = await jetstreamManager(nc);
-  const js = jetstream(nc, { timeout: 10_000 });
+  const js = jetstream(nc, { timeout: config.natsRequestTimeoutMs });
   const ensure = () => ensureTopology(nc, jsm, config, options.steps ?? []);
   const topology = new TopologyKeeper(ensure, log);
   (async () => {

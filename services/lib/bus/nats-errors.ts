@@ -6,6 +6,7 @@
  */
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { errors } from '@nats-io/transport-node';
+import { AppError } from '../shared/errors.js';
 
 const apiCode = (error: unknown): number | undefined => (error instanceof JetStreamApiError ? error.code : undefined);
 
@@ -45,6 +46,19 @@ const BUS_UNAVAILABLE = [
   errors.NoRespondersError, errors.RequestError,
 ];
 export const isBusUnavailable = (error: unknown): boolean => BUS_UNAVAILABLE.some((type) => error instanceof type);
+
+/**
+ * `error`, or an error it was made from, says the bus is away: isBusUnavailable, a publish whose
+ * ack was lost with the connection (lost-acks.ts), JetStream not answering (the client's
+ * JetStreamNotEnabled is a no-responders answer: a stream with no leader yet, or none on a server
+ * that is starting). Trying the same thing again later can succeed; the input is not at fault.
+ */
+export function isBusOutage(error: unknown): boolean {
+  for (let e = error, depth = 0; e !== undefined && e !== null && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isBusUnavailable(e) || (e instanceof AppError && e.code === 'bus_unavailable')) return true;
+  }
+  return false;
+}
 
 /** A request that no subscriber answered (the server's 503 status), bare or as a RequestError's cause. */
 export function isNoResponders(error: unknown): boolean {

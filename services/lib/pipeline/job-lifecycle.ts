@@ -28,13 +28,15 @@ export interface Outcome {
   run?: StageMetric;
   /** The step index the job ended at, when a step ended it. */
   index?: number;
+  /** Who ends it (the event's eventId): the same for every try of one ending, new by default. */
+  eventId?: string;
 }
 
 /** Publishes the job's end; returns the event when this call ended the job, null when something else had. */
 export async function finishJob(bus: Bus, job: JobFacts, outcome: Outcome, host: string): Promise<JobEvent | null> {
   const at = Date.now();
   const event: JobEvent & { eventId: string } = {
-    type: TERMINAL_EVENT[outcome.status], jobId: job.jobId, at, steps: job.pipeline.length, eventId: randomUUID(),
+    type: TERMINAL_EVENT[outcome.status], jobId: job.jobId, at, steps: job.pipeline.length, eventId: outcome.eventId ?? randomUUID(),
     summary: jobMetric(job, outcome, at, host),
   };
   if (outcome.index !== undefined) event.index = outcome.index;

@@ -11,9 +11,11 @@
  * No job record is read or written: the routing slip carries what a step needs.
  *
  * Errors: retried with a growing delay up to MAX_ATTEMPTS (step.retrying, a durable fact),
- * then the job fails and the message goes to photolab.dlq.<step>. Every publish carries a
- * message id derived from (job, step index) and the input is acked last, so a step that dies
- * anywhere in between runs again without forking the job or duplicating its facts.
+ * then the job fails and the message goes to photolab.dlq.<step>. A bus that is away is no
+ * error of the step: the runner keeps the delivery and runs it again once the bus answers.
+ * Every publish carries a message id derived from (job, step index) and the input is acked
+ * last, so a step that dies anywhere in between runs again without forking the job or
+ * duplicating its facts.
  */
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../bus/bus.js';
@@ -30,12 +32,13 @@ import { schemaValidator, describeErrors } from '../shared/schemas.js';
 import { decideNext } from './decide-next.js';
 import type { EncodedImage, Frame } from './frame.js';
 import { deferredOutputDigest, knownPixelDigest, pixelDigest, type OutputDigest } from '../forensics/digest.js';
-import { finishJob, type JobFacts } from './job-lifecycle.js';
+import { finishJob, type JobFacts, type Outcome } from './job-lifecycle.js';
 import { conditionHolds, describeCondition, rescaleFindings } from './findings.js';
 import type { FindingGeometry, PreparedStage, StageDefinition, StageInput, StageResult } from './stage.js';
 import { resolveParams } from './params.js';
 import { workBegins } from '../shared/idle-collection.js';
 import { SHORT_PULLS } from '../bus/pulls.js';
+import { isBusOutage } from '../bus/nats-errors.js';
 
 const validateJobMessage = schemaValidator<JobMessage>('messages/job-message.schema.json');
 
@@ -54,6 +57,8 @@ export interface RunObserver {
   settled(): void;
   /** A run was recorded (also failed and skipped ones); errorCode says why an `error` run failed. */
   finished(status: StageMetric['status'], ms: number, errorCode?: string): void;
+  /** A step waited for the bus to come back, keeping its delivery (waitOutBus). */
+  waitedForBus?(): void;
 }
 
 export interface RunnerHooks {
@@ -92,6 +97,12 @@ export interface StageRunnerOptions {
 
 type Input = { frame?: Frame; encoded?: EncodedImage };
 const NO_GEOMETRY: ReadonlyMap<string, FindingGeometry> = new Map();
+/**
+ * Waits for a bus that is away: 0.25, 0.5, 1, then every 2 s (each try after one is a re-run of
+ * the step; a wait also ends once the topology is whole after a reconnect).
+ */
+const BUS_WAIT_FIRST_MS = 250;
+const BUS_WAIT_MAX_MS = 2000;
 
 
 /** Where a job stands while this process works on it. */
@@ -106,6 +117,11 @@ export class StageRunner {
   private readonly inFlight = new Set<Promise<void>>();
   private stopping = false;
   private processed = 0;
+  private busWaits = 0;
+  /** Ends a wait for the bus at stop(). */
+  private readonly stopWaits = new AbortController();
+  /** Ends the waits for the bus at once when the topology is whole after a reconnect. */
+  private readonly busBack = new Set<() => void>();
   private readonly bus: Bus;
   private readonly config: Config;
   private readonly log: Logger;
@@ -113,6 +129,9 @@ export class StageRunner {
   constructor(private readonly options: StageRunnerOptions) {
     ({ bus: this.bus, config: this.config, log: this.log } = options);
     if (!options.hosted.has(options.step)) throw new Error(`runner for ${options.step}: the step is not among the hosted ones`);
+    this.bus.topology.onRestored(() => {
+      for (const wake of [...this.busBack]) wake();
+    });
   }
 
   get step(): string {
@@ -121,6 +140,11 @@ export class StageRunner {
 
   get handled(): number {
     return this.processed;
+  }
+
+  /** Times a step waited for the bus instead of spending a delivery (waitOutBus). */
+  get waitsForBus(): number {
+    return this.busWaits;
   }
 
   private host(step: string): HostedStep {
@@ -153,6 +177,7 @@ export class StageRunner {
   /** Stops taking messages and waits for the ones in progress. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.stopWaits.abort();
     await this.messages?.close().catch(() => undefined);
     await Promise.allSettled([...this.inFlight]);
   }
@@ -182,12 +207,24 @@ export class StageRunner {
     const position: Position = { message };
     let startedAt = Date.now();
     try {
-      if (await this.options.ends.hasEnded(message.jobId, message.submittedAt ?? 0)) {
-        log.info('job already ended; step skipped');
-        msg.ack();
-        return;
+      for (let outage = 0; ; outage++) {
+        try {
+          if (await this.options.ends.hasEnded(message.jobId, message.submittedAt ?? 0)) {
+            log.info(outage ? 'job ended while the bus was away; step skipped' : 'job already ended; step skipped');
+            msg.ack();
+            return;
+          }
+          await this.runChain(msg, position, attempt, log, (t) => (startedAt = t));
+          break;
+        } catch (raw) {
+          if (!this.mayWaitOutBus(raw, position.message)) throw raw;
+          await this.waitOutBus(msg, outage, log, raw);
+          // Again from the delivered message, as a redelivery would run it: what was stored
+          // before the outage comes back as duplicates (message ids), or the job has ended.
+          position.message = message;
+          position.carried = undefined;
+        }
       }
-      await this.runChain(msg, position, attempt, log, (t) => (startedAt = t));
       this.processed++;
     } catch (raw) {
       await this.handleFailure(msg, position.message, attempt, startedAt, log, raw);
@@ -222,7 +259,7 @@ export class StageRunner {
       stage.check?.(params); // a message may come from anywhere, not only from the edge
       if (Date.now() > message.deadline) {
         await facts.confirmed();
-        await this.finish(message, { status: 'timeout', error: { code: 'job_timeout' satisfies ErrorCode, message: `the job passed its deadline before step ${index} (${item.step})`, step: item.step }, index });
+        await this.finish(msg, message, { status: 'timeout', error: { code: 'job_timeout' satisfies ErrorCode, message: `the job passed its deadline before step ${index} (${item.step})`, step: item.step }, index });
         msg.ack();
         return;
       }
@@ -266,7 +303,7 @@ export class StageRunner {
       if (this.options.ends.seenEnded(jobId)) throw new JobEnded('canceled');
       if (Date.now() > message.deadline) {
         await facts.confirmed();
-        await this.finish(message, { status: 'timeout', error: { code: 'job_timeout' satisfies ErrorCode, message: `the job passed its deadline during step ${index} (${item.step})`, step: item.step }, index });
+        await this.finish(msg, message, { status: 'timeout', error: { code: 'job_timeout' satisfies ErrorCode, message: `the job passed its deadline during step ${index} (${item.step})`, step: item.step }, index });
         throw new JobEnded('timeout');
       }
 
@@ -305,7 +342,7 @@ export class StageRunner {
           result.image = stored.ref;
           result.url = `/api/jobs/${jobId}/result`;
         }
-        const ended = await this.finish(message, { status: 'done', result });
+        const ended = await this.finish(msg, message, { status: 'done', result });
         if (!ended) {
           // Canceled or timed out at the last moment: the result it would have had goes.
           if (stored.ref?.kind === 'blob') await this.bus.blobs.delete(stored.ref.name).catch(() => undefined);
@@ -362,8 +399,57 @@ export class StageRunner {
     }
   }
 
-  private finish(message: JobMessage, outcome: Parameters<typeof finishJob>[2]) {
-    return finishJob(this.bus, jobFacts(message), outcome, this.config.hostId);
+  /**
+   * A bus that is away (nats-server restarting, a cluster electing leaders, a publish whose ack
+   * was lost) is not the step's failure: the runner keeps the delivery and runs it again once the
+   * bus answers, instead of a nak that spends one of max_deliver's deliveries. Retried at once,
+   * a 3-node cluster's election used up a step's deliveries before JetStream answered, and the
+   * job could not even record its failure (RELIABILITY.md). Bounded by the job's deadline.
+   */
+  private mayWaitOutBus(error: unknown, message: JobMessage): boolean {
+    return isBusOutage(error) && !this.stopping && !this.bus.nc.isClosed() && Date.now() < message.deadline;
+  }
+
+  /** Waits before the next try (see BUS_WAIT_FIRST_MS), keeping the message with in-progress acks. */
+  private async waitOutBus(msg: JsMsg, outage: number, log: Logger, error: unknown): Promise<void> {
+    const delay = Math.min(BUS_WAIT_MAX_MS, BUS_WAIT_FIRST_MS * 2 ** outage);
+    this.busWaits++;
+    this.options.observer?.waitedForBus?.();
+    log.warn({ err: error, delay, waits: outage + 1 }, 'the bus is away; the step runs again in this delivery once it answers');
+    const keepAlive = () => {
+      try {
+        msg.working(); // buffered while disconnected, sent at the reconnect
+      } catch {
+        // closed for good: the stop that follows hands the message back
+      }
+    };
+    keepAlive();
+    const beat = setInterval(keepAlive, Math.max(1000, Math.floor(this.config.ackWaitMs / 3)));
+    try {
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.busBack.delete(wake);
+          this.stopWaits.signal.removeEventListener('abort', wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, delay);
+        this.busBack.add(wake);
+        this.stopWaits.signal.addEventListener('abort', wake, { once: true });
+      });
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  /**
+   * The terminal event's id is the delivery's, so that a try after a lost ack (waitOutBus, same
+   * delivery) knows the stored end as its own instead of taking it for a racer's: the finished
+   * run would otherwise delete the result blob that the stored end points to.
+   */
+  private finish(msg: JsMsg, message: JobMessage, outcome: Omit<Outcome, 'eventId'>) {
+    const eventId = `${message.jobId}/${msg.info.streamSequence}.${msg.info.deliveryCount}`;
+    return finishJob(this.bus, jobFacts(message), { ...outcome, eventId }, this.config.hostId);
   }
 
   private async handleFailure(msg: JsMsg, message: JobMessage, attempt: number, startedAt: number, log: Logger, raw: unknown): Promise<void> {
@@ -388,13 +474,22 @@ export class StageRunner {
     }
     // A bad input is the caller's problem, not an operator's: warn, not error.
     (error.status < 500 ? log.warn.bind(log) : log.error.bind(log))({ err: error }, 'step failed; job fails');
-    try {
-      await this.finish(message, { status: 'failed', error: { ...error.toInfo(), step: current.step }, run, index: message.index });
-      await this.deadLetter(msg, message, error);
-    } catch (finishError) {
-      // NATS itself is failing: leave the message for redelivery rather than lose it.
-      log.error({ err: finishError }, 'could not record the failure; message will be redelivered');
-      msg.nak(this.config.retryDelayMs);
+    for (let outage = 0; ; outage++) {
+      try {
+        await this.finish(msg, message, { status: 'failed', error: { ...error.toInfo(), step: current.step }, run, index: message.index });
+        await this.deadLetter(msg, message, error);
+        return;
+      } catch (finishError) {
+        // The step's failure stands; only its recording waits for the bus (same delivery).
+        if (this.mayWaitOutBus(finishError, message)) {
+          await this.waitOutBus(msg, outage, log, finishError);
+          continue;
+        }
+        // NATS itself is failing: leave the message for redelivery rather than lose it.
+        log.error({ err: finishError }, 'could not record the failure; message will be redelivered');
+        msg.nak(this.config.retryDelayMs);
+        return;
+      }
     }
   }
 

@@ -52,6 +52,7 @@ export const settings = {
   natsPort: setting('NATS_PORT', 4222, int, 'Port of the embedded nats-server (used only when NATS_URL is empty).'),
   natsMaxPayload: setting('NATS_MAX_PAYLOAD', 8 * 1024 * 1024, int, 'max_payload of the embedded nats-server, bytes. Frame chunks are sized to the server\'s actual limit.'),
   natsGoMaxProcs: setting('NATS_GOMAXPROCS', 1, int, 'GOMAXPROCS of the embedded nats-server (0: Go\'s default, every core). 1 by default: on a machine whose cores the models use, a Go scheduler spinning on every core cost nats-server about a quarter more CPU per job (BENCHMARKS.md); one thread carries far more than the stages can produce.'),
+  natsRequestTimeoutMs: setting('NATS_REQUEST_TIMEOUT_MS', 10_000, int, 'How long a JetStream publish waits for its ack. A stage whose publish timed out waits for the bus and runs its step again in the same delivery, spending none of its tries (docs/messaging.md).'),
   natsReplicas: setting('NATS_REPLICAS', 1, int, 'Replicas of every stream and KV bucket: 1 on a single nats-server (the embedded default), 3 on a 3-node cluster (a stream survives one server lost). Applied at every start; raising it on an existing topology with nats-server < 2.10 needs `photolab rescale` (docs/deploy.md).'),
   dataDir: setting('DATA_DIR', path.resolve('data'), str, 'Where the embedded nats-server and chDB keep their data.'),
   httpPort: setting('HTTP_PORT', 8080, int, 'Edge HTTP and WebSocket port.'),
