@@ -17,6 +17,7 @@ import { JobStore } from './job-store.js';
 import { BUCKETS } from './subjects.js';
 import { ensureTopology } from './topology.js';
 import { TopologyKeeper } from './topology-keeper.js';
+import { LostAcks } from './lost-acks.js';
 
 export interface Bus {
   nc: NatsConnection;
@@ -51,13 +52,18 @@ export async function connectBus(config: Config, log: Logger, name: string, opti
     noAsyncTraces: true,
   });
   const jsm = await jetstreamManager(nc);
-  const js = jetstream(nc, { timeout: config.natsRequestTimeoutMs });
+  const lostAcks = new LostAcks();
+  const js = lostAcks.wrap(jetstream(nc, { timeout: config.natsRequestTimeoutMs }));
   const ensure = () => ensureTopology(nc, jsm, config, options.steps ?? []);
   const topology = new TopologyKeeper(ensure, log);
   (async () => {
     for await (const status of nc.status()) {
       if (status.type === 'disconnect' || status.type === 'reconnect') log.warn({ nats: status.type }, 'NATS connection status');
-      if (status.type === 'reconnect') void topology.reconnected();
+      if (status.type === 'disconnect') lostAcks.disconnected();
+      if (status.type === 'reconnect') {
+        lostAcks.reconnected();
+        void topology.reconnected();
+      }
     }
   })().catch(() => undefined);
   await ensure();
