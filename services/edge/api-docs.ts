@@ -29,23 +29,28 @@ function schemaFiles(dir = schemasDir, prefix = ''): string[] {
 
 const components = new Map<string, Record<string, Json>>();
 
-/** Every schema as a component, refs rewritten to `${base}<component>[/pointer]` (read once per base: both documents share them). */
-function schemaComponents(base: string): Record<string, Json> {
-  const cached = components.get(base);
+/**
+ * Every schema as a component, refs rewritten to `${base}<component>[/pointer]` (read once per
+ * document kind). The schemas' `discriminator` is OpenAPI's (and Ajv's) object
+ * `{propertyName}`; AsyncAPI 3.0's schema object wants the property name alone.
+ */
+function schemaComponents(base: string, dialect: 'openapi' | 'asyncapi'): Record<string, Json> {
+  const cacheKey = `${dialect} ${base}`;
+  const cached = components.get(cacheKey);
   if (cached) return cached;
   const out: Record<string, Json> = {};
   for (const file of schemaFiles()) {
     const schema = JSON.parse(readFileSync(path.join(schemasDir, file), 'utf8')) as Json;
     delete schema.$schema;
     delete schema.$id;
-    out[componentName(file)] = rewriteRefs(schema, file, base);
+    out[componentName(file)] = rewriteRefs(schema, file, base, dialect);
   }
-  components.set(base, out);
+  components.set(cacheKey, out);
   return out;
 }
 
-function rewriteRefs(value: unknown, file: string, base: string): any {
-  if (Array.isArray(value)) return value.map((v) => rewriteRefs(v, file, base));
+function rewriteRefs(value: unknown, file: string, base: string, dialect: 'openapi' | 'asyncapi'): any {
+  if (Array.isArray(value)) return value.map((v) => rewriteRefs(v, file, base, dialect));
   if (!value || typeof value !== 'object') return value;
   const out: Json = {};
   for (const [key, v] of Object.entries(value)) {
@@ -53,8 +58,10 @@ function rewriteRefs(value: unknown, file: string, base: string): any {
       const [target, pointer = ''] = v.split('#');
       const targetFile = target ? path.posix.normalize(path.posix.join(path.posix.dirname(file), target)) : file;
       out.$ref = `${base}${componentName(targetFile)}${pointer}`;
+    } else if (key === 'discriminator' && dialect === 'asyncapi' && v && typeof v === 'object' && typeof (v as Json).propertyName === 'string') {
+      out.discriminator = (v as Json).propertyName;
     } else {
-      out[key] = rewriteRefs(v, file, base);
+      out[key] = rewriteRefs(v, file, base, dialect);
     }
   }
   return out;
@@ -81,7 +88,7 @@ export function openApiDocument(version: string): Json {
     servers: [{ url: '/' }],
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
-      schemas: schemaComponents('#/components/schemas/'),
+      schemas: schemaComponents('#/components/schemas/', 'openapi'),
     },
     paths: {
       '/api/health': { get: { operationId: 'health', summary: 'Health of NATS, streams and stages (no token)', responses: { 200: { description: 'ok or degraded', content: jsonBody('http.health') }, 503: { description: 'down', content: jsonBody('http.health') } } } },
@@ -206,7 +213,7 @@ export function asyncApiDocument(version: string): Json {
     },
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
-      schemas: schemaComponents('#/components/schemas/'),
+      schemas: schemaComponents('#/components/schemas/', 'asyncapi'),
     },
   };
 }

@@ -299,7 +299,8 @@ class SlotSocket {
     const ws = await this.open();
     return new Promise((resolve, reject) => {
       this.pendingSubmit = { resolve, reject, ref };
-      ws.send(encodeFrame({ type: 'submit', pipeline: options.pipeline, clientRef: ref }, options.image));
+      // The ref is also the idempotency key: a submit sent again after a dropped connection gets the same job.
+      ws.send(encodeFrame({ type: 'submit', pipeline: options.pipeline, clientRef: ref, idempotencyKey: ref }, options.image));
     });
   }
 

@@ -123,6 +123,32 @@ describe('WebSocket protocol', () => {
     assert.equal(fetched.bytes.length, result.bytes);
   });
 
+  test('a submit sent again with its idempotencyKey (its connection dropped before the answer) gets the same job, once, with its events from the start', async () => {
+    const key = `ws-key-${randomBytes(6).toString('hex')}`;
+    const first = await ready();
+    first.ws.send(submitFrame({ pipeline: DECODE_ENCODE, clientRef: 'try-1', idempotencyKey: key }, small));
+    const submitted = await first.next((m) => m.type === 'submitted');
+    assert.equal(submitted.idempotent, undefined, 'a new job');
+    first.ws.terminate();
+    const again = await ready();
+    again.ws.send(submitFrame({ pipeline: DECODE_ENCODE, clientRef: 'try-2', idempotencyKey: key }, small));
+    const resubmitted = await again.next((m) => m.type === 'submitted');
+    assertSchema('ws/server-message.schema.json', resubmitted);
+    assert.deepEqual([resubmitted.jobId, resubmitted.clientRef, resubmitted.idempotent], [submitted.jobId, 'try-2', true]);
+    await again.next((m) => m.type === 'result' && m.jobId === submitted.jobId);
+    const events = eventsOf(again, submitted.jobId);
+    assert.deepEqual(events.map((e) => e.type).filter((t) => t !== 'step.started'), ['job.accepted', 'step.finished', 'step.finished', 'job.done'], 'every stored event once');
+    // The same key is another caller's own: a job of its own.
+    const bob = await ready('bob');
+    bob.ws.send(submitFrame({ pipeline: DECODE_ENCODE, idempotencyKey: key }, small));
+    const bobs = await bob.next((m) => m.type === 'submitted');
+    assert.notEqual(bobs.jobId, submitted.jobId);
+    assert.equal(bobs.idempotent, undefined);
+    bob.ws.send(submitFrame({ pipeline: DECODE_ENCODE, idempotencyKey: '' }, small));
+    const refused = await bob.next((m) => m.type === 'error' && m.code === 'invalid_message');
+    assert.match(refused.message, /idempotencyKey/);
+  });
+
   test('submit by blobId with the result as a binary frame', async () => {
     const upload = await request(`${system.baseUrl}/api/blobs`, { method: 'POST', headers: { ...bearer(await system.token('alice')), 'content-type': 'image/jpeg' }, body: small });
     const socket = await ready();

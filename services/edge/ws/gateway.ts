@@ -179,8 +179,8 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
         if (!bytes && !msg.originalSha256) throw appError('image_required', 'send the image in a binary frame after the JSON header, as base64 "image", as "blobId", or with a caseId as "originalSha256"');
         // Live progress is not stored: listen before the first step can start.
         let progress: ProgressFeed | undefined;
-        const { job } = await deps.jobs.submit(owner, {
-          pipeline: msg.pipeline, image: bytes, input, deadlineMs: msg.deadlineMs,
+        const { job, created } = await deps.jobs.submit(owner, {
+          pipeline: msg.pipeline, image: bytes, input, deadlineMs: msg.deadlineMs, idempotencyKey: msg.idempotencyKey,
           ...(msg.caseId ? { caseId: msg.caseId } : {}), ...(msg.originalSha256 ? { originalSha256: msg.originalSha256 } : {}),
           beforeStart: async (created) => {
             progress = openProgress(created.jobId);
@@ -190,7 +190,7 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
           progress?.close(); // a submission refused after its feed opened leaves no subscription behind
           throw error;
         });
-        send(ws, { type: 'submitted', jobId: job.jobId, ...(msg.clientRef ? { clientRef: msg.clientRef } : {}) });
+        send(ws, { type: 'submitted', jobId: job.jobId, ...(msg.clientRef ? { clientRef: msg.clientRef } : {}), ...(created ? {} : { idempotent: true as const }) });
         await subscribe(ws, job, msg.result ?? 'url', 0, progress);
         return;
       }

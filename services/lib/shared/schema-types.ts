@@ -1641,6 +1641,10 @@ export interface WsSubmit {
    * echoed in the 'submitted' answer
    */
   clientRef?: string;
+  /**
+   * as the HTTP Idempotency-Key header: the same key from the same caller within 24 h answers with the same job ("idempotent": true) and never runs it twice, so a client whose connection dropped before the 'submitted' answer can send the submit again
+   */
+  idempotencyKey?: string;
 }
 /**
  * JSON header of the binary frame that carries a result image (after job.done, when subscribe/submit asked for result: binary). Frame layout: 4-byte big-endian header length, this header (UTF-8 JSON), the image bytes.
@@ -1669,6 +1673,10 @@ export interface WsSubmitted {
   type: "submitted";
   jobId: string;
   clientRef?: string;
+  /**
+   * the submit's idempotencyKey named a job already: this is that job
+   */
+  idempotent?: true;
 }
 /**
  * the job's stored events (replayed: true) and then its live events follow

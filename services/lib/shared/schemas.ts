@@ -36,7 +36,9 @@ function walk(dir: string): string[] {
   });
 }
 
-const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, coerceTypes: false });
+// discriminator: a oneOf tagged by a property (the WebSocket messages' `type`) is checked against
+// its one branch, so an error names what is wrong with that message, not with the first branch.
+const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, coerceTypes: false, discriminator: true });
 addFormats(ajv);
 for (const file of walk(schemasDir)) ajv.addSchema(JSON.parse(readFileSync(file, 'utf8')));
 
