@@ -18,6 +18,7 @@ import { ownerHash } from '../../lib/bus/job-store.js';
 import { isTerminalEvent } from '../../lib/shared/job-status.js';
 import { STREAMS, subjects } from '../../lib/bus/subjects.js';
 import { SHORT_PULLS } from '../../lib/bus/pulls.js';
+import { isBusOutage } from '../../lib/bus/nats-errors.js';
 import { AppError, appError, toAppError } from '../../lib/shared/errors.js';
 import { toClientError } from '../client-error.js';
 import type { JobEvent, JobRecord, Owner, WsClientMessage, WsServerMessage } from '../../lib/shared/schema-types.js';
@@ -60,7 +61,12 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
   const sockets = new Set<Socket>();
   // Once the bus is whole again after a reconnect, every followed job gets a fresh feed from its
   // last forwarded event (a restarted server lost the old ephemeral consumers).
+  /** The edge is stopping: feeds end with the connection and are not made again. */
+  const busClosing = () => deps.bus.nc.isClosed() || deps.bus.nc.isDraining();
+  /** Restorations so far: a feed that was being opened across one is renewed once it is open. */
+  let restorations = 0;
   deps.bus.topology.onRestored(() => {
+    restorations++;
     for (const ws of sockets) {
       for (const [jobId, sub] of ws.getUserData().subscriptions) void sub.renew().catch((error) => deps.log.warn({ err: error, jobId }, 'event feed not renewed; the ordered consumer recovers by itself'));
     }
@@ -191,12 +197,13 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
           throw error;
         });
         send(ws, { type: 'submitted', jobId: job.jobId, ...(msg.clientRef ? { clientRef: msg.clientRef } : {}), ...(created ? {} : { idempotent: true as const }) });
-        await subscribe(ws, job, msg.result ?? 'url', 0, progress);
+        // Should following fail now, the client hears which job it was about (it can subscribe again).
+        await withJobId(job.jobId, () => subscribe(ws, job, msg.result ?? 'url', 0, progress));
         return;
       }
       case 'subscribe': {
         const job = await withJobId(msg.jobId, () => deps.jobs.get(owner, msg.jobId)); // 404 unless the caller owns it
-        await subscribe(ws, job, msg.result ?? 'url', msg.afterSeq ?? 0);
+        await withJobId(msg.jobId, () => subscribe(ws, job, msg.result ?? 'url', msg.afterSeq ?? 0));
         return;
       }
       case 'unsubscribe':
@@ -288,26 +295,54 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
       });
       return consumer.consume(SHORT_PULLS);
     };
+    /**
+     * The client was told `submitted` (or asked to follow): a bus that is away for a moment
+     * delays its events rather than leaving it without any. Before, a feed opened just as
+     * nats-server died failed, and the error the client got named no job.
+     */
+    const openFeedWhileBusAway = async (): Promise<ConsumerMessages> => {
+      for (let tries = 0; ; tries++) {
+        try {
+          return await openFeed();
+        } catch (error) {
+          if (!isBusOutage(error) || data.closed || busClosing() || Date.now() > job.deadline) throw error;
+          deps.log.warn({ err: error, jobId, tries: tries + 1 }, 'event feed not opened: the bus is away; trying again');
+          await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 250 * 2 ** tries)));
+        }
+      }
+    };
     const close = async () => {
       over = true;
       progress.close();
       await feed?.close().catch(() => undefined);
     };
     const pump = async (messages: ConsumerMessages) => {
-      for await (const m of messages) {
-        if (data.closed || over) break;
-        if (m.seq <= lastSeq) continue;
-        lastSeq = m.seq;
-        const event = m.json<JobEvent>();
-        if (forward(event, false, m.seq) === 'closed') break;
-        if (isTerminalEvent(event.type)) {
-          terminal = true;
-          if (event.type === 'job.done') await sendResult(ws, jobId, resultMode, event);
-          break;
+      try {
+        for await (const m of messages) {
+          if (data.closed || over) break;
+          if (m.seq <= lastSeq) continue;
+          lastSeq = m.seq;
+          const event = m.json<JobEvent>();
+          if (forward(event, false, m.seq) === 'closed') break;
+          if (isTerminalEvent(event.type)) {
+            terminal = true;
+            if (event.type === 'job.done') await sendResult(ws, jobId, resultMode, event);
+            break;
+          }
         }
+      } catch (error) {
+        deps.log.warn({ err: error, jobId }, 'event forwarding stopped');
       }
       if (!terminal && feed !== messages) {
         await messages.close().catch(() => undefined); // replaced by renew(): the new feed carries on
+        return;
+      }
+      if (!terminal && !over && !data.closed && !busClosing() && Date.now() < job.deadline) {
+        // The feed gave up by itself (the client library stops an ordered consumer it cannot
+        // make again): the client is still owed the job's end, so a new feed follows on.
+        await messages.close().catch(() => undefined);
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        void renew().catch((error) => deps.log.warn({ err: error, jobId }, 'event feed not renewed'));
         return;
       }
       await close();
@@ -322,28 +357,31 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     const replaceFeed = async () => {
       if (over || terminal || data.closed) return;
       const old = feed;
-      const messages = await openFeed();
+      const messages = await openFeedWhileBusAway();
       if (over || terminal || data.closed) {
         await messages.close().catch(() => undefined);
         return;
       }
       feed = messages;
       await old?.close().catch(() => undefined);
-      void pump(messages).catch((error) => deps.log.warn({ err: error, jobId }, 'event forwarding stopped'));
+      void pump(messages);
     };
-    feed = await openFeed();
+    const restorationsBefore = restorations;
+    feed = await openFeedWhileBusAway();
     if (data.closed) {
       await close();
       return;
     }
     data.subscriptions.set(jobId, { close, renew });
+    // The bus came back while the feed was being opened: it may be on the old connection's consumer.
+    if (restorations !== restorationsBefore) void renew().catch((error) => deps.log.warn({ err: error, jobId }, 'event feed not renewed; the ordered consumer recovers by itself'));
     send(ws, { type: 'subscribed', jobId });
     // A resuming client saw job.accepted already.
     if (afterSeq === 0) forward({ type: 'job.accepted', jobId, at: job.createdAt, steps: job.pipeline.length }, false);
     progress.attach((event) => {
       if (!data.closed) forward(event, true);
     });
-    void pump(feed).catch((error) => deps.log.warn({ err: error, jobId }, 'event forwarding stopped'));
+    void pump(feed);
   }
 
   /** The end of a done job: the image as a binary frame, or where to fetch it. */

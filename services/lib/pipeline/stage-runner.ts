@@ -407,7 +407,7 @@ export class StageRunner {
    * job could not even record its failure (RELIABILITY.md). Bounded by the job's deadline.
    */
   private mayWaitOutBus(error: unknown, message: JobMessage): boolean {
-    return isBusOutage(error) && !this.stopping && !this.bus.nc.isClosed() && Date.now() < message.deadline;
+    return isBusOutage(error) && !this.stopping && !this.bus.nc.isClosed() && !this.bus.nc.isDraining() && Date.now() < message.deadline;
   }
 
   /** Waits before the next try (see BUS_WAIT_FIRST_MS), keeping the message with in-progress acks. */
