@@ -240,3 +240,40 @@ test('a failure whose recording meets a bus that stops answering is recorded onc
   assert.equal(await endEventsOf(jobId), 1);
   await settled();
 });
+
+
+test('two runs of a last step (the first stalled past ack_wait, redelivered to another process): the late one leaves the winner\'s result alone', async () => {
+  await runner.stop();
+  const log = createLogger('runner-retries');
+  const hosted: ColocatedSteps = new Map([[STEP, { stage: flaky, prepared: await flaky.prepare({ log, modelsDir: '' }) }]]);
+  let stalled!: () => void;
+  const inStall = new Promise<void>((resolve) => (stalled = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  // The stalled process, frozen between its step and storing the result, also misses the end
+  // (its own view of ended jobs hears nothing, as a frozen process's would not).
+  const late = new StageRunner({ bus, step: STEP, hosted, ends: new JobEnds(bus.nc, bus.jobs), config, log, hooks: {
+    beforeStore: async (message) => {
+      if ((message.pipeline[0]?.params as { tag?: string } | undefined)?.tag !== 'race') return;
+      stalled();
+      await released;
+    },
+  } });
+  await late.start();
+  failuresOf.set('race', { left: 0, retryable: true });
+  const jobId = await submit('race');
+  await inStall;
+  // Another process gets the redelivery once ack_wait (5 s) has passed, and ends the job.
+  runner = new StageRunner({ bus, step: STEP, hosted, ends, config, log });
+  await runner.start();
+  const end = await endOf(jobId);
+  assert.equal(end.type, 'job.done');
+  assert.equal(end.result?.provenance[0]?.attempt, 2, 'the redelivery won');
+  // The late run goes on: it stores the same result again and loses the end. Before, it then
+  // deleted the result blob, which the stored end points to (one name per job).
+  release();
+  await late.stop();
+  assert.equal((await bus.blobs.get(end.result!.image!)).toString(), 'image of race', 'the winner\'s result is still there');
+  assert.equal(await endEventsOf(jobId), 1);
+  await settled();
+});

@@ -64,6 +64,11 @@ export interface RunObserver {
 export interface RunnerHooks {
   /** Test hook: called after the stage function returned, before anything is stored. */
   afterRun?(message: JobMessage): Promise<void> | void;
+  /**
+   * Test hook: called when the output is about to be stored (or passed on), with no in-progress
+   * ack running: a process that stalls here loses its message to ack_wait, as a frozen one does.
+   */
+  beforeStore?(message: JobMessage): Promise<void> | void;
   /** Test hook: called after the next step was published, before the input is acked. */
   beforeAck?(message: JobMessage): Promise<void> | void;
 }
@@ -330,6 +335,7 @@ export class StageRunner {
         continue;
       }
 
+      await this.options.hooks?.beforeStore?.(message);
       // Store what the next step (or the client) needs, while the step's fact is written.
       const [stored] = await Promise.all([this.storeOutput(message, stage.output, output, move === 'finish', digest), facts.confirmed()]);
       if (move === 'publish') {
@@ -343,11 +349,7 @@ export class StageRunner {
           result.url = `/api/jobs/${jobId}/result`;
         }
         const ended = await this.finish(msg, message, { status: 'done', result });
-        if (!ended) {
-          // Canceled or timed out at the last moment: the result it would have had goes.
-          if (stored.ref?.kind === 'blob') await this.bus.blobs.delete(stored.ref.name).catch(() => undefined);
-          log.info('job ended before its result was stored; result discarded');
-        }
+        if (!ended) await this.lostTheEnd(message, stored.ref, log);
       }
       await this.options.hooks?.beforeAck?.(message);
       // A plain ack: a lost one only means a redelivery, whose re-published facts and next step
@@ -397,6 +399,23 @@ export class StageRunner {
       clearTimeout(deadline);
       stopListening();
     }
+  }
+
+  /**
+   * The job ended otherwise while this run stored its result. Canceled or timed out at the last
+   * moment: the result it would have had goes. Done by another run of this step (a redelivery
+   * after this process stalled past ack_wait): the result blob has one name per job, so it is
+   * that run's result too, the one its end points to, and stays.
+   */
+  private async lostTheEnd(message: JobMessage, ref: BlobRef | FrameRef | undefined, log: Logger): Promise<void> {
+    if (ref?.kind !== 'blob') return;
+    const end = await this.bus.jobs.terminal(message.jobId, { fromLeader: true }).catch(() => undefined);
+    if (end === undefined || end?.type === 'job.done') {
+      log.info({ end: end?.type ?? 'unknown' }, 'another run of this step ended the job; its result stays');
+      return;
+    }
+    await this.bus.blobs.delete(ref.name).catch(() => undefined);
+    log.info({ end: end?.type }, 'job ended before its result was stored; result discarded');
   }
 
   /**
