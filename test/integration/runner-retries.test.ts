@@ -197,18 +197,27 @@ async function endEventsOf(jobId: string): Promise<number> {
   return info.state.subjects?.[subjects.endEvent(jobId)] ?? 0;
 }
 
-test('a bus that stops answering is waited out in the same delivery: more waits than max_deliver allows, then one result, attempt 1', async () => {
+/**
+ * Submits a job whose first run makes the events stream stop answering, and makes it answer
+ * again once the runner has waited for the bus `waits` times. Returns the job's id.
+ */
+async function submitIntoSilence(tag: string, plan: { left: number; retryable: boolean }, waits: number): Promise<string> {
   let answerAgain: (() => Promise<void>) | undefined;
   const waitsBefore = runner.waitsForBus;
-  failuresOf.set('outage', { left: 0, retryable: true, onFirstRun: async () => { answerAgain = await eventsStopAnswering(); } });
-  const jobId = await submit('outage');
+  failuresOf.set(tag, { ...plan, onFirstRun: async () => { answerAgain = await eventsStopAnswering(); } });
+  const jobId = await submit(tag);
   try {
-    // Each wait follows a publish that timed out; before, each was a retry that spent a delivery
-    // (max_deliver = MAX_ATTEMPTS + 2 = 5), and the job failed at its third.
-    await waitFor(() => runner.waitsForBus - waitsBefore >= 5 || undefined, 'five waits for the bus', 30_000);
+    await waitFor(() => runner.waitsForBus - waitsBefore >= waits || undefined, `${waits} waits for the bus`, 30_000);
   } finally {
     await answerAgain?.();
   }
+  return jobId;
+}
+
+test('a bus that stops answering is waited out in the same delivery: more waits than max_deliver allows, then one result, attempt 1', async () => {
+  // Each wait follows a publish that timed out; before, each was a retry that spent a delivery
+  // (max_deliver = MAX_ATTEMPTS + 2 = 5), and the job failed at its third.
+  const jobId = await submitIntoSilence('outage', { left: 0, retryable: true }, 5);
   const end = await endOf(jobId);
   assert.equal(end.type, 'job.done', JSON.stringify(end.error));
   assert.equal(end.result?.provenance[0]?.attempt, 1, 'no delivery spent on the outage');
@@ -220,15 +229,7 @@ test('a bus that stops answering is waited out in the same delivery: more waits 
 });
 
 test('a failure whose recording meets a bus that stops answering is recorded once, dead letter included, when it answers again', async () => {
-  let answerAgain: (() => Promise<void>) | undefined;
-  const waitsBefore = runner.waitsForBus;
-  failuresOf.set('bad-outage', { left: 99, retryable: false, onFirstRun: async () => { answerAgain = await eventsStopAnswering(); } });
-  const jobId = await submit('bad-outage');
-  try {
-    await waitFor(() => runner.waitsForBus - waitsBefore >= 3 || undefined, 'three waits for the bus', 30_000);
-  } finally {
-    await answerAgain?.();
-  }
+  const jobId = await submitIntoSilence('bad-outage', { left: 99, retryable: false }, 3);
   const end = await endOf(jobId);
   assert.equal(end.type, 'job.failed');
   assert.equal(end.error?.code, 'undecodable_image');
