@@ -18,7 +18,7 @@ import { ownerHash } from '../../lib/bus/job-store.js';
 import { isTerminalEvent } from '../../lib/shared/job-status.js';
 import { STREAMS, subjects } from '../../lib/bus/subjects.js';
 import { SHORT_PULLS } from '../../lib/bus/pulls.js';
-import { isBusOutage } from '../../lib/bus/nats-errors.js';
+import { isBusOutage, outageWaitMs } from '../../lib/bus/nats-errors.js';
 import { AppError, appError, toAppError } from '../../lib/shared/errors.js';
 import { toClientError } from '../client-error.js';
 import type { JobEvent, JobRecord, Owner, WsClientMessage, WsServerMessage } from '../../lib/shared/schema-types.js';
@@ -59,16 +59,18 @@ type Socket = WebSocket<Connection>;
 
 export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats(): GatewayStats; closeAll(): void } {
   const sockets = new Set<Socket>();
-  // Once the bus is whole again after a reconnect, every followed job gets a fresh feed from its
-  // last forwarded event (a restarted server lost the old ephemeral consumers).
   /** The edge is stopping: feeds end with the connection and are not made again. */
   const busClosing = () => deps.bus.nc.isClosed() || deps.bus.nc.isDraining();
   /** Restorations so far: a feed that was being opened across one is renewed once it is open. */
   let restorations = 0;
+  const renewLogged = (jobId: string, renew: () => Promise<void>) =>
+    void renew().catch((error) => deps.log.warn({ err: error, jobId }, 'event feed not renewed; the ordered consumer recovers by itself'));
+  // Once the bus is whole again after a reconnect, every followed job gets a fresh feed from its
+  // last forwarded event (a restarted server lost the old ephemeral consumers).
   deps.bus.topology.onRestored(() => {
     restorations++;
     for (const ws of sockets) {
-      for (const [jobId, sub] of ws.getUserData().subscriptions) void sub.renew().catch((error) => deps.log.warn({ err: error, jobId }, 'event feed not renewed; the ordered consumer recovers by itself'));
+      for (const [jobId, sub] of ws.getUserData().subscriptions) renewLogged(jobId, sub.renew);
     }
   });
   const outbox = new Outbox<Connection>({
@@ -307,7 +309,7 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
         } catch (error) {
           if (!isBusOutage(error) || data.closed || busClosing() || Date.now() > job.deadline) throw error;
           deps.log.warn({ err: error, jobId, tries: tries + 1 }, 'event feed not opened: the bus is away; trying again');
-          await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 250 * 2 ** tries)));
+          await new Promise((resolve) => setTimeout(resolve, outageWaitMs(tries)));
         }
       }
     };
@@ -342,7 +344,7 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
         // make again): the client is still owed the job's end, so a new feed follows on.
         await messages.close().catch(() => undefined);
         await new Promise((resolve) => setTimeout(resolve, 1000));
-        void renew().catch((error) => deps.log.warn({ err: error, jobId }, 'event feed not renewed'));
+        renewLogged(jobId, renew);
         return;
       }
       await close();
@@ -374,7 +376,7 @@ export function mountWebSocket(app: TemplatedApp, deps: GatewayDeps): { stats():
     }
     data.subscriptions.set(jobId, { close, renew });
     // The bus came back while the feed was being opened: it may be on the old connection's consumer.
-    if (restorations !== restorationsBefore) void renew().catch((error) => deps.log.warn({ err: error, jobId }, 'event feed not renewed; the ordered consumer recovers by itself'));
+    if (restorations !== restorationsBefore) renewLogged(jobId, renew);
     send(ws, { type: 'subscribed', jobId });
     // A resuming client saw job.accepted already.
     if (afterSeq === 0) forward({ type: 'job.accepted', jobId, at: job.createdAt, steps: job.pipeline.length }, false);

@@ -60,6 +60,13 @@ export function isBusOutage(error: unknown): boolean {
   return false;
 }
 
+/**
+ * How long to wait before trying again after the n-th outage in a row (0-based): 0.25, 0.5, 1,
+ * then every 2 s. Short at first (a nats-server restart is over in about a second), then slow
+ * enough that a long outage costs little. The stage runner and the WebSocket gateway use it.
+ */
+export const outageWaitMs = (outages: number): number => Math.min(2000, 250 * 2 ** outages);
+
 /** A request that no subscriber answered (the server's 503 status), bare or as a RequestError's cause. */
 export function isNoResponders(error: unknown): boolean {
   return error instanceof errors.NoRespondersError || (error instanceof errors.RequestError && error.isNoResponders());

@@ -38,7 +38,7 @@ import type { FindingGeometry, PreparedStage, StageDefinition, StageInput, Stage
 import { resolveParams } from './params.js';
 import { workBegins } from '../shared/idle-collection.js';
 import { SHORT_PULLS } from '../bus/pulls.js';
-import { isBusOutage } from '../bus/nats-errors.js';
+import { isBusOutage, outageWaitMs } from '../bus/nats-errors.js';
 
 const validateJobMessage = schemaValidator<JobMessage>('messages/job-message.schema.json');
 
@@ -102,12 +102,6 @@ export interface StageRunnerOptions {
 
 type Input = { frame?: Frame; encoded?: EncodedImage };
 const NO_GEOMETRY: ReadonlyMap<string, FindingGeometry> = new Map();
-/**
- * Waits for a bus that is away: 0.25, 0.5, 1, then every 2 s (each try after one is a re-run of
- * the step; a wait also ends once the topology is whole after a reconnect).
- */
-const BUS_WAIT_FIRST_MS = 250;
-const BUS_WAIT_MAX_MS = 2000;
 
 
 /** Where a job stands while this process works on it. */
@@ -379,7 +373,7 @@ export class StageRunner {
   /** Runs the stage function with the message kept alive and a cancel able to abort it. */
   private async runStage(msg: JsMsg, message: JobMessage, prepared: HostedStep['prepared'], input: StageInput, params: Record<string, unknown>, log: Logger): Promise<StageResult> {
     const abort = new AbortController();
-    const keepAlive = setInterval(() => msg.working(), Math.max(1000, Math.floor(this.config.ackWaitMs / 3)));
+    const stopKeeping = this.keepAlive(msg);
     const stopListening = this.options.ends.onEnd(message.jobId, (type) => abort.abort(new JobEnded(type)));
     const deadline = setTimeout(() => abort.abort(new JobEnded('timeout')), Math.max(0, message.deadline - Date.now()));
     try {
@@ -395,7 +389,7 @@ export class StageRunner {
       if (abort.signal.aborted && abort.signal.reason instanceof JobEnded) throw abort.signal.reason;
       throw error;
     } finally {
-      clearInterval(keepAlive);
+      stopKeeping();
       clearTimeout(deadline);
       stopListening();
     }
@@ -429,21 +423,17 @@ export class StageRunner {
     return isBusOutage(error) && !this.stopping && !this.bus.nc.isClosed() && !this.bus.nc.isDraining() && Date.now() < message.deadline;
   }
 
-  /** Waits before the next try (see BUS_WAIT_FIRST_MS), keeping the message with in-progress acks. */
+  /**
+   * Waits before the next try (outageWaitMs; each try after one is a re-run of the step), keeping
+   * the message with in-progress acks; the wait ends early once the topology is whole after a
+   * reconnect, or at stop().
+   */
   private async waitOutBus(msg: JsMsg, outage: number, log: Logger, error: unknown): Promise<void> {
-    const delay = Math.min(BUS_WAIT_MAX_MS, BUS_WAIT_FIRST_MS * 2 ** outage);
+    const delay = outageWaitMs(outage);
     this.busWaits++;
     this.options.observer?.waitedForBus?.();
     log.warn({ err: error, delay, waits: outage + 1 }, 'the bus is away; the step runs again in this delivery once it answers');
-    const keepAlive = () => {
-      try {
-        msg.working(); // buffered while disconnected, sent at the reconnect
-      } catch {
-        // closed for good: the stop that follows hands the message back
-      }
-    };
-    keepAlive();
-    const beat = setInterval(keepAlive, Math.max(1000, Math.floor(this.config.ackWaitMs / 3)));
+    const stopKeeping = this.keepAlive(msg, true);
     try {
       await new Promise<void>((resolve) => {
         const wake = () => {
@@ -457,7 +447,7 @@ export class StageRunner {
         this.stopWaits.signal.addEventListener('abort', wake, { once: true });
       });
     } finally {
-      clearInterval(beat);
+      stopKeeping();
     }
   }
 
@@ -466,6 +456,23 @@ export class StageRunner {
    * delivery) knows the stored end as its own instead of taking it for a racer's: the finished
    * run would otherwise delete the result blob that the stored end points to.
    */
+  /**
+   * Sends in-progress acks every third of ack_wait (and one at once when `now`: a wait for the
+   * bus may follow a long stall) until the returned function is called.
+   */
+  private keepAlive(msg: JsMsg, now = false): () => void {
+    const working = () => {
+      try {
+        msg.working(); // buffered while disconnected, sent at the reconnect
+      } catch {
+        // closed for good: the stop that follows hands the message back
+      }
+    };
+    if (now) working();
+    const beat = setInterval(working, Math.max(1000, Math.floor(this.config.ackWaitMs / 3)));
+    return () => clearInterval(beat);
+  }
+
   private finish(msg: JsMsg, message: JobMessage, outcome: Omit<Outcome, 'eventId'>) {
     const eventId = `${message.jobId}/${msg.info.streamSequence}.${msg.info.deliveryCount}`;
     return finishJob(this.bus, jobFacts(message), { ...outcome, eventId }, this.config.hostId);
